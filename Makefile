@@ -1,0 +1,49 @@
+# Two commands do all set-up on a fresh machine: `make test` and `make demo`. Both create their
+# virtualenvs themselves, idempotently: a stamp records what was installed from which constraints.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+# Airflow 3.3 (the main venv) and Airflow 2.11 (the compatibility venv), each from its own pins.
+VENV := .venv
+CONSTRAINTS := constraints/airflow-3.3.2-py3.11.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | sha1sum | cut -c1-12)
+VENV_AF2 := .venv-af2
+CONSTRAINTS_AF2 := constraints/airflow-2.11.2-py3.11.txt
+STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
+
+.PHONY: venv venv-af2 test test-af3 test-af2 demo lint format clean
+
+venv: $(STAMP)
+venv-af2: $(STAMP_AF2)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e '.[local,test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+$(STAMP_AF2): pyproject.toml $(CONSTRAINTS_AF2)
+	@test -x $(VENV_AF2)/bin/python || $(PYTHON) -m venv $(VENV_AF2)
+	$(VENV_AF2)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS_AF2) -e '.[local,test]'
+	@rm -f $(VENV_AF2)/.installed-* && touch $@
+
+# The whole suite on Airflow 3.3, then again on Airflow 2.11.
+test: lint test-af3 test-af2
+
+test-af3: venv
+	$(VENV)/bin/python -m pytest -q
+
+test-af2: venv-af2
+	$(VENV_AF2)/bin/python -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check airflow_provider_hfjobs tests example_dags benchmarks
+
+format: venv
+	$(VENV)/bin/ruff format airflow_provider_hfjobs tests example_dags benchmarks
+
+demo: venv
+	$(VENV)/bin/python -m airflow_provider_hfjobs.local.demo --dags-folder example_dags
+
+clean:
+	rm -rf $(VENV) $(VENV_AF2)

@@ -1,0 +1,60 @@
+"""Provider metadata for Airflow's provider discovery (entry point ``apache_airflow_provider``).
+
+Kept import-free: Airflow calls it while loading its own configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INTEGRATION = "Hugging Face Jobs"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-hfjobs",
+        "name": "Hugging Face Jobs",
+        "description": "Run commands, Docker images, Spaces and UV scripts on Hugging Face Jobs hardware "
+        "(CPU and GPU, billed by the second) as Airflow tasks.",
+        "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://huggingface.co/docs/huggingface_hub/guides/jobs",
+                "tags": ["service"],
+            }
+        ],
+        "operators": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.operators.hfjobs"]}
+        ],
+        "sensors": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.sensors.hfjobs"]}
+        ],
+        "hooks": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.hooks.hfjobs"]}
+        ],
+        "triggers": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.triggers.hfjobs"]}
+        ],
+        "extra-links": ["airflow_provider_hfjobs.links.hfjobs.HfJobLink"],
+        "connection-types": [
+            {
+                "connection-type": "hf_jobs",
+                "hook-class-name": "airflow_provider_hfjobs.hooks.hfjobs.HfJobsHook",
+                "hook-name": "Hugging Face Jobs",
+                "conn-fields": {
+                    "namespace": {
+                        "label": "Namespace",
+                        "description": "User or organization that owns the jobs. Empty: the token's user "
+                        "(resolved once through whoami).",
+                        "schema": {"type": ["string", "null"]},
+                    }
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"host": "Hub endpoint", "password": "HF token"},
+                    "placeholders": {"host": "https://huggingface.co", "password": "hf_..."},
+                },
+            }
+        ],
+    }

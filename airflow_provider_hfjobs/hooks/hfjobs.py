@@ -1,0 +1,809 @@
+"""``HfJobsHook``: the HF Jobs REST API over ``requests``, for operators, sensors and DAG code.
+
+Transport only: it reads the Airflow connection once, resolves the namespace once, sends requests with
+one retry policy and hands bytes to :mod:`airflow_provider_hfjobs.jobs` and
+:mod:`airflow_provider_hfjobs.sse`, which decide everything about the API. Method names and arguments are
+``huggingface_hub``'s (``run_job``, ``inspect_job``, ``fetch_job_logs``, ``cancel_job`` ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import requests
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
+
+from airflow_provider_hfjobs import __version__
+from airflow_provider_hfjobs.exceptions import (
+    HfJobsAPIError,
+    HfJobsBadRequestError,
+    HfJobsConnectionError,
+    HfJobsInputError,
+)
+from airflow_provider_hfjobs.jobs import (
+    CREATE_NOT_APPLIED_STATUS,
+    DEFAULT_ENDPOINT,
+    DEFAULT_UV_IMAGE,
+    SUBMISSION_LABEL,
+    HardwareInfo,
+    JobInfo,
+    JobStage,
+    RetryPolicy,
+    build_job_spec,
+    build_uv_command,
+    classify_uv_script,
+    default_uv_job_name,
+    error_for_response,
+    list_jobs_params,
+    namespace_from_whoami,
+    next_page_url,
+    parse_timestamp,
+    validate_job_id,
+    validate_namespace,
+)
+from airflow_provider_hfjobs.sse import LogLine, LogReconnect, LogStreamParser
+
+#: Read timeout of a followed log stream: four missed 30 s keep-alives, as ``huggingface_hub``.
+FOLLOW_READ_TIMEOUT = 120.0
+#: Read timeout of a non-followed log read: the replay arrives at once, then the stream idles.
+NO_FOLLOW_READ_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class HfJobsCredentials:
+    """Where and as whom to call the API. ``repr`` never shows the token."""
+
+    endpoint: str
+    token: str
+    namespace: str | None = None
+    source: str = "connection"
+
+    def __repr__(self) -> str:
+        return f"HfJobsCredentials(endpoint={self.endpoint!r}, namespace={self.namespace!r}, token=***)"
+
+
+def normalize_endpoint(host: str | None, port: int | None = None) -> str:
+    """The connection's host as an endpoint URL: empty → huggingface.co; no scheme → https."""
+    host = (host or "").strip().rstrip("/")
+    if not host:
+        return DEFAULT_ENDPOINT
+    if "://" not in host:
+        host = f"https://{host}"
+    if port and host.count(":") < 2:
+        host = f"{host}:{port}"
+    return host
+
+
+def credentials_from_connection(
+    host: str | None, port: int | None, password: str | None, extra: Mapping[str, Any] | None
+) -> HfJobsCredentials:
+    """Read an ``hf_jobs`` connection: host = Hub endpoint, password = token, extra ``namespace``."""
+    extra = extra or {}
+    token = (password or "").strip()
+    if not token:
+        raise HfJobsInputError(
+            "the Hugging Face connection has no token: put a token (hf_...) with write access in its password."
+        )
+    namespace = extra.get("namespace") or extra.get("extra__hf_jobs__namespace") or None
+    if namespace is not None:
+        validate_namespace(str(namespace))
+    endpoint = normalize_endpoint(host or extra.get("endpoint"), port)
+    return HfJobsCredentials(endpoint=endpoint, token=token, namespace=namespace)
+
+
+def credentials_from_environment(environ: Mapping[str, str], conn_id: str) -> HfJobsCredentials:
+    """Fallback like ``huggingface_hub``: ``HF_TOKEN`` and ``HF_ENDPOINT`` (and ``HF_JOBS_NAMESPACE``)."""
+    token = (environ.get("HF_TOKEN") or "").strip()
+    if not token:
+        raise HfJobsInputError(
+            f"no Airflow connection {conn_id!r} and no HF_TOKEN: create the connection (type hf_jobs, password "
+            "= your Hugging Face token) or set HF_TOKEN."
+        )
+    namespace = environ.get("HF_JOBS_NAMESPACE") or None
+    if namespace:
+        validate_namespace(namespace)
+    return HfJobsCredentials(
+        endpoint=normalize_endpoint(environ.get("HF_ENDPOINT")),
+        token=token,
+        namespace=namespace,
+        source="env",
+    )
+
+
+def user_agent() -> str:
+    return f"airflow-provider-hfjobs/{__version__}; python/{platform.python_version()}"
+
+
+class HfJobsHook(BaseHook):
+    """Talk to Hugging Face Jobs.
+
+    :param hf_conn_id: an ``hf_jobs`` connection (host = Hub endpoint, empty for huggingface.co; password =
+        token; extra ``namespace``). If the default connection does not exist, ``HF_TOKEN`` and
+        ``HF_ENDPOINT`` are used, as ``huggingface_hub`` does.
+    :param namespace: user or organization owning the jobs; overrides the connection's. When neither says,
+        it is resolved once through ``whoami`` (a heavily rate-limited endpoint) and cached.
+    :param retry_policy: when and how long to retry connection errors, 408, 429 and 5xx.
+    :param request_timeout: seconds to wait for a (non-streaming) answer.
+    """
+
+    conn_name_attr = "hf_conn_id"
+    default_conn_name = "hf_default"
+    conn_type = "hf_jobs"
+    hook_name = "Hugging Face Jobs"
+
+    def __init__(
+        self,
+        hf_conn_id: str = default_conn_name,
+        *,
+        namespace: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        request_timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.hf_conn_id = hf_conn_id
+        self._namespace = validate_namespace(namespace) if namespace else None
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.request_timeout = request_timeout
+
+    # ---------------------------------------------------------------------------------------- connection
+    @cached_property
+    def credentials(self) -> HfJobsCredentials:
+        """Read once: the connection (or the environment), with the token registered with the masker."""
+        try:
+            conn = self.get_connection(self.hf_conn_id)
+        except AirflowNotFoundException:
+            if self.hf_conn_id != self.default_conn_name:
+                raise HfJobsInputError(
+                    f"Airflow connection {self.hf_conn_id!r} does not exist: create it (type hf_jobs, password = "
+                    "your Hugging Face token) or pass hf_conn_id of an existing one."
+                ) from None
+            creds = credentials_from_environment(os.environ, self.hf_conn_id)
+        else:
+            creds = credentials_from_connection(conn.host, conn.port, conn.password, conn.extra_dejson)
+        mask_secret(creds.token)
+        return creds
+
+    @property
+    def endpoint(self) -> str:
+        return self.credentials.endpoint
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.update({"User-Agent": user_agent(), "Accept": "application/json"})
+        return session
+
+    def close(self) -> None:
+        if "session" in self.__dict__:
+            self.session.close()
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials.token}"}
+
+    @property
+    def namespace(self) -> str:
+        """The namespace jobs run in: hook argument, else connection extra, else ``whoami`` (once)."""
+        if self._namespace is None:
+            self._namespace = self.credentials.namespace or namespace_from_whoami(self.whoami())
+        return self._namespace
+
+    def _ns(self, namespace: str | None) -> str:
+        return validate_namespace(namespace) if namespace else self.namespace
+
+    # ------------------------------------------------------------------------------------------- transport
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        namespace: str | None = None,
+        job_id: str | None = None,
+        params: Any = None,
+        json_body: Any = None,
+        url: str | None = None,
+        retry: bool = True,
+    ) -> requests.Response:
+        """One request with the retry policy; an HTTP error becomes one provider exception."""
+        target = url or f"{self.endpoint}{path}"
+        attempt, waited = 0, 0.0
+        while True:
+            status: int | None = None
+            headers: Mapping[str, str] | None = None
+            try:
+                response = self.session.request(
+                    method,
+                    target,
+                    params=params,
+                    json=json_body,
+                    headers=self._auth(),
+                    timeout=self.request_timeout,
+                )
+            except requests.RequestException as exc:
+                failure: Exception = HfJobsConnectionError(
+                    f"Could not {action}: {self.endpoint} is unreachable ({type(exc).__name__})."
+                )
+            else:
+                if response.status_code < 400:
+                    return response
+                status, headers = response.status_code, response.headers
+                failure = error_for_response(
+                    status, response.content, headers, action=action, namespace=namespace, job_id=job_id
+                )
+            attempt += 1
+            delay = (
+                self.retry_policy.delay(attempt, status_code=status, headers=headers, waited=waited)
+                if retry
+                else None
+            )
+            if delay is None:
+                raise failure
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempt, delay)
+            time.sleep(delay)
+            waited += delay
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise HfJobsAPIError(
+                f"Could not {kwargs['action']}: the server answered HTTP {response.status_code} without JSON.",
+                status_code=response.status_code,
+            ) from None
+
+    # ------------------------------------------------------------------------------------------------ API
+    def whoami(self) -> dict[str, Any]:
+        """``GET /api/whoami-v2``: who the token belongs to."""
+        return self._json("GET", "/api/whoami-v2", action="check the token (whoami)")
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Airflow's "Test" button: one whoami call."""
+        try:
+            name = namespace_from_whoami(self.whoami())
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.endpoint} as {name}."
+
+    def run_job(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        flavor: str | None = None,
+        timeout: int | float | str | None = None,
+        labels: Mapping[str, str] | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+    ) -> JobInfo:
+        """Create a job (``POST /api/jobs/{namespace}``). Input is validated before anything is sent."""
+        spec = build_job_spec(
+            image=image, command=command, env=env, secrets=secrets, flavor=flavor, timeout=timeout, labels=labels,
+            name=name,
+        )  # fmt: skip
+        for value in (secrets or {}).values():
+            mask_secret(value)
+        return self._create_job(self._ns(namespace), spec)
+
+    def run_uv_job(
+        self,
+        script: str,
+        *,
+        script_args: list[str] | None = None,
+        dependencies: list[str] | None = None,
+        python: str | None = None,
+        image: str | None = None,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        flavor: str | None = None,
+        timeout: int | float | str | None = None,
+        labels: Mapping[str, str] | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+    ) -> JobInfo:
+        """Run a UV script: a local ``.py`` path, an http(s) URL, or inline Python source.
+
+        A URL is run by ``uv run <url>``. A local file or inline source travels inside the job spec
+        (base64 in an environment variable, decoded into the job's working directory): nothing is
+        uploaded to a Hub repo or bucket.
+        """
+        kind = classify_uv_script(script)
+        if kind == "url":
+            command, extra_env = build_uv_command(
+                script_args=script_args, dependencies=dependencies, python=python, script_url=script
+            )
+        else:
+            if kind == "file":
+                path = Path(script).expanduser()
+                if not path.is_file():
+                    raise HfJobsInputError(
+                        f"script file {script!r} does not exist: pass an existing .py path, an http(s) URL, or "
+                        "inline Python source."
+                    )
+                source, script_name = path.read_bytes(), path.name
+            else:
+                source, script_name = script.encode("utf-8"), "script.py"
+            command, extra_env = build_uv_command(
+                script_args=script_args, dependencies=dependencies, python=python, script_source=source,
+                script_name=script_name,
+            )  # fmt: skip
+        if env and set(env) & set(extra_env):
+            raise HfJobsInputError(f"env may not set {', '.join(extra_env)}: it carries the script.")
+        if name is None and not (labels and "name" in labels):
+            name = default_uv_job_name(script, list(script_args or []))
+        return self.run_job(
+            image=image or DEFAULT_UV_IMAGE, command=command, env={**(env or {}), **extra_env}, secrets=secrets,
+            flavor=flavor, timeout=timeout, labels=labels, namespace=namespace, name=name,
+        )  # fmt: skip
+
+    def _create_job(self, namespace: str, spec: dict[str, Any]) -> JobInfo:
+        """Send a create at most once in effect.
+
+        A create whose outcome is unknown (a 5xx, or a connection lost after sending) may have started the
+        job, so it is never blindly re-sent: first look the job up by its submission label, and re-send
+        only if it is not there. A refused connection, 408 or 429 means nothing was created.
+        """
+        labels = spec.setdefault("labels", {})
+        submission = labels.setdefault(SUBMISSION_LABEL, uuid.uuid4().hex)
+        url = f"{self.endpoint}/api/jobs/{quote(namespace)}"
+        action = f"create a job in namespace {namespace!r}"
+        attempt, waited = 0, 0.0
+        while True:
+            status: int | None = None
+            headers: Mapping[str, str] | None = None
+            try:
+                response = self.session.post(
+                    url, json=spec, headers=self._auth(), timeout=self.request_timeout
+                )
+            except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
+                applied, failure = False, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
+            except requests.ConnectionError as exc:
+                # Refused before sending: nothing was created. Anything else may have reached the server.
+                applied = not _connection_refused(exc)
+                failure = HfJobsConnectionError(f"Could not {action}: {self.endpoint} is unreachable.")
+            except requests.RequestException as exc:
+                applied, failure = True, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
+            else:
+                if response.status_code < 400:
+                    return JobInfo.from_api(response.json(), self.endpoint)
+                status, headers = response.status_code, response.headers
+                applied = status not in CREATE_NOT_APPLIED_STATUS and status >= 500
+                failure = error_for_response(
+                    status, response.content, headers, action=action, namespace=namespace
+                )
+                if status == 400 and isinstance(failure, HfJobsBadRequestError):
+                    failure = self._explain_bad_create(spec, failure)
+            attempt += 1
+            delay = self.retry_policy.delay(attempt, status_code=status, headers=headers, waited=waited)
+            if delay is None:
+                raise failure
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempt, delay)
+            time.sleep(delay)
+            waited += delay
+            if applied:
+                existing = next(
+                    iter(self.list_jobs(labels={SUBMISSION_LABEL: submission}, namespace=namespace)), None
+                )
+                if existing is not None:
+                    self.log.info(
+                        "The create did reach the server: job %s exists, not creating another.", existing.id
+                    )
+                    return existing
+
+    def _explain_bad_create(self, spec: Mapping[str, Any], error: HfJobsBadRequestError) -> HfJobsAPIError:
+        """A 400 on create is most often an unknown flavor: say so, with the valid ones."""
+        flavor = spec.get("flavor")
+        try:
+            valid = [hw.name for hw in self.list_jobs_hardware()]
+        except HfJobsAPIError:
+            return error
+        if flavor in valid or not valid:
+            return error
+        return HfJobsBadRequestError(
+            f"Unknown flavor {flavor!r}: use one of {', '.join(valid)}.",
+            status_code=error.status_code,
+            server_message=error.server_message,
+            request_id=error.request_id,
+        )
+
+    def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        """``GET /api/jobs/{namespace}/{id}``."""
+        ns = self._ns(namespace)
+        validate_job_id(job_id)
+        data = self._json(
+            "GET",
+            f"/api/jobs/{quote(ns)}/{job_id}",
+            action=f"inspect job {job_id}",
+            namespace=ns,
+            job_id=job_id,
+        )
+        return JobInfo.from_api(data, self.endpoint)
+
+    def list_jobs(
+        self,
+        *,
+        status: str | JobStage | Iterable[str | JobStage] | None = None,
+        labels: Mapping[str, str] | None = None,
+        namespace: str | None = None,
+    ) -> Iterator[JobInfo]:
+        """``GET /api/jobs/{namespace}``, filtered on the server by stage and labels, following ``Link`` pages."""
+        ns = self._ns(namespace)
+        params: Any = list_jobs_params(status, labels)
+        url: str | None = f"{self.endpoint}/api/jobs/{quote(ns)}"
+        while url:
+            response = self._send(
+                "GET", "", url=url, params=params, action=f"list jobs in {ns!r}", namespace=ns
+            )
+            for item in response.json():
+                yield JobInfo.from_api(item, self.endpoint)
+            url, params = next_page_url(response.headers.get("Link")), None
+
+    def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo | None:
+        """``POST /api/jobs/{namespace}/{id}/cancel``; returns the job if the server sent it back."""
+        ns = self._ns(namespace)
+        validate_job_id(job_id)
+        response = self._send(
+            "POST",
+            f"/api/jobs/{quote(ns)}/{job_id}/cancel",
+            action=f"cancel job {job_id}",
+            namespace=ns,
+            job_id=job_id,
+        )
+        try:
+            return JobInfo.from_api(response.json(), self.endpoint)
+        except ValueError:
+            return None
+
+    def list_jobs_hardware(self) -> list[HardwareInfo]:
+        """``GET /api/jobs/hardware``: flavors and their prices."""
+        return [
+            HardwareInfo.from_api(item)
+            for item in self._json("GET", "/api/jobs/hardware", action="list hardware")
+        ]
+
+    def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+        poll_interval: float = 5.0,
+    ) -> JobInfo:
+        """Poll until the job is terminal (``huggingface_hub.wait_for_job``); ``TimeoutError`` after ``timeout``."""
+        if poll_interval <= 0:
+            raise HfJobsInputError(f"poll_interval must be positive seconds; got {poll_interval!r}.")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.inspect_job(job_id, namespace=namespace)
+            if job.is_terminal:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.stage.value} after {timeout} s: {job.url}")
+            time.sleep(
+                poll_interval
+                if deadline is None
+                else max(0.0, min(poll_interval, deadline - time.monotonic()))
+            )
+
+    # ------------------------------------------------------------------------------------------------ logs
+    def fetch_job_logs(
+        self, job_id: str, *, namespace: str | None = None, follow: bool = False, tail: int | None = None
+    ) -> Iterator[str]:
+        """The job's output lines, as ``huggingface_hub.fetch_job_logs`` yields them, but each line exactly
+        once even when the stream is cut: a cut is always followed by a reconnect and a deduplicated replay,
+        even if the job has meanwhile finished (the official 2.4 client stops there and loses the rest)."""
+        for line in self.iter_job_log_lines(job_id, namespace=namespace, follow=follow, tail=tail):
+            yield line.text
+
+    def iter_job_log_lines(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        follow: bool = True,
+        tail: int | None = None,
+        cursor: int = 0,
+    ) -> Iterator[LogLine]:
+        """Log lines with their replay position; start at ``cursor`` to resume where another reader stopped.
+
+        With ``follow``, reads until the job is terminal: a stream that ends cleanly while the job is not
+        terminal is re-opened after a short pause; a stream that is cut is re-opened at once (within the
+        retry policy), whatever the stage. Without ``follow``, returns once the current log is drained.
+        """
+        ns = self._ns(namespace)
+        validate_job_id(job_id)
+        if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 0):
+            raise HfJobsInputError(f"tail must be a non-negative number of lines; got {tail!r}.")
+        url = f"{self.endpoint}/api/jobs/{quote(ns)}/{job_id}/logs"
+        parser = LogStreamParser(cursor)
+        reconnect = LogReconnect(self.retry_policy)
+        use_tail = tail is not None
+        read_timeout = FOLLOW_READ_TIMEOUT if follow else NO_FOLLOW_READ_TIMEOUT
+        while True:
+            parser.new_connection(tail=use_tail)
+            params = {"tail": tail} if use_tail else None
+            use_tail = False
+            try:
+                with self.session.get(
+                    url, params=params, headers={**self._auth(), "Accept": "text/event-stream"},
+                    stream=True, timeout=(10.0, read_timeout),
+                ) as response:  # fmt: skip
+                    if response.status_code >= 400:
+                        error = error_for_response(
+                            response.status_code, response.content, response.headers,
+                            action=f"read the logs of job {job_id}", namespace=ns, job_id=job_id,
+                        )  # fmt: skip
+                        time.sleep(reconnect.after_http_error(error))
+                        continue
+                    replay_end = _replay_end(response.headers.get("Date")) if not follow else None
+                    for chunk in response.iter_content(chunk_size=None):
+                        for line in parser.feed(chunk):
+                            if replay_end and line.timestamp and _after(line.timestamp, replay_end):
+                                return
+                            reconnect.progressed()
+                            yield line
+            except requests.exceptions.ReadTimeout:
+                if not follow:
+                    return  # the replay is drained; the stream only idles now
+                # No byte, not even a keep-alive, for minutes: the connection is dead. Re-open it.
+                self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
+                continue
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                delay = reconnect.after_cut(job_id, type(exc).__name__)
+                self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
+                time.sleep(delay)
+                continue
+            if not follow or self.inspect_job(job_id, namespace=ns).is_terminal:
+                return
+            time.sleep(reconnect.after_clean_end())
+
+    # ------------------------------------------------------------------------------- connection UI (2.11)
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Connection form for Airflow 2.11 (3.x reads ``ui-field-behaviour`` from provider info)."""
+        return {
+            "hidden_fields": ["schema", "port", "login", "extra"],
+            "relabeling": {"host": "Hub endpoint", "password": "HF token"},
+            "placeholders": {"host": "https://huggingface.co", "password": "hf_..."},
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra ``namespace`` field for the 2.11 form (3.x reads ``conn-fields``)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import StringField
+
+        return {"namespace": StringField(lazy_gettext("Namespace"), widget=BS3TextFieldWidget())}
+
+
+class HfJobsAsyncHook(BaseHook):
+    """The async twin of :class:`HfJobsHook` for triggers: ``httpx.AsyncClient``, no blocking call.
+
+    The connection is read with the async connection helper (a sync ``get_connection`` inside the
+    triggerer's event loop blocks it or fails). Use it as an async context manager so that one client,
+    and its connection pool, serves the whole trigger.
+    """
+
+    conn_name_attr = "hf_conn_id"
+    default_conn_name = "hf_default"
+    conn_type = "hf_jobs"
+    hook_name = "Hugging Face Jobs (async)"
+
+    def __init__(
+        self,
+        hf_conn_id: str = default_conn_name,
+        *,
+        namespace: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        request_timeout: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.hf_conn_id = hf_conn_id
+        self._namespace = validate_namespace(namespace) if namespace else None
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.request_timeout = request_timeout
+        self._credentials: HfJobsCredentials | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    async def get_credentials(self) -> HfJobsCredentials:
+        if self._credentials is None:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            try:
+                conn = await get_async_connection(self.hf_conn_id)
+            except AirflowNotFoundException:
+                if self.hf_conn_id != self.default_conn_name:
+                    raise HfJobsInputError(
+                        f"Airflow connection {self.hf_conn_id!r} does not exist."
+                    ) from None
+                creds = credentials_from_environment(os.environ, self.hf_conn_id)
+            else:
+                extra = await get_async_extra_dejson(conn)
+                creds = credentials_from_connection(conn.host, conn.port, conn.password, extra)
+            self._credentials = creds
+        return self._credentials
+
+    async def __aenter__(self) -> HfJobsAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _http(self) -> tuple[httpx.AsyncClient, HfJobsCredentials]:
+        creds = await self.get_credentials()
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                headers={"User-Agent": user_agent(), "Authorization": f"Bearer {creds.token}"},
+                timeout=self.request_timeout,
+            )
+        return self._client, creds
+
+    async def get_namespace(self) -> str:
+        if self._namespace is None:
+            creds = await self.get_credentials()
+            self._namespace = creds.namespace or namespace_from_whoami(
+                await self._json("GET", "/api/whoami-v2", action="check the token (whoami)")
+            )
+        return self._namespace
+
+    async def _json(
+        self, method: str, path: str, *, action: str, namespace: str | None = None, job_id: str | None = None
+    ) -> Any:
+        client, creds = await self._http()
+        attempt, waited = 0, 0.0
+        while True:
+            status: int | None = None
+            headers: Mapping[str, str] | None = None
+            try:
+                response = await client.request(method, f"{creds.endpoint}{path}")
+            except httpx.TransportError as exc:
+                failure: Exception = HfJobsConnectionError(
+                    f"Could not {action}: {creds.endpoint} is unreachable ({type(exc).__name__})."
+                )
+            else:
+                if response.status_code < 400:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        return None
+                status, headers = response.status_code, response.headers
+                failure = error_for_response(
+                    status, response.content, headers, action=action, namespace=namespace, job_id=job_id
+                )
+            attempt += 1
+            delay = self.retry_policy.delay(attempt, status_code=status, headers=headers, waited=waited)
+            if delay is None:
+                raise failure
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempt, delay)
+            await asyncio.sleep(delay)
+            waited += delay
+
+    async def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        ns = validate_namespace(namespace) if namespace else await self.get_namespace()
+        validate_job_id(job_id)
+        data = await self._json(
+            "GET",
+            f"/api/jobs/{quote(ns)}/{job_id}",
+            action=f"inspect job {job_id}",
+            namespace=ns,
+            job_id=job_id,
+        )
+        return JobInfo.from_api(data, (await self.get_credentials()).endpoint)
+
+    async def cancel_job(self, job_id: str, *, namespace: str | None = None) -> None:
+        ns = validate_namespace(namespace) if namespace else await self.get_namespace()
+        validate_job_id(job_id)
+        await self._json(
+            "POST",
+            f"/api/jobs/{quote(ns)}/{job_id}/cancel",
+            action=f"cancel job {job_id}",
+            namespace=ns,
+            job_id=job_id,
+        )
+
+    async def iter_job_log_lines(
+        self, job_id: str, *, namespace: str | None = None, cursor: int = 0
+    ) -> AsyncIterator[LogLine]:
+        """Follow the job's log until it is terminal, each line once, starting after ``cursor`` events.
+
+        Same rules as :meth:`HfJobsHook.iter_job_log_lines` (they share :class:`LogReconnect`).
+        """
+        ns = validate_namespace(namespace) if namespace else await self.get_namespace()
+        validate_job_id(job_id)
+        client, creds = await self._http()
+        url = f"{creds.endpoint}/api/jobs/{quote(ns)}/{job_id}/logs"
+        parser = LogStreamParser(cursor)
+        reconnect = LogReconnect(self.retry_policy)
+        timeout = httpx.Timeout(self.request_timeout, read=FOLLOW_READ_TIMEOUT)
+        while True:
+            parser.new_connection()
+            try:
+                async with client.stream(
+                    "GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout
+                ) as response:
+                    if response.status_code >= 400:
+                        error = error_for_response(
+                            response.status_code, await response.aread(), response.headers,
+                            action=f"read the logs of job {job_id}", namespace=ns, job_id=job_id,
+                        )  # fmt: skip
+                        await asyncio.sleep(reconnect.after_http_error(error))
+                        continue
+                    async for chunk in response.aiter_raw():
+                        for line in parser.feed(chunk):
+                            reconnect.progressed()
+                            yield line
+            except httpx.ReadTimeout:
+                self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
+                continue
+            except httpx.TransportError as exc:
+                delay = reconnect.after_cut(job_id, type(exc).__name__)
+                self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
+                await asyncio.sleep(delay)
+                continue
+            if (await self.inspect_job(job_id, namespace=ns)).is_terminal:
+                return
+            await asyncio.sleep(reconnect.after_clean_end())
+
+
+def _first_sentence(error: Exception) -> str:
+    return str(error).split(". ", 1)[0]
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError) or "NewConnectionError" in type(current).__name__:
+            return True
+        current = (
+            current.__cause__
+            or current.__context__
+            or (current.args[0] if current.args and isinstance(current.args[0], BaseException) else None)
+        )
+    return False
+
+
+def _replay_end(date_header: str | None) -> Any:
+    """No-follow cutoff, as the official client: events later than the response ``Date`` + 1 s are new."""
+    if not date_header:
+        return None
+    try:
+        moment = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return moment + timedelta(seconds=1)
+
+
+def _after(timestamp: str, moment: Any) -> bool:
+    try:
+        parsed = parse_timestamp(timestamp)
+    except ValueError:
+        return False
+    return parsed is not None and parsed > moment

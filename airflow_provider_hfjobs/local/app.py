@@ -1,0 +1,288 @@
+"""The local Jobs server's HTTP API: the routes of the HF Jobs REST API that the official clients use.
+
+Routes only; job records live in :mod:`.store`, processes in :mod:`.runner`, and the API's own rules
+(stages, labels, timestamps) in :mod:`airflow_provider_hfjobs.jobs`. Every response carries exactly one
+``Date`` header and an ``X-Request-Id``; errors are ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_provider_hfjobs.exceptions import HfJobsInputError
+from airflow_provider_hfjobs.jobs import JobStage, format_timestamp, validate_labels
+from airflow_provider_hfjobs.local.hardware import FLAVORS, HARDWARE
+from airflow_provider_hfjobs.local.runner import ProcessRunner
+from airflow_provider_hfjobs.local.store import JobRecord, JobStore, owner_id
+
+PAGE_SIZE = 50
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class ProtocolHeaders:
+    """ASGI middleware: one RFC 1123 ``Date`` (uvicorn's own is switched off) and an ``X-Request-Id``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"date", b"x-request-id")
+                ]
+                headers.append((b"date", formatdate(usegmt=True).encode()))
+                headers.append((b"x-request-id", f"Root=1-{secrets.token_hex(12)}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _validate_spec(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The create body, checked the way the Hub would; returns (spec without secrets, secrets)."""
+    if not isinstance(body, dict):
+        raise ValueError("Request body must be a JSON object")
+    images = [key for key in ("dockerImage", "spaceId") if body.get(key)]
+    if len(images) != 1:
+        raise ValueError("Exactly one of dockerImage and spaceId is required")
+    if not isinstance(body[images[0]], str):
+        raise ValueError(f"{images[0]} must be a string")
+    command = body.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(part, str) for part in command):
+        raise ValueError("command must be a non-empty array of strings")
+    arguments = body.get("arguments") or []
+    if not isinstance(arguments, list) or not all(isinstance(part, str) for part in arguments):
+        raise ValueError("arguments must be an array of strings")
+    for key in ("environment", "secrets"):
+        value = body.get(key) or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError(f"{key} must be an object of string values")
+    flavor = body.get("flavor") or "cpu-basic"
+    if flavor not in FLAVORS:
+        raise ValueError(f"Invalid flavor '{flavor}'. Valid flavors: {', '.join(sorted(FLAVORS))}")
+    timeout = body.get("timeoutSeconds")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0):
+        raise ValueError("timeoutSeconds must be a positive integer")
+    try:
+        labels = validate_labels(body.get("labels"))
+    except HfJobsInputError as exc:
+        raise ValueError(str(exc)) from None
+    spec = {key: value for key, value in body.items() if key != "secrets"}
+    spec.update(command=command, arguments=arguments, flavor=flavor, labels=labels)
+    spec["environment"] = dict(body.get("environment") or {})
+    return spec, dict(body.get("secrets") or {})
+
+
+def create_app(
+    *,
+    token: str,
+    namespace: str,
+    runner: ProcessRunner,
+    keepalive_interval: float = 30.0,
+    page_size: int = PAGE_SIZE,
+) -> Starlette:
+    """The Starlette app of one local server: one token, one namespace, jobs run by ``runner``."""
+    store = JobStore()
+    closing = asyncio.Event()
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        return secrets.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    def unauthorized() -> JSONResponse:
+        return error(401, "Invalid credentials in Authorization header")
+
+    def job_or_error(request: Request) -> JobRecord | JSONResponse:
+        if not authorized(request):
+            return unauthorized()
+        ns, job_id = request.path_params["namespace"], request.path_params["job_id"]
+        job = store.get(ns, job_id)
+        return job if job is not None else error(404, "Job not found")
+
+    async def whoami(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        return JSONResponse(
+            {
+                "type": "user",
+                "id": owner_id(namespace),
+                "name": namespace,
+                "fullname": namespace,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}},
+            }
+        )
+
+    async def hardware(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        return JSONResponse(HARDWARE)
+
+    async def create_job(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        ns = request.path_params["namespace"]
+        if ns != namespace:
+            return error(403, f"You don't have access to namespace {ns}")
+        try:
+            spec, secret_values = _validate_spec(json.loads(await request.body() or b"null"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, str(exc))
+        job = store.create(ns, spec, secret_values)
+        runner.start(job)
+        return JSONResponse(job.to_json())
+
+    async def list_jobs(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        ns = request.path_params["namespace"]
+        if ns != namespace:
+            return error(403, f"You don't have access to namespace {ns}")
+        query = request.query_params
+        labels: dict[str, str] = {}
+        for item in query.getlist("label"):
+            key, sep, value = item.partition("=")
+            if not sep:
+                return error(400, f"label filter {item!r} must be key=value")
+            labels[key] = value
+        stages = [stage.upper() for stage in query.getlist("stage")]
+        try:
+            offset = max(0, int(query.get("offset", "0")))
+        except ValueError:
+            return error(400, "offset must be an integer")
+        jobs = store.list(ns, stages, labels)
+        page = jobs[offset : offset + page_size]
+        response = JSONResponse([job.to_json() for job in page])
+        if offset + page_size < len(jobs):
+            params = [(k, v) for k, v in query.multi_items() if k != "offset"] + [
+                ("offset", str(offset + page_size))
+            ]
+            next_url = f"{request.url.replace(query=urlencode(params))}"
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
+        return response
+
+    async def inspect_job(request: Request) -> Response:
+        job = job_or_error(request)
+        return job if isinstance(job, Response) else JSONResponse(job.to_json())
+
+    async def cancel_job(request: Request) -> Response:
+        job = job_or_error(request)
+        if isinstance(job, Response):
+            return job
+        await runner.cancel(job)
+        return JSONResponse(job.to_json())
+
+    async def update_labels(request: Request) -> Response:
+        job = job_or_error(request)
+        if isinstance(job, Response):
+            return job
+        try:
+            body = json.loads(await request.body() or b"null")
+            labels = validate_labels(body.get("labels") if isinstance(body, dict) else None)
+        except (ValueError, HfJobsInputError) as exc:
+            return error(400, str(exc))
+        job.spec["labels"] = labels
+        return JSONResponse(job.to_json())
+
+    async def job_logs(request: Request) -> Response:
+        job = job_or_error(request)
+        if isinstance(job, Response):
+            return job
+        tail = request.query_params.get("tail")
+        try:
+            tail_lines = None if tail is None else max(0, int(tail))
+        except ValueError:
+            return error(400, "tail must be an integer")
+        return StreamingResponse(
+            _log_events(job, tail_lines),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    def _event(moment: float, text: str) -> bytes:
+        payload = json.dumps({"data": text, "timestamp": format_timestamp(moment)}, ensure_ascii=False)
+        return f"data: {payload}\n\n".encode()
+
+    async def _log_events(job: JobRecord, tail: int | None) -> AsyncIterator[bytes]:
+        """Marker, then the whole log (or its tail), then live lines until the job is terminal."""
+        yield _event(*job.marker())
+        sent = 0 if tail is None else max(0, len(job.log) - tail)
+        last_write = time.monotonic()
+        while True:
+            if sent < len(job.log):
+                batch = job.log[sent:]
+                sent += len(batch)
+                yield b"".join(_event(moment, text) for moment, text in batch)
+                last_write = time.monotonic()
+                continue
+            if job.stage.is_terminal or closing.is_set():
+                return
+            remaining = keepalive_interval - (time.monotonic() - last_write)
+            changed = remaining > 0 and await job.wait_changed(remaining)
+            if not changed and sent >= len(job.log) and not job.stage.is_terminal:
+                yield b": keep-alive\n\n"
+                last_write = time.monotonic()
+
+    async def not_found(request: Request) -> Response:
+        return error(404, "Not found")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.loop = asyncio.get_running_loop()
+        try:
+            yield
+        finally:
+            closing.set()
+            await runner.shutdown()
+            for job in store.all():
+                job.finish(JobStage.CANCELED, "Server stopped")
+
+    routes = [
+        Route("/api/whoami-v2", whoami),
+        Route("/api/jobs/hardware", hardware),  # before /api/jobs/{namespace}: same shape
+        Route("/api/jobs/{namespace}", create_job, methods=["POST"]),
+        Route("/api/jobs/{namespace}", list_jobs, methods=["GET"]),
+        Route("/api/jobs/{namespace}/{job_id}", inspect_job, methods=["GET"]),
+        Route("/api/jobs/{namespace}/{job_id}/logs", job_logs, methods=["GET"]),
+        Route("/api/jobs/{namespace}/{job_id}/cancel", cancel_job, methods=["POST"]),
+        Route("/api/jobs/{namespace}/{job_id}/labels", update_labels, methods=["PUT"]),
+        Route("/api/agent-harnesses", not_found),
+    ]
+    from starlette.exceptions import HTTPException
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        return error(status, "Not found" if status == 404 else str(getattr(exc, "detail", exc)))
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.add_middleware(ProtocolHeaders)
+    app.state.store = store
+    app.state.runner = runner
+    app.state.closing = closing
+    return app

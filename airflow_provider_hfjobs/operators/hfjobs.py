@@ -1,0 +1,385 @@
+"""``HfJobRunOperator`` and ``HfUvJobOperator``: a Hugging Face job as an Airflow task.
+
+Submit, push the job id and URL to XCom before waiting, then either follow the job here (its log lines
+go into the task log as they are printed) or defer to :class:`HfJobTrigger` so no worker slot is held
+while it runs. The task ends with the job: COMPLETED succeeds; ERROR, CANCELED and DELETED fail it with
+the stage, the server's message, the URL and the last log lines. The billed duration and its cost are
+logged and pushed with the final job info.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf, mask_secret
+
+from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, HfJobsInputError
+from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
+from airflow_provider_hfjobs.jobs import (
+    DEFAULT_UV_IMAGE,
+    TASK_INSTANCE_LABEL,
+    JobInfo,
+    classify_uv_script,
+    task_instance_labels,
+    validate_labels,
+)
+from airflow_provider_hfjobs.links.hfjobs import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, HfJobLink
+from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, EVENT_STATUSES, HfJobTrigger
+
+JOB_XCOM_KEY = "job"
+
+
+def validate_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A resumed task trusts nothing: a missing or unknown event fails it, never succeeds it."""
+    if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES or not event.get("job_id"):
+        raise HfJobsError(f"The trigger sent no valid event ({event!r:.200}); the job's outcome is unknown.")
+    return event
+
+
+def failure_message(
+    job_id: str, stage: str | None, message: str | None, url: str, log_lines: Sequence[str]
+) -> str:
+    head = f"Hugging Face job {job_id} ended {stage or 'unwatched'}"
+    head += f": {message}" if message else ""
+    text = f"{head}. {url}"
+    if log_lines:
+        text += f"\nLast {len(log_lines)} log lines:\n" + "\n".join(f"  {line}" for line in log_lines)
+    return text
+
+
+def defer_timeout(deadline: float | None, poll_interval: float) -> timedelta | None:
+    """Airflow's own deferral timeout, padded so the trigger's ``timeout`` event (which cancels the job)
+    arrives first: Airflow's timeout would fail the task and leave the job running."""
+    if deadline is None:
+        return None
+    return timedelta(seconds=max(0.0, deadline - time.time()) + max(60.0, 2 * poll_interval))
+
+
+def _first_try_of_run(context: Any, task: BaseOperator) -> bool:
+    """Is this the first try of the run, or the first after a clear (a fresh start, not a retry)?
+
+    Airflow sets ``max_tries = retries`` for a new run and ``max_tries = try_number + retries`` on a clear,
+    so only a retry has fewer than ``retries`` tries left after this one.
+    """
+    ti = context["ti"]
+    try:
+        return int(ti.max_tries) - int(ti.try_number) >= int(task.retries or 0) - 1
+    except (AttributeError, TypeError, ValueError):
+        return True
+
+
+class HfJobRunOperator(BaseOperator):
+    """Run a command on Hugging Face Jobs and wait for it.
+
+    :param image: Docker image (``python:3.12``, ``ghcr.io/...``) or Space (``hf.co/spaces/owner/name``).
+    :param command: the command and its arguments, as a list.
+    :param flavor: hardware, e.g. ``cpu-basic`` (default), ``t4-small``, ``a10g-small``, ``a100-large``, ``h200``.
+    :param env: environment variables (strings).
+    :param secrets: secret environment variables; values are masked everywhere in Airflow.
+    :param timeout: the job's own timeout: seconds or ``"90s"``, ``"30m"``, ``"1.5h"``, ``"2d"`` (default 30 min
+        on the Hub).
+    :param labels: labels to put on the job.
+    :param namespace: user or organization to run in (default: the connection's, or the token's user).
+    :param hf_conn_id: the ``hf_jobs`` connection.
+    :param wait_for_completion: wait for the job; ``False`` returns once it is submitted.
+    :param deferrable: wait in the triggerer instead of a worker (default ``[operators] default_deferrable``).
+    :param poll_interval: seconds between stage checks when logs are not followed.
+    :param stream_logs: copy the job's log lines into the task log while it runs.
+    :param cancel_on_kill: cancel the job when the task is killed or times out.
+    :param reattach: before submitting, look for a job this task instance started in an earlier try (by its
+        ``airflow-ti`` label) and watch it instead of starting a second one, if it is still live.
+    :param reuse_completed: on a retry, return a job of an earlier try that already COMPLETED instead of
+        running it again. A first try, or the first try after a clear, always runs anew.
+    """
+
+    template_fields: Sequence[str] = (
+        "image", "command", "flavor", "env", "secrets", "timeout", "labels", "namespace", "hf_conn_id",
+    )  # fmt: skip
+    template_fields_renderers = {"command": "json", "env": "json", "labels": "json", "secrets": "json"}
+    operator_extra_links = (HfJobLink(),)
+    ui_color = "#ffd21e"
+
+    def __init__(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        flavor: str | None = None,
+        env: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+        timeout: int | float | str | None = None,
+        labels: dict[str, str] | None = None,
+        namespace: str | None = None,
+        hf_conn_id: str = HfJobsHook.default_conn_name,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        stream_logs: bool = True,
+        cancel_on_kill: bool = True,
+        reattach: bool = True,
+        reuse_completed: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (
+            isinstance(poll_interval, bool)
+            or not isinstance(poll_interval, (int, float))
+            or poll_interval <= 0
+        ):
+            raise HfJobsInputError(
+                f"poll_interval must be a positive number of seconds; got {poll_interval!r}."
+            )
+        self.image = image
+        self.command = command
+        self.flavor = flavor
+        self.env = env
+        self.secrets = secrets
+        self.timeout = timeout
+        self.labels = labels
+        self.namespace = namespace
+        self.hf_conn_id = hf_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.stream_logs = stream_logs
+        self.cancel_on_kill = cancel_on_kill
+        self.reattach = reattach
+        self.reuse_completed = reuse_completed
+        self.job_id: str | None = None
+        self.job_namespace: str | None = None
+
+    # ------------------------------------------------------------------------------------------ plumbing
+    @cached_property
+    def hook(self) -> HfJobsHook:
+        return HfJobsHook(self.hf_conn_id, namespace=self.namespace or None)
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Register every secret value with the masker as soon as it is rendered, before anything is logged
+        or the rendered fields are stored."""
+        super().render_template_fields(context, jinja_env)
+        self._mask_secrets()
+
+    def _mask_secrets(self) -> None:
+        if isinstance(self.secrets, Mapping):
+            for value in self.secrets.values():
+                if isinstance(value, str) and value:
+                    mask_secret(value)
+
+    def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
+        return self.hook.run_job(
+            image=self.image, command=self.command, env=self.env, secrets=self.secrets, flavor=self.flavor,
+            timeout=self.timeout, labels=labels, namespace=self.namespace or None,
+        )  # fmt: skip
+
+    def _previous_job(self, context: Any, ti_label: str) -> JobInfo | None:
+        """The job an earlier try of this task instance started, if it should be reused (see ``reattach``)."""
+        earlier = sorted(
+            self.hook.list_jobs(labels={TASK_INSTANCE_LABEL: ti_label}, namespace=self.namespace or None),
+            key=lambda job: job.created_at.timestamp() if job.created_at else 0.0,
+            reverse=True,
+        )
+        live = [job for job in earlier if not job.is_terminal]
+        if live:
+            self.log.info(
+                "Re-attaching to Hugging Face job %s (%s), started by an earlier try.",
+                live[0].id,
+                live[0].stage.value,
+            )
+            return live[0]
+        if (
+            earlier
+            and earlier[0].stage.is_success
+            and self.reuse_completed
+            and not _first_try_of_run(context, self)
+        ):
+            self.log.info(
+                "Hugging Face job %s of an earlier try already COMPLETED; not running it again.",
+                earlier[0].id,
+            )
+            return earlier[0]
+        return None
+
+    # --------------------------------------------------------------------------------------------- flow
+    def execute(self, context: Any) -> str:
+        self._mask_secrets()
+        ti = context["ti"]
+        own = task_instance_labels(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1) or -1)
+        job = self._previous_job(context, own[TASK_INSTANCE_LABEL]) if self.reattach else None
+        if job is None:
+            job = self.submit_job(context, {**validate_labels(self.labels), **own})
+        self.job_id, self.job_namespace = job.id, job.owner_name or self.hook.namespace
+        ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
+        ti.xcom_push(key=JOB_URL_XCOM_KEY, value=job.url)
+        self.log.info("Hugging Face job %s: %s", job.id, job.url)
+        if not self.wait_for_completion:
+            return job.id
+        if self.deferrable:
+            return self._defer(context, job)
+        return self._follow(context, job)
+
+    def _follow(self, context: Any, job: JobInfo) -> str:
+        """Wait on this worker, copying log lines into the task log as they come."""
+        tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
+        if self.stream_logs:
+            try:
+                for line in self.hook.iter_job_log_lines(job.id, namespace=self.job_namespace, follow=True):
+                    self.log.info("%s", line.text)
+                    tail.append(line.text)
+            except HfJobsError as exc:
+                self.log.warning(
+                    "Could not stream the logs of job %s (%s); waiting for it instead.", job.id, exc
+                )
+        final = self.hook.wait_for_job(job.id, namespace=self.job_namespace, poll_interval=self.poll_interval)
+        return self._finish(context, final, list(tail))
+
+    def _replay_logs(self, job_id: str) -> list[str]:
+        """The whole log of a finished job into the task log (if ``stream_logs``); returns its tail."""
+        tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
+        try:
+            for line in self.hook.fetch_job_logs(job_id, namespace=self.job_namespace):
+                if self.stream_logs:
+                    self.log.info("%s", line)
+                tail.append(line)
+        except HfJobsError as exc:
+            self.log.warning("Could not read the logs of job %s: %s", job_id, exc)
+        return list(tail)
+
+    def _deadline(self, context: Any) -> float | None:
+        """``execution_timeout`` as a wall-clock deadline, anchored on the task's start (kept across resumes)."""
+        if not self.execution_timeout:
+            return None
+        start = getattr(context.get("ti"), "start_date", None)
+        begin = start.timestamp() if start is not None else time.time()
+        return begin + self.execution_timeout.total_seconds()
+
+    def _defer(self, context: Any, job: JobInfo) -> str:
+        current = self.hook.inspect_job(job.id, namespace=self.job_namespace)
+        if current.is_terminal:
+            # Finished before we could defer: no trigger needed, but still show its log.
+            return self._finish(context, current, self._replay_logs(job.id))
+        deadline = self._deadline(context)
+        self.defer(
+            trigger=HfJobTrigger(
+                job_id=job.id, namespace=self.job_namespace, hf_conn_id=self.hf_conn_id,
+                poll_interval=self.poll_interval, stream_logs=self.stream_logs, deadline=deadline,
+            ),
+            method_name="execute_complete",
+            timeout=defer_timeout(deadline, self.poll_interval),
+        )  # fmt: skip
+        raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> str:
+        event = validate_event(event)
+        self.job_id = event["job_id"]
+        self.job_namespace = self.job_namespace or self.hook.namespace
+        if event["status"] in ("timeout", "error") and event.get("stage") is None:
+            # We stopped watching a job that may still run (deadline, or the API became unreachable).
+            self._cancel(reason=event["status"])
+            raise HfJobFailedError(
+                failure_message(
+                    event["job_id"], None, event.get("message"), event.get("job_url", ""), event.get("log_lines") or []
+                ),
+                job_id=event["job_id"], stage=None, job_url=event.get("job_url", ""),
+            )  # fmt: skip
+        final = self.hook.inspect_job(event["job_id"], namespace=self.job_namespace)
+        return self._finish(context, final, list(event.get("log_lines") or []))
+
+    def _finish(self, context: Any, job: JobInfo, log_tail: list[str]) -> str:
+        info = job.to_dict()
+        billed = job.billed_seconds
+        info["billed_seconds"] = billed
+        info["cost_usd"] = self._cost(job, billed)
+        context["ti"].xcom_push(key=JOB_XCOM_KEY, value=info)
+        cost = f", about ${info['cost_usd']:.6f}" if info["cost_usd"] is not None else ""
+        seconds = f" after {billed:.1f} s billed" if billed is not None else ""
+        self.log.info("Hugging Face job %s %s on %s%s%s.", job.id, job.stage.value, job.flavor, seconds, cost)
+        if not job.stage.is_success:
+            raise HfJobFailedError(
+                failure_message(job.id, job.stage.value, job.message, job.url, log_tail),
+                job_id=job.id, stage=job.stage.value, job_url=job.url,
+            )  # fmt: skip
+        return job.id
+
+    def _cost(self, job: JobInfo, billed: float | None) -> float | None:
+        if billed is None or not job.flavor:
+            return None
+        try:
+            prices = {hw.name: hw for hw in self.hook.list_jobs_hardware()}
+        except HfJobsError as exc:
+            self.log.info("No price for flavor %s (%s).", job.flavor, exc)
+            return None
+        hardware = prices.get(job.flavor)
+        return round(hardware.cost_usd(billed), 8) if hardware else None
+
+    def _cancel(self, *, reason: str) -> None:
+        if not (self.cancel_on_kill and self.job_id):
+            return
+        try:
+            self.hook.cancel_job(self.job_id, namespace=self.job_namespace)
+            self.log.info("Cancelled Hugging Face job %s (%s).", self.job_id, reason)
+        except HfJobsError as exc:
+            self.log.warning("Could not cancel Hugging Face job %s: %s", self.job_id, exc)
+
+    def on_kill(self) -> None:
+        self._cancel(reason="task killed")
+
+
+class HfUvJobOperator(HfJobRunOperator):
+    """Run a UV script on Hugging Face Jobs and wait for it.
+
+    :param script: a local ``.py`` file (absolute, or relative to the DAG file), an http(s) URL, or inline
+        Python source. Local files and source travel inside the job spec; nothing is uploaded.
+    :param script_args: arguments for the script.
+    :param dependencies: extra requirements (``uv run --with``), on top of the script's PEP 723 header.
+    :param python: Python version for ``uv run --python``.
+    :param image: default ``ghcr.io/astral-sh/uv:python3.12-bookworm``.
+
+    Everything else as :class:`HfJobRunOperator`.
+    """
+
+    template_fields: Sequence[str] = (
+        "script", "script_args", "dependencies", "python", "image", "flavor", "env", "secrets", "timeout",
+        "labels", "namespace", "hf_conn_id",
+    )  # fmt: skip
+    template_fields_renderers = {
+        "script": "py", "script_args": "json", "dependencies": "json", "env": "json", "labels": "json",
+        "secrets": "json",
+    }  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        script: str,
+        script_args: list[str] | None = None,
+        dependencies: list[str] | None = None,
+        python: str | None = None,
+        image: str = DEFAULT_UV_IMAGE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image=image, command=[], **kwargs)
+        self.script = script
+        self.script_args = script_args
+        self.dependencies = dependencies
+        self.python = python
+
+    def _script_path(self, context: Any) -> str:
+        """A relative script path is relative to the DAG file, not to wherever the worker runs."""
+        script = self.script
+        if classify_uv_script(script) != "file" or Path(script).expanduser().is_absolute():
+            return script
+        dag = context.get("dag") or getattr(self, "dag", None)
+        fileloc = getattr(dag, "fileloc", None)
+        return str(Path(fileloc).parent / script) if fileloc else script
+
+    def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
+        return self.hook.run_uv_job(
+            self._script_path(context), script_args=self.script_args, dependencies=self.dependencies,
+            python=self.python, image=self.image, env=self.env, secrets=self.secrets, flavor=self.flavor,
+            timeout=self.timeout, labels=labels, namespace=self.namespace or None,
+        )  # fmt: skip

@@ -1,0 +1,259 @@
+"""The job log stream (``GET /api/jobs/{ns}/{id}/logs``), free of I/O.
+
+Two layers, bytes in and lines out, so that any transport can drive them (requests, httpx, a test):
+
+- :class:`SSEDecoder` — Server-Sent Events per the WHATWG rules the HF server uses: ``data:`` fields,
+  ``:`` comments (the 30 s keep-alive), LF/CR/CRLF line ends split anywhere across chunks, an event
+  dispatched at the blank line. An event cut off by a dropped connection is never dispatched.
+- :class:`LogStreamParser` — job log lines from those events, each exactly once across reconnects. The
+  server replays the whole log on every connection, so the parser counts every log event (the
+  ``===== Job started`` marker included, as ``huggingface_hub`` does) and skips that many on the next one.
+  The count is the *log cursor*: a plain int that can travel in trigger kwargs to resume elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsConnectionError
+from airflow_provider_hfjobs.jobs import JOB_STARTED_MARKER, RetryPolicy
+
+#: Longest log line handed on; longer lines are cut (Airflow 3 drops multi-MB lines: apache/airflow#66158).
+MAX_LOG_LINE_CHARS = 16_384
+#: Longest raw SSE line kept in memory; the rest of a longer line is discarded as it arrives.
+MAX_SSE_LINE_BYTES = 1 << 20
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched Server-Sent Event."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Incremental SSE decoder: ``feed(bytes)`` returns the events completed by that chunk."""
+
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_overflow", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self._skip_lf = False
+        self._overflow = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        if not chunk:
+            return events
+        if self._skip_lf:
+            # The previous chunk ended in CR: a LF opening this one belongs to that same CRLF.
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if self._overflow:
+            # Inside an over-long line: drop bytes until it ends, then handle the kept prefix.
+            end = _EOL.search(chunk)
+            if end is None:
+                return events
+            self._overflow = False
+            if (event := self._line(self._buffer)) is not None:
+                events.append(event)
+            self._buffer = b""
+            if end.group() == b"\r" and end.end() == len(chunk):
+                self._skip_lf = True
+            chunk = chunk[end.end() :]
+        buffer = self._buffer + chunk if self._buffer else chunk
+        lines = buffer.splitlines(keepends=True)
+        tail = lines[-1] if lines else b""
+        if tail and tail[-1:] not in (b"\n", b"\r"):
+            lines.pop()
+            if len(tail) > MAX_SSE_LINE_BYTES:
+                tail = tail[:MAX_SSE_LINE_BYTES]
+                self._overflow = True
+            self._buffer = tail
+        else:
+            self._buffer = b""
+            if tail.endswith(b"\r"):
+                self._skip_lf = True
+        for raw in lines:
+            if (event := self._line(raw.rstrip(b"\r\n"))) is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: bytes) -> SSEEvent | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = SSEEvent("\n".join(self._data), self._event or "message", self._id)
+            self._data = []
+            self._event = ""
+            return event
+        if line[:1] == b":":
+            return None  # a comment: the server's keep-alive
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        text = value.decode("utf-8", "replace")
+        if name == b"data":
+            self._data.append(text)
+        elif name == b"event":
+            self._event = text
+        elif name == b"id" and "\x00" not in text:
+            self._id = text
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of the job's output. ``index`` is its position in the server's replay (markers included)."""
+
+    index: int
+    text: str
+    timestamp: str | None
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= MAX_LOG_LINE_CHARS:
+        return text
+    return f"{text[:MAX_LOG_LINE_CHARS]} … [line cut: {len(text) - MAX_LOG_LINE_CHARS} more characters]"
+
+
+class LogStreamParser:
+    """Job log lines from successive ``/logs`` connections, each line exactly once.
+
+    ``cursor`` is how many log events (markers included) have been consumed from the full replay. Start a
+    parser with a cursor from an earlier one to resume. Call :meth:`new_connection` before feeding each
+    connection's bytes; ``tail=True`` says that connection asked ``?tail=N`` (whose start in the full log
+    is unknown), after which the next full replay is resumed at the last event seen, as the official
+    client does.
+    """
+
+    def __init__(self, cursor: int = 0) -> None:
+        if cursor < 0:
+            raise ValueError("cursor must be >= 0")
+        self.cursor: int | None = cursor
+        self._decoder = SSEDecoder()
+        self._seen = 0
+        self._tail = False
+        self._last: tuple[str, str | None] | None = None
+        self._resume_after: tuple[str, str | None] | None = None
+
+    def new_connection(self, *, tail: bool = False) -> None:
+        """Start over on a fresh connection (the server replays from the start, or from ``tail``)."""
+        self._decoder = SSEDecoder()
+        self._seen = 0
+        self._tail = tail
+        if tail:
+            self.cursor = None
+        elif self.cursor is None:
+            self._resume_after = self._last
+
+    def feed(self, chunk: bytes) -> list[LogLine]:
+        """New job lines completed by ``chunk`` (replayed ones skipped, markers dropped)."""
+        out: list[LogLine] = []
+        for event in self._decoder.feed(chunk):
+            line = self._event(event)
+            if line is not None:
+                out.append(line)
+        return out
+
+    def _event(self, event: SSEEvent) -> LogLine | None:
+        data = event.data
+        if event.event != "message" or not data.startswith("{"):
+            return None
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = {"data": data, "timestamp": None}  # cut by the decoder's line bound: keep it counted
+        if not isinstance(payload, dict):
+            return None
+        text = payload.get("data")
+        text = "" if text is None else str(text)
+        timestamp = payload.get("timestamp")
+        position = self._seen
+        self._seen += 1
+        if self.cursor is not None:
+            if position < self.cursor:
+                return None  # already delivered on an earlier connection
+            self.cursor = position + 1
+        elif self._resume_after is not None:
+            if (text, timestamp) == self._resume_after:
+                self._resume_after = None
+                self.cursor = position + 1
+                return None
+            if timestamp is None or self._resume_after[1] is None or timestamp <= self._resume_after[1]:
+                return None
+            # The last tail event is not in this replay: resume at the first later one.
+            self._resume_after = None
+            self.cursor = position + 1
+        self._last = (text, timestamp)
+        if text.startswith(JOB_STARTED_MARKER):
+            return None
+        return LogLine(position, _truncate(text), timestamp)
+
+
+def iter_log_lines(chunks: Iterator[bytes], parser: LogStreamParser) -> Iterator[LogLine]:
+    """Convenience for one connection: feed every chunk, yield lines as they complete."""
+    for chunk in chunks:
+        yield from parser.feed(chunk)
+
+
+class LogReconnect:
+    """When to re-open a followed log stream and how long to wait first: one rule for sync and async readers.
+
+    - lines arrived: the failure count resets;
+    - the stream was cut (connection reset, incomplete body): re-open within the retry policy, whatever
+      the job's stage, since only a replay can deliver what the cut lost;
+    - an HTTP error: retry it if the policy allows, else raise it;
+    - the stream ended cleanly: ask for the job's stage; if it is not terminal, re-open after a pause
+      that grows from ``min_pause`` to ``max_pause`` (the stage lags the last line by about a second).
+    """
+
+    def __init__(self, retry_policy: RetryPolicy, *, min_pause: float = 1.0, max_pause: float = 10.0) -> None:
+        self.retry_policy = retry_policy
+        self.min_pause = min_pause
+        self.max_pause = max_pause
+        self.failures = 0
+        self.waited = 0.0
+        self._pause = min_pause
+
+    def progressed(self) -> None:
+        self.failures, self.waited, self._pause = 0, 0.0, self.min_pause
+
+    def after_cut(self, job_id: str, problem: str) -> float:
+        """Seconds to wait before re-opening a cut stream; raises once the policy gives up."""
+        self.failures += 1
+        delay = self.retry_policy.delay(self.failures, waited=self.waited)
+        if delay is None:
+            raise HfJobsConnectionError(
+                f"Could not read the logs of job {job_id}: the stream kept failing ({problem})."
+            )
+        self.waited += delay
+        return delay
+
+    def after_http_error(self, error: HfJobsAPIError) -> float:
+        """Seconds to wait before retrying a refused stream request; raises ``error`` if not retryable."""
+        self.failures += 1
+        delay = self.retry_policy.delay(self.failures, status_code=error.status_code, waited=self.waited)
+        if delay is None:
+            raise error
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        self.waited += delay
+        return delay
+
+    def after_clean_end(self) -> float:
+        """Pause before re-opening a stream that ended while the job was not terminal."""
+        pause = self._pause
+        self._pause = min(self.max_pause, self._pause * 2)
+        return pause

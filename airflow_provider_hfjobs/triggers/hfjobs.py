@@ -1,0 +1,212 @@
+"""``HfJobTrigger``: watch a Hugging Face job from the triggerer, streaming its log into the task log.
+
+Fully async (one ``httpx.AsyncClient`` per trigger, async connection lookup), so one triggerer can watch
+thousands of jobs. It yields exactly one event. Its kwargs are plain values only — job id, namespace,
+connection id, poll interval, stream flag, deadline, log cursor — never a token or a secret: they are
+stored in the metadata DB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError
+from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
+from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
+
+#: Event statuses, by terminal stage. Anything else is an error.
+EVENT_STATUS = {
+    JobStage.COMPLETED: "success",
+    JobStage.ERROR: "error",
+    JobStage.CANCELED: "cancelled",
+    JobStage.DELETED: "cancelled",
+}
+EVENT_STATUSES = frozenset({"success", "error", "cancelled", "timeout"})
+#: How many of the job's last log lines travel in the event (for the failure message).
+EVENT_LOG_LINES = 20
+
+
+def job_event(
+    status: str,
+    job_id: str,
+    *,
+    stage: str | None,
+    message: str | None,
+    url: str,
+    log_lines: list[str],
+    cursor: int,
+) -> dict[str, Any]:
+    """The one event payload shape, plain JSON (trigger, operator and sensor build it the same way)."""
+    return {
+        "status": status,
+        "job_id": job_id,
+        "stage": stage,
+        "message": message,
+        "job_url": url,
+        "log_lines": list(log_lines),
+        "log_cursor": cursor,
+    }
+
+
+def event_from_job(job: JobInfo, log_lines: list[str], cursor: int) -> dict[str, Any]:
+    status = EVENT_STATUS.get(job.stage, "error")
+    return job_event(
+        status,
+        job.id,
+        stage=job.stage.value,
+        message=job.message,
+        url=job.url,
+        log_lines=log_lines,
+        cursor=cursor,
+    )
+
+
+class HfJobTrigger(BaseTrigger):
+    """Wait for a Hugging Face job to end.
+
+    :param job_id: the job to watch.
+    :param namespace: its namespace (resolved by the operator, so the trigger needs no whoami call).
+    :param hf_conn_id: the ``hf_jobs`` connection.
+    :param poll_interval: seconds between stage checks when not streaming logs.
+    :param stream_logs: follow the log stream and write each line to the task log.
+    :param deadline: wall-clock epoch seconds after which a ``timeout`` event is sent (from the task's
+        ``execution_timeout``); wall-clock, so it survives a triggerer restart.
+    :param log_cursor: log events already shown, so that a resumed trigger repeats none.
+    :param max_consecutive_errors: transient API failures tolerated in a row before an ``error`` event.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        namespace: str,
+        hf_conn_id: str = "hf_default",
+        poll_interval: float = 10.0,
+        stream_logs: bool = True,
+        deadline: float | None = None,
+        log_cursor: int = 0,
+        max_consecutive_errors: int = 5,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.namespace = namespace
+        self.hf_conn_id = hf_conn_id
+        self.poll_interval = float(poll_interval)
+        self.stream_logs = bool(stream_logs)
+        self.deadline = None if deadline is None else float(deadline)
+        self.log_cursor = int(log_cursor)
+        self.max_consecutive_errors = int(max_consecutive_errors)
+        self._tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "namespace": self.namespace,
+                "hf_conn_id": self.hf_conn_id,
+                "poll_interval": self.poll_interval,
+                "stream_logs": self.stream_logs,
+                "deadline": self.deadline,
+                "log_cursor": self.log_cursor,
+                "max_consecutive_errors": self.max_consecutive_errors,
+            },
+        )
+
+    def _hook(self) -> HfJobsAsyncHook:
+        return HfJobsAsyncHook(self.hf_conn_id, namespace=self.namespace)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        url = job_url("https://huggingface.co", self.namespace, self.job_id)
+        async with self._hook() as hook:
+            try:
+                url = job_url((await hook.get_credentials()).endpoint, self.namespace, self.job_id)
+                remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
+                async with asyncio.timeout(remaining):
+                    job = await self._watch(hook)
+            except TimeoutError:
+                yield TriggerEvent(
+                    job_event(
+                        "timeout",
+                        self.job_id,
+                        stage=None,
+                        url=url,
+                        log_lines=list(self._tail),
+                        cursor=self.log_cursor,
+                        message="the task's execution_timeout passed while the job was still running",
+                    )
+                )
+                return
+            except HfJobsError as exc:
+                yield TriggerEvent(
+                    job_event(
+                        "error",
+                        self.job_id,
+                        stage=None,
+                        message=str(exc),
+                        url=url,
+                        log_lines=list(self._tail),
+                        cursor=self.log_cursor,
+                    )
+                )
+                return
+        yield TriggerEvent(event_from_job(job, list(self._tail), self.log_cursor))
+
+    async def _watch(self, hook: HfJobsAsyncHook) -> JobInfo:
+        if self.stream_logs:
+            try:
+                async for line in hook.iter_job_log_lines(
+                    self.job_id, namespace=self.namespace, cursor=self.log_cursor
+                ):
+                    self.log.info("%s", line.text)
+                    self._tail.append(line.text)
+                    self.log_cursor = line.index + 1
+            except HfJobsError as exc:
+                if _is_permanent(exc):
+                    raise
+                # Logs are best effort: they never decide the outcome. Fall back to polling.
+                self.log.warning(
+                    "Could not stream the logs of job %s (%s); polling its stage instead.", self.job_id, exc
+                )
+        return await self._poll(hook)
+
+    async def _poll(self, hook: HfJobsAsyncHook) -> JobInfo:
+        failures = 0
+        last_stage: JobStage | None = None
+        while True:
+            try:
+                job = await hook.inspect_job(self.job_id, namespace=self.namespace)
+            except HfJobsError as exc:
+                failures += 1
+                if _is_permanent(exc) or failures > self.max_consecutive_errors:
+                    raise
+                self.log.warning(
+                    "Checking job %s failed (%s); %d/%d.",
+                    self.job_id,
+                    exc,
+                    failures,
+                    self.max_consecutive_errors,
+                )
+            else:
+                failures = 0
+                if job.is_terminal:
+                    return job
+                if job.stage is not last_stage:
+                    self.log.info(
+                        "Job %s is %s%s",
+                        self.job_id,
+                        job.stage.value,
+                        f": {job.message}" if job.message else "",
+                    )
+                    last_stage = job.stage
+            await asyncio.sleep(self.poll_interval)
+
+
+def _is_permanent(error: HfJobsError) -> bool:
+    """Errors that no retry mends: bad token, no access, no such job."""
+    return isinstance(error, HfJobsAPIError) and error.status_code in (401, 403, 404)

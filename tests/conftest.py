@@ -1,0 +1,20 @@
+"""Test-wide set-up: a throwaway AIRFLOW_HOME before anything imports Airflow."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="hfjobs-airflow-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(_HOME, "dags"))
+# The official client reads these at import time; tests pass endpoint and token explicitly instead.
+for _name in ("HF_TOKEN", "HF_ENDPOINT", "HF_JOBS_NAMESPACE"):
+    os.environ.pop(_name, None)
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_UPDATE_CHECK"] = "1"
+os.environ["HF_HOME"] = os.path.join(_HOME, "hf-home")

@@ -1,0 +1,55 @@
+"""Run real ``airflow`` commands in a throwaway AIRFLOW_HOME whose ``hf_default`` points at a Jobs server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+@dataclass
+class AirflowHome:
+    path: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.path,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def dags_test(self, dag_id: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return self.run("dags", "test", dag_id, timeout=timeout)
+
+
+def make_airflow_home(path: Path, server_url: str, token: str, *extra_dag_dirs: Path) -> AirflowHome:
+    """A fresh AIRFLOW_HOME with the example DAGs (and any extra ones), migrated once."""
+    dags = path / "dags"
+    shutil.copytree(REPO / "example_dags", dags, ignore=shutil.ignore_patterns("__pycache__"))
+    for extra in extra_dag_dirs:
+        for file in extra.glob("*.py"):
+            shutil.copy(file, dags / file.name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HF_"))}
+    env.update(
+        AIRFLOW_HOME=str(path),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW_CONN_HF_DEFAULT=json.dumps({"conn_type": "hf_jobs", "host": server_url, "password": token}),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONWARNINGS="ignore",
+    )
+    home = AirflowHome(path, env)
+    migrated = home.run("db", "migrate", timeout=180)
+    if migrated.returncode != 0:
+        raise RuntimeError(
+            f"airflow db migrate failed:\n{migrated.stdout[-3000:]}\n{migrated.stderr[-3000:]}"
+        )
+    return home

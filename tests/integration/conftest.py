@@ -1,0 +1,56 @@
+"""Integration fixtures: the local Jobs server on 127.0.0.1 and hooks whose connection points at it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_hfjobs.local import LocalJobsServer
+from tests.integration.faultproxy import FaultProxy
+
+TOKEN = "hf_integration_token_5f2c"
+NAMESPACE = "alice"
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalJobsServer]:
+    with LocalJobsServer(token=TOKEN, namespace=NAMESPACE, max_concurrency=8) as srv:
+        yield srv
+
+
+@pytest.fixture
+def proxy(server: LocalJobsServer) -> Iterator[FaultProxy]:
+    with FaultProxy(server.url) as fault_proxy:
+        yield fault_proxy
+
+
+def set_connection(
+    monkeypatch: pytest.MonkeyPatch, conn_id: str, host: str, token: str, **extra: str
+) -> None:
+    """An Airflow connection from an environment variable: no metadata DB needed."""
+    conn = {"conn_type": "hf_jobs", "host": host, "password": token, "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+@pytest.fixture
+def hook(server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch):
+    from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
+
+    set_connection(monkeypatch, "hf_local", server.url, TOKEN, namespace=NAMESPACE)
+    hook = HfJobsHook("hf_local")
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def proxied_hook(proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch):
+    """A hook that talks to the server through the fault proxy, with fast retries."""
+    from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
+    from airflow_provider_hfjobs.jobs import RetryPolicy
+
+    set_connection(monkeypatch, "hf_proxied", proxy.url, TOKEN, namespace=NAMESPACE)
+    hook = HfJobsHook("hf_proxied", retry_policy=RetryPolicy(max_retries=4, base_delay=0.05, max_delay=0.2))
+    yield hook
+    hook.close()

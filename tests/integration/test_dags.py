@@ -1,0 +1,107 @@
+"""Every example DAG, run for real with ``airflow dags test`` against the local Jobs server."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.integration.airflow_run import REPO, AirflowHome, make_airflow_home
+from tests.integration.conftest import TOKEN
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow_db]
+
+
+@pytest.fixture(scope="module")
+def airflow_home(server, tmp_path_factory) -> AirflowHome:
+    return make_airflow_home(
+        tmp_path_factory.mktemp("airflow-home"), server.url, TOKEN, REPO / "tests" / "dags"
+    )
+
+
+def output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def count(text: str, needle: str) -> int:
+    return sum(1 for line in text.splitlines() if needle in line)
+
+
+def test_example_dags_parse_without_import_errors(airflow_home: AirflowHome) -> None:
+    reserialized = airflow_home.run("dags", "reserialize")
+    assert reserialized.returncode == 0, output(reserialized)
+    result = airflow_home.run("dags", "list-import-errors", "--output", "json")
+    assert result.returncode == 0, output(result)
+    assert result.stdout.strip() in ("[]", "", "No data found"), result.stdout
+    listed = airflow_home.run("dags", "list", "--output", "json")
+    for dag_id in (
+        "hfjobs_quickstart",
+        "hfjobs_nightly_training",
+        "hfjobs_data_pipeline",
+        "hfjobs_fanout",
+        "hfjobs_sensor",
+    ):
+        assert dag_id in listed.stdout
+
+
+def test_quickstart_shows_each_job_line_once_sync_and_deferred(airflow_home: AirflowHome) -> None:
+    result = airflow_home.dags_test("hfjobs_quickstart")
+    text = output(result)
+    assert result.returncode == 0, text[-5000:]
+    # One job per task (sync, then deferred), each line exactly once per task.
+    assert count(text, "Hello from the cloud!") == 2, text[-5000:]
+    for step in (1, 2, 3):
+        assert count(text, f"step {step}/3 running on") == 2
+    assert "[DAG TEST] running trigger in line" in text or "Pausing task as DEFERRED" in text
+    assert len(set(re.findall(r"Hugging Face job ([0-9a-f]{24}): http", text))) == 2
+    assert count(text, "COMPLETED on cpu-basic") == 2
+
+
+def test_nightly_training_runs_the_uv_script_with_its_secret(airflow_home: AirflowHome) -> None:
+    result = airflow_home.dags_test("hfjobs_nightly_training")
+    text = output(result)
+    assert result.returncode == 0, text[-5000:]
+    assert count(text, "epoch 3/3") == 1
+    assert count(text, "HF token available: True") == 1
+    assert count(text, "COMPLETED on a10g-small") == 1
+
+
+def test_pipeline_gpu_step_between_cpu_steps(airflow_home: AirflowHome) -> None:
+    result = airflow_home.dags_test("hfjobs_data_pipeline")
+    text = output(result)
+    assert result.returncode == 0, text[-5000:]
+    for line in (
+        "prepared 100 rows",
+        "embedding HuggingFaceFW/fineweb-edu in batches of 64",
+        "published embeddings",
+    ):
+        assert count(text, line) == 1, line
+
+
+def test_fanout_maps_one_job_per_shard(airflow_home: AirflowHome) -> None:
+    result = airflow_home.dags_test("hfjobs_fanout")
+    text = output(result)
+    assert result.returncode == 0, text[-5000:]
+    for shard in ("00", "01", "02", "03"):
+        assert count(text, f"scored shard {shard}") == 1
+    assert count(text, "merged 4 shards") == 1
+
+
+def test_sensor_watches_a_job_submitted_by_another_task(airflow_home: AirflowHome) -> None:
+    result = airflow_home.dags_test("hfjobs_sensor")
+    text = output(result)
+    assert result.returncode == 0, text[-5000:]
+    for i in range(3):
+        assert count(text, f"evaluating {i}") == 1
+
+
+def test_failing_job_fails_its_task_with_url_and_log_tail(airflow_home: AirflowHome, server) -> None:
+    result = airflow_home.dags_test("hfjobs_failing")
+    text = output(result)
+    assert result.returncode != 0
+    assert "DagRun failed" in text
+    # Both tasks fail with the stage, the message, the URL and the log tail.
+    assert count(text, "ended ERROR: exit code 1") == 2, text[-5000:]
+    assert count(text, "Pausing task as DEFERRED") + count(text, "running trigger in line") >= 1
+    assert f"{server.url}/jobs/alice/" in text
+    assert "Last 2 log lines:" in text and "bad shard 7" in text

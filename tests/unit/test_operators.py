@@ -1,0 +1,260 @@
+"""Operator and sensor edges: event validation, the execute_complete matrix, deferral, masking and
+templating. Hooks are stand-ins here; tests/integration runs the same code against the local server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
+
+from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, HfJobsInputError
+from airflow_provider_hfjobs.jobs import HardwareInfo, JobInfo
+from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator, HfUvJobOperator, validate_event
+from airflow_provider_hfjobs.sensors.hfjobs import HfJobSensor
+from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+
+JOB_ID = "687fb701029421ae5549d998"
+URL = f"http://hub.test/jobs/alice/{JOB_ID}"
+
+
+def job(stage: str, message: str | None = None, flavor: str = "a10g-small") -> JobInfo:
+    return JobInfo.from_api(
+        {
+            "id": JOB_ID, "owner": {"id": "1", "name": "alice", "type": "user"}, "flavor": flavor,
+            "status": {"stage": stage, "message": message}, "durations": {"runningSecs": 120},
+        },
+        "http://hub.test",
+    )  # fmt: skip
+
+
+class FakeTI:
+    def __init__(self, try_number: int = 1, max_tries: int = 0) -> None:
+        self.xcom: dict[str, Any] = {}
+        self.start_date = None
+        self.dag_id, self.task_id, self.run_id, self.map_index = "dag", "t", "manual__1", -1
+        self.try_number, self.max_tries = try_number, max_tries
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def operator(**kwargs: Any) -> tuple[HfJobRunOperator, mock.MagicMock]:
+    op = HfJobRunOperator(task_id="t", image="python:3.12", command=["python", "-c", "1"], **kwargs)
+    hook = mock.MagicMock()
+    hook.namespace = "alice"
+    hook.list_jobs_hardware.return_value = [
+        HardwareInfo("a10g-small", "A10G small", "4 vCPU", "15 GB", None, 0.0166667, "minute")
+    ]
+    hook.list_jobs.return_value = []
+    op.__dict__["hook"] = hook
+    return op, hook
+
+
+def event(status: str, stage: str | None, **extra: Any) -> dict[str, Any]:
+    return {"status": status, "job_id": JOB_ID, "stage": stage, "message": None, "job_url": URL,
+            "log_lines": ["l1", "l2"], "log_cursor": 3, **extra}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bad", [None, {}, {"status": "weird", "job_id": JOB_ID}, {"status": "success"}, "success"]
+)
+def test_invalid_events_never_succeed(bad: Any) -> None:
+    with pytest.raises(HfJobsError, match="outcome is unknown"):
+        validate_event(bad)
+    op, _ = operator()
+    with pytest.raises(HfJobsError):
+        op.execute_complete({"ti": FakeTI()}, bad)
+
+
+def test_success_event_returns_job_id_and_pushes_job_with_cost() -> None:
+    op, hook = operator()
+    hook.inspect_job.return_value = job("COMPLETED")
+    ti = FakeTI()
+    assert op.execute_complete({"ti": ti}, event("success", "COMPLETED")) == JOB_ID
+    assert ti.xcom["job"]["stage"] == "COMPLETED" and ti.xcom["job"]["billed_seconds"] == 120
+    assert ti.xcom["job"]["cost_usd"] == pytest.approx(0.0333334, rel=1e-3)  # 2 min of A10G small at $1/h
+
+
+@pytest.mark.parametrize(
+    ("status", "stage"), [("error", "ERROR"), ("cancelled", "CANCELED"), ("cancelled", "DELETED")]
+)
+def test_failed_stage_fails_with_url_and_log_tail(status: str, stage: str) -> None:
+    op, hook = operator()
+    hook.inspect_job.return_value = job(stage, "exit code 1" if stage == "ERROR" else None)
+    with pytest.raises(HfJobFailedError) as info:
+        op.execute_complete({"ti": FakeTI()}, event(status, stage))
+    text = str(info.value)
+    assert stage in text and URL in text and "l1" in text and "l2" in text
+    hook.cancel_job.assert_not_called()
+
+
+@pytest.mark.parametrize("status", ["timeout", "error"])
+def test_unwatched_job_is_cancelled(status: str) -> None:
+    op, hook = operator()
+    with pytest.raises(HfJobFailedError):
+        op.execute_complete({"ti": FakeTI()}, event(status, None, message="gone"))
+    hook.cancel_job.assert_called_once_with(JOB_ID, namespace="alice")
+
+
+def test_cancel_on_kill_false_leaves_job_alone() -> None:
+    op, hook = operator(cancel_on_kill=False)
+    with pytest.raises(HfJobFailedError):
+        op.execute_complete({"ti": FakeTI()}, event("timeout", None))
+    op.job_id = JOB_ID
+    op.on_kill()
+    hook.cancel_job.assert_not_called()
+
+
+def test_on_kill_cancels_the_job() -> None:
+    op, hook = operator()
+    op.on_kill()
+    hook.cancel_job.assert_not_called()  # nothing submitted yet
+    op.job_id, op.job_namespace = JOB_ID, "alice"
+    op.on_kill()
+    hook.cancel_job.assert_called_once_with(JOB_ID, namespace="alice")
+
+
+def test_deferrable_pushes_xcom_then_defers_with_padded_timeout() -> None:
+    op, hook = operator(deferrable=True, poll_interval=7, execution_timeout=timedelta(minutes=10))
+    hook.run_job.return_value = job("SCHEDULING")
+    hook.inspect_job.return_value = job("RUNNING")
+    ti = FakeTI()
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({"ti": ti})
+    assert ti.xcom["job_id"] == JOB_ID and ti.xcom["job_url"] == URL
+    trigger = info.value.trigger
+    assert isinstance(trigger, HfJobTrigger) and trigger.job_id == JOB_ID and trigger.poll_interval == 7
+    assert trigger.deadline is not None
+    assert info.value.timeout > timedelta(minutes=10)  # padded past the trigger's own deadline
+
+
+def test_deferrable_finishes_inline_when_already_terminal() -> None:
+    op, hook = operator(deferrable=True)
+    hook.run_job.return_value = job("SCHEDULING")
+    hook.inspect_job.return_value = job("COMPLETED")
+    hook.fetch_job_logs.return_value = iter(["done"])
+    assert op.execute({"ti": FakeTI()}) == JOB_ID
+
+
+def test_fire_and_forget_returns_after_submit() -> None:
+    op, hook = operator(wait_for_completion=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    assert op.execute({"ti": FakeTI()}) == JOB_ID
+    hook.inspect_job.assert_not_called()
+
+
+def test_poll_interval_is_validated_at_parse_time() -> None:
+    for bad in (0, -1, True, "5"):
+        with pytest.raises(HfJobsInputError, match="poll_interval"):
+            HfJobRunOperator(task_id="t", image="python:3.12", command=["true"], poll_interval=bad)
+
+
+def test_secrets_are_masked_when_rendered(monkeypatch) -> None:
+    masked: list[str] = []
+    monkeypatch.setattr("airflow_provider_hfjobs.operators.hfjobs.mask_secret", masked.append)
+    op, _ = operator(secrets={"API_KEY": "{{ params.key }}"})
+    op.render_template_fields({"params": {"key": "s3cr3t-value"}})
+    assert op.secrets == {"API_KEY": "s3cr3t-value"} and "s3cr3t-value" in masked
+
+
+def test_rendered_secrets_field_is_redacted_by_airflow() -> None:
+    from airflow.providers.common.compat.sdk import redact
+
+    assert "s3cr3t-value" not in str(redact({"API_KEY": "s3cr3t-value"}, name="secrets"))
+
+
+def test_all_user_inputs_are_templated() -> None:
+    assert set(HfJobRunOperator.template_fields) >= {
+        "image", "command", "flavor", "env", "secrets", "timeout", "labels", "namespace", "hf_conn_id"
+    }  # fmt: skip
+    assert set(HfUvJobOperator.template_fields) >= {
+        "script",
+        "script_args",
+        "dependencies",
+        "python",
+        "secrets",
+    }
+
+
+def test_uv_relative_script_resolves_next_to_dag_file(tmp_path) -> None:
+    op = HfUvJobOperator(task_id="t", script="scripts/train.py")
+    dag = mock.MagicMock(fileloc=str(tmp_path / "dag.py"))
+    assert op._script_path({"dag": dag}) == str(tmp_path / "scripts" / "train.py")
+    op.script = "https://example.com/s.py"
+    assert op._script_path({"dag": dag}) == "https://example.com/s.py"
+
+
+def test_sensor_fails_on_failed_job_and_soft_fail_skips() -> None:
+    sensor = HfJobSensor(task_id="s", job_id=JOB_ID)
+    hook = mock.MagicMock()
+    hook.inspect_job.return_value = job("ERROR", "exit code 2")
+    sensor.__dict__["hook"] = hook
+    with pytest.raises(AirflowFailException, match="exit code 2"):
+        sensor.poke({"ti": FakeTI()})
+    hook.inspect_job.return_value = job("RUNNING")
+    assert sensor.poke({"ti": FakeTI()}) is False
+    hook.inspect_job.return_value = job("COMPLETED")
+    assert sensor.poke({"ti": FakeTI()}) is True
+
+
+def test_sensor_execute_complete_matrix() -> None:
+    sensor = HfJobSensor(task_id="s", job_id=JOB_ID)
+    assert sensor.execute_complete({}, event("success", "COMPLETED")) is None
+    for bad in (None, event("error", "ERROR"), event("timeout", None)):
+        with pytest.raises(AirflowFailException):
+            sensor.execute_complete({}, bad)
+
+
+def previous(stage: str, created: str) -> JobInfo:
+    info = job(stage)
+    info.created_at = JobInfo.from_api({"id": "x", "createdAt": created}).created_at
+    return info
+
+
+def test_submitted_job_carries_the_task_instance_labels() -> None:
+    op, hook = operator(labels={"team": "ml"}, wait_for_completion=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    op.execute({"ti": FakeTI()})
+    labels = hook.run_job.call_args.kwargs["labels"]
+    assert labels["team"] == "ml" and labels["airflow-dag"] == "dag" and labels["airflow-task"] == "t"
+    assert len(labels["airflow-ti"]) == 32
+
+
+def test_live_job_of_an_earlier_try_is_reattached_not_resubmitted() -> None:
+    op, hook = operator(wait_for_completion=False, retries=2)
+    hook.list_jobs.return_value = [
+        previous("ERROR", "2026-01-01T00:00:00Z"),
+        previous("RUNNING", "2026-01-01T01:00:00Z"),
+    ]
+    assert op.execute({"ti": FakeTI(try_number=2, max_tries=2)}) == JOB_ID
+    hook.run_job.assert_not_called()
+    assert hook.list_jobs.call_args.kwargs["labels"].keys() == {"airflow-ti"}
+
+
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "reuse", "resubmits"),
+    [
+        (2, 2, True, False),  # a retry: the earlier try's job already COMPLETED, keep its result
+        (2, 2, False, True),  # reuse_completed=False
+        (1, 2, True, True),  # first try of the run (retries=2 → max_tries=2)
+        (4, 5, True, True),  # first try after a clear (max_tries = 3 + retries)
+    ],
+)
+def test_completed_job_is_reused_only_on_a_retry(
+    try_number: int, max_tries: int, reuse: bool, resubmits: bool
+) -> None:
+    op, hook = operator(wait_for_completion=False, retries=2, reuse_completed=reuse)
+    hook.list_jobs.return_value = [previous("COMPLETED", "2026-01-01T00:00:00Z")]
+    hook.run_job.return_value = job("SCHEDULING")
+    op.execute({"ti": FakeTI(try_number=try_number, max_tries=max_tries)})
+    assert hook.run_job.called is resubmits
+
+
+def test_reattach_false_never_looks() -> None:
+    op, hook = operator(wait_for_completion=False, reattach=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    op.execute({"ti": FakeTI()})
+    hook.list_jobs.assert_not_called()

@@ -1,0 +1,150 @@
+"""HfJobTrigger: serialization and every event branch, with a stand-in async hook (unit edges only; the
+real HTTP path is covered in tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_hfjobs.exceptions import HfJobsConnectionError, HfJobsNotFoundError, HfJobsServerError
+from airflow_provider_hfjobs.hooks.hfjobs import HfJobsCredentials
+from airflow_provider_hfjobs.jobs import JobInfo
+from airflow_provider_hfjobs.sse import LogLine
+from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+
+JOB_ID = "687fb701029421ae5549d998"
+
+
+def job(stage: str, message: str | None = None) -> JobInfo:
+    return JobInfo.from_api(
+        {
+            "id": JOB_ID,
+            "owner": {"id": "1", "name": "alice", "type": "user"},
+            "status": {"stage": stage, "message": message},
+        },
+        "http://hub.test",
+    )
+
+
+class FakeHook:
+    """Plays back a script of log lines and inspect answers (values or exceptions)."""
+
+    def __init__(self, lines: list[str] | Exception = (), inspections: list[Any] = ()) -> None:
+        self.lines = lines
+        self.inspections = list(inspections)
+        self.cursors: list[int] = []
+        self.inspected = 0
+
+    async def __aenter__(self) -> FakeHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def get_credentials(self) -> HfJobsCredentials:
+        return HfJobsCredentials(endpoint="http://hub.test", token="hf_secret_token_value", namespace="alice")
+
+    async def iter_job_log_lines(self, job_id: str, *, namespace: str, cursor: int):
+        self.cursors.append(cursor)
+        if isinstance(self.lines, Exception):
+            raise self.lines
+        for index, text in enumerate(self.lines, start=1):
+            if index >= cursor:
+                yield LogLine(index, text, None)
+
+    async def inspect_job(self, job_id: str, *, namespace: str) -> JobInfo:
+        self.inspected += 1
+        answer = self.inspections.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def events(
+    trigger: HfJobTrigger, hook: FakeHook, monkeypatch: pytest.MonkeyPatch
+) -> list[dict[str, Any]]:
+    monkeypatch.setattr(trigger, "_hook", lambda: hook)
+    return [event.payload async for event in trigger.run()]
+
+
+def test_serialize_round_trip_holds_only_plain_values() -> None:
+    trigger = HfJobTrigger(
+        JOB_ID, "alice", "hf_conn", poll_interval=3, stream_logs=False, deadline=123.0, log_cursor=7
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_hfjobs.triggers.hfjobs.HfJobTrigger"
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert HfJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert not any("token" in key or "secret" in key for key in kwargs)
+
+
+@pytest.mark.parametrize(
+    ("stage", "status"),
+    [("COMPLETED", "success"), ("ERROR", "error"), ("CANCELED", "cancelled"), ("DELETED", "cancelled")],
+)
+async def test_terminal_stage_gives_one_event(stage: str, status: str, monkeypatch) -> None:
+    hook = FakeHook(["a", "b"], [job(stage, "exit code 1" if stage == "ERROR" else None)])
+    trigger = HfJobTrigger(JOB_ID, "alice")
+    (event,) = await events(trigger, hook, monkeypatch)
+    assert event["status"] == status and event["stage"] == stage
+    assert event["log_lines"] == ["a", "b"] and event["log_cursor"] == 3
+    assert event["job_url"] == f"http://hub.test/jobs/alice/{JOB_ID}"
+    json.dumps(event)
+
+
+async def test_resumed_trigger_starts_at_its_cursor(monkeypatch) -> None:
+    hook = FakeHook(["a", "b", "c"], [job("COMPLETED")])
+    (event,) = await events(HfJobTrigger(JOB_ID, "alice", log_cursor=3), hook, monkeypatch)
+    assert hook.cursors == [3] and event["log_lines"] == ["c"] and event["log_cursor"] == 4
+
+
+async def test_deadline_passed_gives_timeout_event(monkeypatch) -> None:
+    hook = FakeHook([], [job("RUNNING")] * 100)
+    trigger = HfJobTrigger(
+        JOB_ID, "alice", stream_logs=False, poll_interval=0.01, deadline=time.time() + 0.05
+    )
+    (event,) = await events(trigger, hook, monkeypatch)
+    assert event["status"] == "timeout" and event["stage"] is None
+
+
+async def test_transient_errors_are_tolerated_in_a_row(monkeypatch) -> None:
+    flaky = [
+        HfJobsServerError("boom", status_code=502),
+        HfJobsConnectionError("down"),
+        job("RUNNING"),
+        job("COMPLETED"),
+    ]
+    trigger = HfJobTrigger(JOB_ID, "alice", stream_logs=False, poll_interval=0.001, max_consecutive_errors=2)
+    (event,) = await events(trigger, FakeHook([], flaky), monkeypatch)
+    assert event["status"] == "success"
+
+
+async def test_too_many_errors_in_a_row_give_an_error_event(monkeypatch) -> None:
+    failing = [HfJobsConnectionError("down")] * 3
+    trigger = HfJobTrigger(JOB_ID, "alice", stream_logs=False, poll_interval=0.001, max_consecutive_errors=2)
+    (event,) = await events(trigger, FakeHook([], failing), monkeypatch)
+    assert event["status"] == "error" and event["stage"] is None and "down" in event["message"]
+
+
+async def test_permanent_error_is_not_retried(monkeypatch) -> None:
+    hook = FakeHook([], [HfJobsNotFoundError("job gone", status_code=404), job("COMPLETED")])
+    (event,) = await events(
+        HfJobTrigger(JOB_ID, "alice", stream_logs=False, poll_interval=0.001), hook, monkeypatch
+    )
+    assert event["status"] == "error" and hook.inspected == 1
+
+
+async def test_log_streaming_failure_falls_back_to_polling(monkeypatch) -> None:
+    hook = FakeHook(HfJobsConnectionError("stream kept failing"), [job("COMPLETED")])
+    (event,) = await events(HfJobTrigger(JOB_ID, "alice", poll_interval=0.001), hook, monkeypatch)
+    assert event["status"] == "success"
+
+
+async def test_trigger_logs_each_line_verbatim(monkeypatch, capsys) -> None:
+    hook = FakeHook(["100% done", "line with %s"], [job("COMPLETED")])
+    await events(HfJobTrigger(JOB_ID, "alice"), hook, monkeypatch)
+    out = capsys.readouterr().out  # Airflow 3 routes self.log through structlog to stdout
+    assert "100% done" in out and "line with %s" in out
