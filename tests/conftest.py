@@ -17,4 +17,5 @@ for _name in ("HF_TOKEN", "HF_ENDPOINT", "HF_JOBS_NAMESPACE"):
     os.environ.pop(_name, None)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_UPDATE_CHECK"] = "1"
+os.environ["HF_HUB_DISABLE_EXPERIMENTAL_WARNING"] = "1"
 os.environ["HF_HOME"] = os.path.join(_HOME, "hf-home")
