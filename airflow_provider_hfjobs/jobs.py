@@ -735,6 +735,33 @@ class RetryPolicy:
         return backoff
 
 
+class RetryAttempts:
+    """The attempts of one request under a :class:`RetryPolicy`: each failure either gives the seconds to
+    wait before the next attempt or raises the failure. One helper for every sync and async caller."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.failures = 0
+        self.waited = 0.0
+
+    def reset(self) -> None:
+        """Progress was made: the next failure is a first failure again."""
+        self.failures, self.waited = 0, 0.0
+
+    def after(
+        self, failure: Exception, *, status_code: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> float:
+        self.failures += 1
+        delay = self.policy.delay(self.failures, status_code=status_code, headers=headers, waited=self.waited)
+        if delay is None:
+            raise failure
+        asked = getattr(failure, "retry_after", None)
+        if headers is None and asked is not None:
+            delay = max(delay, asked)
+        self.waited += delay
+        return delay
+
+
 # ------------------------------------------------------------------------------------------ list and pages
 def list_jobs_params(
     status: str | JobStage | Iterable[str | JobStage] | None = None, labels: Mapping[str, str] | None = None

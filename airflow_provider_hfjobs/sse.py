@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsConnectionError
-from airflow_provider_hfjobs.jobs import JOB_STARTED_MARKER, RetryPolicy
+from airflow_provider_hfjobs.jobs import JOB_STARTED_MARKER, RetryAttempts, RetryPolicy
 
 #: Longest log line handed on; longer lines are cut (Airflow 3 drops multi-MB lines: apache/airflow#66158).
 MAX_LOG_LINE_CHARS = 16_384
@@ -220,37 +220,25 @@ class LogReconnect:
     """
 
     def __init__(self, retry_policy: RetryPolicy, *, min_pause: float = 1.0, max_pause: float = 10.0) -> None:
-        self.retry_policy = retry_policy
+        self.attempts = RetryAttempts(retry_policy)
         self.min_pause = min_pause
         self.max_pause = max_pause
-        self.failures = 0
-        self.waited = 0.0
         self._pause = min_pause
 
     def progressed(self) -> None:
-        self.failures, self.waited, self._pause = 0, 0.0, self.min_pause
+        self.attempts.reset()
+        self._pause = self.min_pause
 
     def after_cut(self, job_id: str, problem: str) -> float:
         """Seconds to wait before re-opening a cut stream; raises once the policy gives up."""
-        self.failures += 1
-        delay = self.retry_policy.delay(self.failures, waited=self.waited)
-        if delay is None:
-            raise HfJobsConnectionError(
-                f"Could not read the logs of job {job_id}: the stream kept failing ({problem})."
-            )
-        self.waited += delay
-        return delay
+        failure = HfJobsConnectionError(
+            f"Could not read the logs of job {job_id}: the stream kept failing ({problem})."
+        )
+        return self.attempts.after(failure)
 
     def after_http_error(self, error: HfJobsAPIError) -> float:
         """Seconds to wait before retrying a refused stream request; raises ``error`` if not retryable."""
-        self.failures += 1
-        delay = self.retry_policy.delay(self.failures, status_code=error.status_code, waited=self.waited)
-        if delay is None:
-            raise error
-        if error.retry_after is not None:
-            delay = max(delay, error.retry_after)
-        self.waited += delay
-        return delay
+        return self.attempts.after(error, status_code=error.status_code)
 
     def after_clean_end(self) -> float:
         """Pause before re-opening a stream that ended while the job was not terminal."""

@@ -41,6 +41,7 @@ from airflow_provider_hfjobs.jobs import (
     HardwareInfo,
     JobInfo,
     JobStage,
+    RetryAttempts,
     RetryPolicy,
     build_job_spec,
     build_uv_command,
@@ -127,17 +128,8 @@ def user_agent() -> str:
     return f"airflow-provider-hfjobs/{__version__}; python/{platform.python_version()}"
 
 
-class HfJobsHook(BaseHook):
-    """Talk to Hugging Face Jobs.
-
-    :param hf_conn_id: an ``hf_jobs`` connection (host = Hub endpoint, empty for huggingface.co; password =
-        token; extra ``namespace``). If the default connection does not exist, ``HF_TOKEN`` and
-        ``HF_ENDPOINT`` are used, as ``huggingface_hub`` does.
-    :param namespace: user or organization owning the jobs; overrides the connection's. When neither says,
-        it is resolved once through ``whoami`` (a heavily rate-limited endpoint) and cached.
-    :param retry_policy: when and how long to retry connection errors, 408, 429 and 5xx.
-    :param request_timeout: seconds to wait for a (non-streaming) answer.
-    """
+class _HfJobsHookBase(BaseHook):
+    """What the sync and async hooks share: connection identity, settings and credential rules."""
 
     conn_name_attr = "hf_conn_id"
     default_conn_name = "hf_default"
@@ -158,6 +150,34 @@ class HfJobsHook(BaseHook):
         self.retry_policy = retry_policy or RetryPolicy()
         self.request_timeout = request_timeout
 
+    def _credentials_from(self, conn: Any, extra: Mapping[str, Any] | None) -> HfJobsCredentials:
+        """Credentials from a looked-up connection, or (``conn`` None: not found) from the environment;
+        the token is registered with the secrets masker either way."""
+        if conn is None:
+            if self.hf_conn_id != self.default_conn_name:
+                raise HfJobsInputError(
+                    f"Airflow connection {self.hf_conn_id!r} does not exist: create it (type hf_jobs, password = "
+                    "your Hugging Face token) or pass hf_conn_id of an existing one."
+                )
+            creds = credentials_from_environment(os.environ, self.hf_conn_id)
+        else:
+            creds = credentials_from_connection(conn.host, conn.port, conn.password, extra)
+        mask_secret(creds.token)
+        return creds
+
+
+class HfJobsHook(_HfJobsHookBase):
+    """Talk to Hugging Face Jobs.
+
+    :param hf_conn_id: an ``hf_jobs`` connection (host = Hub endpoint, empty for huggingface.co; password =
+        token; extra ``namespace``). If the default connection does not exist, ``HF_TOKEN`` and
+        ``HF_ENDPOINT`` are used, as ``huggingface_hub`` does.
+    :param namespace: user or organization owning the jobs; overrides the connection's. When neither says,
+        it is resolved once through ``whoami`` (a heavily rate-limited endpoint) and cached.
+    :param retry_policy: when and how long to retry connection errors, 408, 429 and 5xx.
+    :param request_timeout: seconds to wait for a (non-streaming) answer.
+    """
+
     # ---------------------------------------------------------------------------------------- connection
     @cached_property
     def credentials(self) -> HfJobsCredentials:
@@ -165,16 +185,8 @@ class HfJobsHook(BaseHook):
         try:
             conn = self.get_connection(self.hf_conn_id)
         except AirflowNotFoundException:
-            if self.hf_conn_id != self.default_conn_name:
-                raise HfJobsInputError(
-                    f"Airflow connection {self.hf_conn_id!r} does not exist: create it (type hf_jobs, password = "
-                    "your Hugging Face token) or pass hf_conn_id of an existing one."
-                ) from None
-            creds = credentials_from_environment(os.environ, self.hf_conn_id)
-        else:
-            creds = credentials_from_connection(conn.host, conn.port, conn.password, conn.extra_dejson)
-        mask_secret(creds.token)
-        return creds
+            return self._credentials_from(None, None)
+        return self._credentials_from(conn, conn.extra_dejson)
 
     @property
     def endpoint(self) -> str:
@@ -219,10 +231,8 @@ class HfJobsHook(BaseHook):
     ) -> requests.Response:
         """One request with the retry policy; an HTTP error becomes one provider exception."""
         target = url or f"{self.endpoint}{path}"
-        attempt, waited = 0, 0.0
+        attempts = RetryAttempts(self.retry_policy if retry else RetryPolicy(max_retries=0))
         while True:
-            status: int | None = None
-            headers: Mapping[str, str] | None = None
             try:
                 response = self.session.request(
                     method,
@@ -236,24 +246,17 @@ class HfJobsHook(BaseHook):
                 failure: Exception = HfJobsConnectionError(
                     f"Could not {action}: {self.endpoint} is unreachable ({type(exc).__name__})."
                 )
+                delay = attempts.after(failure)
             else:
                 if response.status_code < 400:
                     return response
-                status, headers = response.status_code, response.headers
                 failure = error_for_response(
-                    status, response.content, headers, action=action, namespace=namespace, job_id=job_id
-                )
-            attempt += 1
-            delay = (
-                self.retry_policy.delay(attempt, status_code=status, headers=headers, waited=waited)
-                if retry
-                else None
-            )
-            if delay is None:
-                raise failure
-            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempt, delay)
+                    response.status_code, response.content, response.headers, action=action, namespace=namespace,
+                    job_id=job_id,
+                )  # fmt: skip
+                delay = attempts.after(failure, status_code=response.status_code, headers=response.headers)
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
             time.sleep(delay)
-            waited += delay
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -362,7 +365,7 @@ class HfJobsHook(BaseHook):
         submission = labels.setdefault(SUBMISSION_LABEL, uuid.uuid4().hex)
         url = f"{self.endpoint}/api/jobs/{quote(namespace)}"
         action = f"create a job in namespace {namespace!r}"
-        attempt, waited = 0, 0.0
+        attempts = RetryAttempts(self.retry_policy)
         while True:
             status: int | None = None
             headers: Mapping[str, str] | None = None
@@ -388,13 +391,9 @@ class HfJobsHook(BaseHook):
                 )
                 if status == 400 and isinstance(failure, HfJobsBadRequestError):
                     failure = self._explain_bad_create(spec, failure)
-            attempt += 1
-            delay = self.retry_policy.delay(attempt, status_code=status, headers=headers, waited=waited)
-            if delay is None:
-                raise failure
-            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempt, delay)
+            delay = attempts.after(failure, status_code=status, headers=headers)
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
             time.sleep(delay)
-            waited += delay
             if applied:
                 existing = next(
                     iter(self.list_jobs(labels={SUBMISSION_LABEL: submission}, namespace=namespace)), None
@@ -592,7 +591,7 @@ class HfJobsHook(BaseHook):
         return {"namespace": StringField(lazy_gettext("Namespace"), widget=BS3TextFieldWidget())}
 
 
-class HfJobsAsyncHook(BaseHook):
+class HfJobsAsyncHook(_HfJobsHookBase):
     """The async twin of :class:`HfJobsHook` for triggers: ``httpx.AsyncClient``, no blocking call.
 
     The connection is read with the async connection helper (a sync ``get_connection`` inside the
@@ -600,26 +599,9 @@ class HfJobsAsyncHook(BaseHook):
     and its connection pool, serves the whole trigger.
     """
 
-    conn_name_attr = "hf_conn_id"
-    default_conn_name = "hf_default"
-    conn_type = "hf_jobs"
     hook_name = "Hugging Face Jobs (async)"
-
-    def __init__(
-        self,
-        hf_conn_id: str = default_conn_name,
-        *,
-        namespace: str | None = None,
-        retry_policy: RetryPolicy | None = None,
-        request_timeout: float = 60.0,
-    ) -> None:
-        super().__init__()
-        self.hf_conn_id = hf_conn_id
-        self._namespace = validate_namespace(namespace) if namespace else None
-        self.retry_policy = retry_policy or RetryPolicy()
-        self.request_timeout = request_timeout
-        self._credentials: HfJobsCredentials | None = None
-        self._client: httpx.AsyncClient | None = None
+    _credentials: HfJobsCredentials | None = None
+    _client: httpx.AsyncClient | None = None
 
     async def get_credentials(self) -> HfJobsCredentials:
         if self._credentials is None:
@@ -631,15 +613,9 @@ class HfJobsAsyncHook(BaseHook):
             try:
                 conn = await get_async_connection(self.hf_conn_id)
             except AirflowNotFoundException:
-                if self.hf_conn_id != self.default_conn_name:
-                    raise HfJobsInputError(
-                        f"Airflow connection {self.hf_conn_id!r} does not exist."
-                    ) from None
-                creds = credentials_from_environment(os.environ, self.hf_conn_id)
+                self._credentials = self._credentials_from(None, None)
             else:
-                extra = await get_async_extra_dejson(conn)
-                creds = credentials_from_connection(conn.host, conn.port, conn.password, extra)
-            self._credentials = creds
+                self._credentials = self._credentials_from(conn, await get_async_extra_dejson(conn))
         return self._credentials
 
     async def __aenter__(self) -> HfJobsAsyncHook:
@@ -674,33 +650,28 @@ class HfJobsAsyncHook(BaseHook):
         self, method: str, path: str, *, action: str, namespace: str | None = None, job_id: str | None = None
     ) -> Any:
         client, creds = await self._http()
-        attempt, waited = 0, 0.0
+        attempts = RetryAttempts(self.retry_policy)
         while True:
-            status: int | None = None
-            headers: Mapping[str, str] | None = None
             try:
                 response = await client.request(method, f"{creds.endpoint}{path}")
             except httpx.TransportError as exc:
                 failure: Exception = HfJobsConnectionError(
                     f"Could not {action}: {creds.endpoint} is unreachable ({type(exc).__name__})."
                 )
+                delay = attempts.after(failure)
             else:
                 if response.status_code < 400:
                     try:
                         return response.json()
                     except ValueError:
                         return None
-                status, headers = response.status_code, response.headers
                 failure = error_for_response(
-                    status, response.content, headers, action=action, namespace=namespace, job_id=job_id
-                )
-            attempt += 1
-            delay = self.retry_policy.delay(attempt, status_code=status, headers=headers, waited=waited)
-            if delay is None:
-                raise failure
-            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempt, delay)
+                    response.status_code, response.content, response.headers, action=action, namespace=namespace,
+                    job_id=job_id,
+                )  # fmt: skip
+                delay = attempts.after(failure, status_code=response.status_code, headers=response.headers)
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
             await asyncio.sleep(delay)
-            waited += delay
 
     async def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         ns = validate_namespace(namespace) if namespace else await self.get_namespace()
