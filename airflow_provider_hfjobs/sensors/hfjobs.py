@@ -23,7 +23,8 @@ class HfJobSensor(BaseSensorOperator):
     :param job_id: the job to watch (templated, e.g. ``"{{ ti.xcom_pull('submit', key='job_id') }}"``).
     :param namespace: its namespace (default: the connection's, or the token's user).
     :param hf_conn_id: the ``hf_jobs`` connection.
-    :param stream_logs: copy the job's new log lines into the task log (at each poke, or live when deferred).
+    :param stream_logs: copy the job's log lines into the task log: new ones at each poke, live when
+        deferred, all at once at the end in reschedule mode.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     """
 
@@ -70,7 +71,9 @@ class HfJobSensor(BaseSensorOperator):
         if not self._url_pushed:
             context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=job.url)
             self._url_pushed = True
-        tail = self._show_new_lines()[-EVENT_LOG_LINES:] if self.stream_logs else []
+        # In reschedule mode every poke is a fresh instance with no cursor: show the log once, at the end.
+        show = self.stream_logs and (job.is_terminal or not self.reschedule)
+        tail = self._show_new_lines()[-EVENT_LOG_LINES:] if show else []
         if not job.is_terminal:
             self.log.info("Hugging Face job %s is %s.", job.id, job.stage.value)
             return False
