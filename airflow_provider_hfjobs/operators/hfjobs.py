@@ -268,6 +268,7 @@ class HfJobRunOperator(BaseOperator):
             trigger=HfJobTrigger(
                 job_id=job.id, namespace=self.job_namespace, hf_conn_id=self.hf_conn_id,
                 poll_interval=self.poll_interval, stream_logs=self.stream_logs, deadline=deadline,
+                cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
             timeout=defer_timeout(deadline, self.poll_interval),

@@ -79,6 +79,8 @@ class HfJobTrigger(BaseTrigger):
         ``execution_timeout``); wall-clock, so it survives a triggerer restart.
     :param log_cursor: log events already shown, so that a resumed trigger repeats none.
     :param max_consecutive_errors: transient API failures tolerated in a row before an ``error`` event.
+    :param cancel_on_kill: on Airflow >= 3.3, cancel the job when a user marks the deferred task failed or
+        success, or clears it (``on_kill``).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class HfJobTrigger(BaseTrigger):
         deadline: float | None = None,
         log_cursor: int = 0,
         max_consecutive_errors: int = 5,
+        cancel_on_kill: bool = True,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -101,6 +104,8 @@ class HfJobTrigger(BaseTrigger):
         self.deadline = None if deadline is None else float(deadline)
         self.log_cursor = int(log_cursor)
         self.max_consecutive_errors = int(max_consecutive_errors)
+        self.cancel_on_kill = bool(cancel_on_kill)
+        self._event_sent = False
         self._tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -115,6 +120,7 @@ class HfJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "log_cursor": self.log_cursor,
                 "max_consecutive_errors": self.max_consecutive_errors,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -130,6 +136,7 @@ class HfJobTrigger(BaseTrigger):
                 async with asyncio.timeout(remaining):
                     job = await self._watch(hook)
             except TimeoutError:
+                self._event_sent = True
                 yield TriggerEvent(
                     job_event(
                         "timeout",
@@ -143,6 +150,7 @@ class HfJobTrigger(BaseTrigger):
                 )
                 return
             except HfJobsError as exc:
+                self._event_sent = True
                 yield TriggerEvent(
                     job_event(
                         "error",
@@ -155,7 +163,48 @@ class HfJobTrigger(BaseTrigger):
                     )
                 )
                 return
+        self._event_sent = True
         yield TriggerEvent(event_from_job(job, list(self._tail), self.log_cursor))
+
+    async def on_kill(self) -> None:
+        """Airflow >= 3.3 calls this when a user marks the deferred task failed or success, or clears it:
+        the job would otherwise run on, unwatched and billed. Airflow 3.3.0 can also call it for a trigger
+        that is merely moving to another triggerer (apache/airflow#73454), so the task's state is checked
+        first: a task still DEFERRED keeps its job."""
+        if not self.cancel_on_kill or self._event_sent:
+            return
+        if await self._task_still_deferred():
+            self.log.info(
+                "Task is still deferred (trigger moving, apache/airflow#73454): job %s keeps running.",
+                self.job_id,
+            )
+            return
+        async with self._hook() as hook:
+            try:
+                await hook.cancel_job(self.job_id, namespace=self.namespace)
+            except HfJobsError as exc:
+                self.log.warning("Could not cancel Hugging Face job %s: %s", self.job_id, exc)
+                return
+        self.log.info("Cancelled Hugging Face job %s: its task was stopped.", self.job_id)
+
+    async def _task_still_deferred(self) -> bool:
+        """Ask Airflow for this task instance's state; ``False`` when it cannot tell (then the documented
+        meaning of ``on_kill``, a user action, wins)."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        try:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+            states = await asyncio.to_thread(
+                RuntimeTaskInstance.get_task_states,
+                dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id],
+            )  # fmt: skip
+        except Exception as exc:
+            self.log.info("Could not read the task's state (%s); treating on_kill as a user action.", exc)
+            return False
+        key = ti.task_id if (ti.map_index or -1) < 0 else f"{ti.task_id}_{ti.map_index}"
+        return str((states or {}).get(ti.run_id, {}).get(key, "")).lower() == "deferred"
 
     async def _watch(self, hook: HfJobsAsyncHook) -> JobInfo:
         if self.stream_logs:

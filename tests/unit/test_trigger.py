@@ -37,6 +37,7 @@ class FakeHook:
         self.inspections = list(inspections)
         self.cursors: list[int] = []
         self.inspected = 0
+        self.cancelled: list[str] = []
 
     async def __aenter__(self) -> FakeHook:
         return self
@@ -54,6 +55,9 @@ class FakeHook:
         for index, text in enumerate(self.lines, start=1):
             if index >= cursor:
                 yield LogLine(index, text, None)
+
+    async def cancel_job(self, job_id: str, *, namespace: str) -> None:
+        self.cancelled.append(job_id)
 
     async def inspect_job(self, job_id: str, *, namespace: str) -> JobInfo:
         self.inspected += 1
@@ -148,3 +152,60 @@ async def test_trigger_logs_each_line_verbatim(monkeypatch, capsys) -> None:
     await events(HfJobTrigger(JOB_ID, "alice"), hook, monkeypatch)
     out = capsys.readouterr().out  # Airflow 3 routes self.log through structlog to stdout
     assert "100% done" in out and "line with %s" in out
+
+
+class FakeTI:
+    dag_id, task_id, run_id = "dag", "train", "manual__1"
+
+    def __init__(self, map_index: int = -1) -> None:
+        self.map_index = map_index
+
+
+@pytest.mark.parametrize(
+    ("still_deferred", "cancel_on_kill", "event_sent", "cancels"),
+    [
+        (False, True, False, True),
+        (True, True, False, False),
+        (False, False, False, False),
+        (False, True, True, False),
+    ],
+)
+async def test_on_kill_cancels_only_a_job_nobody_watches(
+    still_deferred, cancel_on_kill, event_sent, cancels, monkeypatch
+) -> None:
+    hook = FakeHook()
+    trigger = HfJobTrigger(JOB_ID, "alice", cancel_on_kill=cancel_on_kill)
+    trigger._event_sent = event_sent
+    monkeypatch.setattr(trigger, "_hook", lambda: hook)
+
+    async def deferred() -> bool:
+        return still_deferred
+
+    monkeypatch.setattr(trigger, "_task_still_deferred", deferred)
+    await trigger.on_kill()
+    assert hook.cancelled == ([JOB_ID] if cancels else [])
+
+
+@pytest.mark.parametrize(
+    ("map_index", "states", "expected"),
+    [
+        (-1, {"manual__1": {"train": "deferred"}}, True),
+        (-1, {"manual__1": {"train": "failed"}}, False),
+        (2, {"manual__1": {"train_2": "deferred"}}, True),
+        (2, {"manual__1": {"train_1": "deferred", "train_2": "success"}}, False),
+    ],
+)
+async def test_task_state_check(map_index, states, expected, monkeypatch) -> None:
+    # Airflow 3 only: on 2.11 there is no trigger on_kill, and no task SDK to ask.
+    task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner")
+    RuntimeTaskInstance = task_runner.RuntimeTaskInstance
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(lambda **kwargs: states))
+    trigger = HfJobTrigger(JOB_ID, "alice")
+    trigger.task_instance = FakeTI(map_index)
+    assert await trigger._task_still_deferred() is expected
+
+
+async def test_task_state_unknown_means_user_action() -> None:
+    trigger = HfJobTrigger(JOB_ID, "alice")
+    assert await trigger._task_still_deferred() is False  # no task instance attached
