@@ -122,3 +122,19 @@ def test_failing_job_fails_its_task_with_url_and_log_tail(airflow_home: AirflowH
     assert count(text, "Pausing task as DEFERRED") + count(text, "running trigger in line") >= 1
     assert f"{server.url}/jobs/alice/" in text
     assert "Last 2 log lines:" in text and "bad shard 7" in text
+
+
+def test_retry_reattaches_to_the_live_job_instead_of_starting_another(
+    airflow_home: AirflowHome, server
+) -> None:
+    from huggingface_hub import HfApi
+
+    result = airflow_home.dags_test("hfjobs_retry")
+    text = output(result)
+    assert result.returncode == 0, text[-5000:]
+    assert count(text, "worker lost after submitting job") >= 1
+    assert count(text, "Re-attaching to Hugging Face job") == 1
+    jobs = list(
+        HfApi(endpoint=server.url, token=TOKEN).list_jobs(labels={"suite": "retry"}, namespace="alice")
+    )
+    assert len(jobs) == 1 and jobs[0].status.stage == "COMPLETED"
