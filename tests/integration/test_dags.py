@@ -138,3 +138,29 @@ def test_retry_reattaches_to_the_live_job_instead_of_starting_another(
         HfApi(endpoint=server.url, token=TOKEN).list_jobs(labels={"suite": "retry"}, namespace="alice")
     )
     assert len(jobs) == 1 and jobs[0].status.stage == "COMPLETED"
+
+
+CANARY_SECRET = "canary-secret-7Qf3xZ"
+
+
+def test_no_token_or_secret_leaks_anywhere(airflow_home: AirflowHome) -> None:
+    """A canary token (the connection password) and a canary secret (a Variable rendered into ``secrets``)
+    go through jobs on a worker, deferred, and failing. Then: not in the task/trigger output, not in the
+    metadata DB file (XCom, rendered fields, trigger kwargs, task instances), not in any log file."""
+    airflow_home.env["AIRFLOW_VAR_CANARY_SECRET"] = CANARY_SECRET
+    try:
+        result = airflow_home.dags_test("hfjobs_canary")
+    finally:
+        del airflow_home.env["AIRFLOW_VAR_CANARY_SECRET"]
+    text = output(result)
+    assert result.returncode != 0  # fails_with_secret fails, on purpose
+    assert count(text, f"key length {len(CANARY_SECRET)}") >= 3  # the jobs did get the secret
+    assert "ended ERROR: exit code 2" in text
+    haystacks = {"task output": text.encode()}
+    for path in airflow_home.path.rglob("*"):
+        if path.is_file() and (path.suffix in (".db", ".log", ".json") or "logs" in path.parts):
+            haystacks[str(path)] = path.read_bytes()
+    assert any(name.endswith("airflow.db") for name in haystacks)
+    for canary in (TOKEN, CANARY_SECRET):
+        leaks = [name for name, data in haystacks.items() if canary.encode() in data]
+        assert leaks == [], f"{canary[:6]}... found in {leaks}"
