@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.jobs import JobStage, format_timestamp, validate_labels
+from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import FLAVORS, HARDWARE
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.store import JobRecord, JobStore, owner_id
@@ -60,6 +62,50 @@ class ProtocolHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class InjectedCut(Exception):
+    """Raised inside a log stream to drop the connection mid-body (a ``cut`` fault)."""
+
+
+class _HideInjectedCuts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], InjectedCut))
+
+
+logging.getLogger("uvicorn.error").addFilter(_HideInjectedCuts())
+CUT_SCOPE_KEY = "hfjobs.cut_after_events"
+
+
+class FaultMiddleware:
+    """ASGI middleware applying :mod:`.faults` to API requests (never to the ``/_local`` control routes)."""
+
+    def __init__(self, app: ASGIApp, injector: FaultInjector) -> None:
+        self.app = app
+        self.injector = injector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_local/"):
+            await self.app(scope, receive, send)
+            return
+        fault = self.injector.take(scope["method"], scope["path"])
+        if fault is None:
+            await self.app(scope, receive, send)
+        elif fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+            await self.app(scope, receive, send)
+        elif fault.kind == "cut":
+            await self.app({**scope, CUT_SCOPE_KEY: fault.after_events}, receive, send)
+        else:
+            if fault.forward:  # the request happens; only its answer is lost
+
+                async def discard(message: Message) -> None:
+                    return None
+
+                await self.app(scope, receive, discard)
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+            response = JSONResponse({"error": "injected fault"}, status_code=fault.status, headers=headers)
+            await response(scope, receive, send)
 
 
 def _validate_spec(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -106,10 +152,12 @@ def create_app(
     runner: ProcessRunner,
     keepalive_interval: float = 30.0,
     page_size: int = PAGE_SIZE,
+    faults: FaultInjector | None = None,
 ) -> Starlette:
     """The Starlette app of one local server: one token, one namespace, jobs run by ``runner``."""
     store = JobStore()
     closing = asyncio.Event()
+    injector = faults or FaultInjector()
 
     def authorized(request: Request) -> bool:
         given = request.headers.get("authorization", "")
@@ -220,7 +268,7 @@ def create_app(
         except ValueError:
             return error(400, "tail must be an integer")
         return StreamingResponse(
-            _log_events(job, tail_lines),
+            _log_events(job, tail_lines, request.scope.get(CUT_SCOPE_KEY)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -229,16 +277,23 @@ def create_app(
         payload = json.dumps({"data": text, "timestamp": format_timestamp(moment)}, ensure_ascii=False)
         return f"data: {payload}\n\n".encode()
 
-    async def _log_events(job: JobRecord, tail: int | None) -> AsyncIterator[bytes]:
+    async def _log_events(job: JobRecord, tail: int | None, cut_after: int | None) -> AsyncIterator[bytes]:
         """Marker, then the whole log (or its tail), then live lines until the job is terminal."""
-        yield _event(*job.marker())
+        pending = [job.marker()]
         sent = 0 if tail is None else max(0, len(job.log) - tail)
+        emitted = 0
         last_write = time.monotonic()
         while True:
-            if sent < len(job.log):
-                batch = job.log[sent:]
-                sent += len(batch)
-                yield b"".join(_event(moment, text) for moment, text in batch)
+            pending += job.log[sent:]
+            sent = len(job.log)
+            if pending:
+                if cut_after is not None:
+                    if emitted + len(pending) >= cut_after:
+                        yield b"".join(_event(*entry) for entry in pending[: cut_after - emitted])
+                        raise InjectedCut(f"log stream of job {job.id} cut after {cut_after} events")
+                    emitted += len(pending)
+                yield b"".join(_event(moment, text) for moment, text in pending)
+                pending = []
                 last_write = time.monotonic()
                 continue
             if job.stage.is_terminal or closing.is_set():
@@ -248,6 +303,20 @@ def create_app(
             if not changed and sent >= len(job.log) and not job.stage.is_terminal:
                 yield b": keep-alive\n\n"
                 last_write = time.monotonic()
+
+    async def faults_control(request: Request) -> Response:
+        """``GET`` lists, ``POST`` adds (JSON fault), ``DELETE`` clears the injected faults."""
+        if not authorized(request):
+            return unauthorized()
+        if request.method == "POST":
+            try:
+                fault = Fault.from_json(json.loads(await request.body() or b"{}"))
+            except (ValueError, TypeError) as exc:
+                return error(400, str(exc))
+            injector.add(fault)
+        elif request.method == "DELETE":
+            injector.clear()
+        return JSONResponse([fault.to_json() for fault in injector.list()])
 
     async def not_found(request: Request) -> Response:
         return error(404, "Not found")
@@ -273,6 +342,7 @@ def create_app(
         Route("/api/jobs/{namespace}/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/api/jobs/{namespace}/{job_id}/labels", update_labels, methods=["PUT"]),
         Route("/api/agent-harnesses", not_found),
+        Route("/_local/faults", faults_control, methods=["GET", "POST", "DELETE"]),
     ]
     from starlette.exceptions import HTTPException
 
@@ -281,8 +351,10 @@ def create_app(
         return error(status, "Not found" if status == 404 else str(getattr(exc, "detail", exc)))
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.add_middleware(FaultMiddleware, injector=injector)
     app.add_middleware(ProtocolHeaders)
     app.state.store = store
     app.state.runner = runner
     app.state.closing = closing
+    app.state.faults = injector
     return app

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 
+from airflow_provider_hfjobs.local.faults import Fault
 from airflow_provider_hfjobs.local.server import DEFAULT_NAMESPACE, DEFAULT_TOKEN, LocalJobsServer
 
 
@@ -42,9 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_concurrency < 1:
         print("hfjobs-local: --max-concurrency must be at least 1", file=sys.stderr)
         return 2
+    try:
+        faults = [Fault.parse(spec) for spec in args.fault]
+    except ValueError as exc:
+        print(f"hfjobs-local: --fault: {exc}", file=sys.stderr)
+        return 2
     server = LocalJobsServer(
         host=args.host, port=args.port, token=args.token, namespace=args.namespace,
         max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval, work_dir=args.work_dir,
+        faults=faults,
     )  # fmt: skip
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from airflow_provider_hfjobs.local.app import create_app
+from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.runner import ProcessRunner, default_work_root
 
 DEFAULT_TOKEN = "hf_local_token"
@@ -36,6 +37,7 @@ class LocalJobsServer:
         keepalive_interval: float = 30.0,
         work_dir: str | None = None,
         start_timeout: float = 15.0,
+        faults: list[Fault] | None = None,
     ) -> None:
         self.host = host
         self.token = token
@@ -49,6 +51,9 @@ class LocalJobsServer:
         self._socket.bind((host, port))
         self.port: int = self._socket.getsockname()[1]
         self._max_concurrency = max_concurrency
+        self.faults = FaultInjector()
+        for fault in faults or []:
+            self.faults.add(fault)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -91,6 +96,13 @@ class LocalJobsServer:
         if self._owns_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def add_fault(self, fault: Fault) -> Fault:
+        """Inject a fault (see :mod:`airflow_provider_hfjobs.local.faults`); safe from any thread."""
+        return self.faults.add(fault)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
     def __enter__(self) -> LocalJobsServer:
         return self.start()
 
@@ -111,7 +123,7 @@ class _LazyApp:
             runner = ProcessRunner(*owner._runner_args)
             self._app = create_app(
                 token=owner.token, namespace=owner.namespace, runner=runner,
-                keepalive_interval=owner.keepalive_interval,
+                keepalive_interval=owner.keepalive_interval, faults=owner.faults,
             )  # fmt: skip
             owner.app = self._app
             owner.loop = asyncio.get_running_loop()

@@ -226,29 +226,34 @@ class HfJobRunOperator(BaseOperator):
     def _follow(self, context: Any, job: JobInfo) -> str:
         """Wait on this worker, copying log lines into the task log as they come."""
         tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
-        if self.stream_logs:
-            try:
-                for line in self.hook.iter_job_log_lines(job.id, namespace=self.job_namespace, follow=True):
-                    self.log.info("%s", line.text)
-                    tail.append(line.text)
-            except HfJobsError as exc:
-                self.log.warning(
-                    "Could not stream the logs of job %s (%s); waiting for it instead.", job.id, exc
-                )
+        cursor, complete = (
+            self._show_logs(job.id, tail, cursor=0, echo=True) if self.stream_logs else (0, True)
+        )
         final = self.hook.wait_for_job(job.id, namespace=self.job_namespace, poll_interval=self.poll_interval)
+        if not complete:
+            # The stream gave up early: the finished job's log is complete now, show what was missed.
+            self._show_logs(job.id, tail, cursor=cursor, echo=True)
         return self._finish(context, final, list(tail))
 
-    def _replay_logs(self, job_id: str) -> list[str]:
-        """The whole log of a finished job into the task log (if ``stream_logs``); returns its tail."""
-        tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
+    def _show_logs(self, job_id: str, tail: deque[str], *, cursor: int, echo: bool) -> tuple[int, bool]:
+        """Follow the job's log from ``cursor`` until the job is terminal, into the task log if ``echo``.
+
+        Best effort, never raises: returns the new cursor and whether the log was read to its end.
+        """
         try:
-            for line in self.hook.fetch_job_logs(job_id, namespace=self.job_namespace):
-                if self.stream_logs:
-                    self.log.info("%s", line)
-                tail.append(line)
+            for line in self.hook.iter_job_log_lines(
+                job_id, namespace=self.job_namespace, follow=True, cursor=cursor
+            ):
+                if echo:
+                    self.log.info("%s", line.text)
+                tail.append(line.text)
+                cursor = line.index + 1
         except HfJobsError as exc:
-            self.log.warning("Could not read the logs of job %s: %s", job_id, exc)
-        return list(tail)
+            self.log.warning(
+                "Could not read the logs of job %s (%s); waiting for the job instead.", job_id, exc
+            )
+            return cursor, False
+        return cursor, True
 
     def _deadline(self, context: Any) -> float | None:
         """``execution_timeout`` as a wall-clock deadline, anchored on the task's start (kept across resumes)."""
@@ -262,7 +267,9 @@ class HfJobRunOperator(BaseOperator):
         current = self.hook.inspect_job(job.id, namespace=self.job_namespace)
         if current.is_terminal:
             # Finished before we could defer: no trigger needed, but still show its log.
-            return self._finish(context, current, self._replay_logs(job.id))
+            tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
+            self._show_logs(job.id, tail, cursor=0, echo=self.stream_logs)
+            return self._finish(context, current, list(tail))
         deadline = self._deadline(context)
         self.defer(
             trigger=HfJobTrigger(
@@ -301,6 +308,13 @@ class HfJobRunOperator(BaseOperator):
         seconds = f" after {billed:.1f} s billed" if billed is not None else ""
         self.log.info("Hugging Face job %s %s on %s%s%s.", job.id, job.stage.value, job.flavor, seconds, cost)
         if not job.stage.is_success:
+            if not log_tail:  # logs were not followed: fetch the tail the failure message shows
+                try:
+                    log_tail = list(
+                        self.hook.fetch_job_logs(job.id, namespace=self.job_namespace, tail=EVENT_LOG_LINES)
+                    )
+                except HfJobsError as exc:
+                    self.log.info("Could not read the log tail of job %s: %s", job.id, exc)
             raise HfJobFailedError(
                 failure_message(job.id, job.stage.value, job.message, job.url, log_tail),
                 job_id=job.id, stage=job.stage.value, job_url=job.url,

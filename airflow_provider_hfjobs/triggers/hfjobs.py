@@ -207,22 +207,33 @@ class HfJobTrigger(BaseTrigger):
         return str((states or {}).get(ti.run_id, {}).get(key, "")).lower() == "deferred"
 
     async def _watch(self, hook: HfJobsAsyncHook) -> JobInfo:
-        if self.stream_logs:
-            try:
-                async for line in hook.iter_job_log_lines(
-                    self.job_id, namespace=self.namespace, cursor=self.log_cursor
-                ):
-                    self.log.info("%s", line.text)
-                    self._tail.append(line.text)
-                    self.log_cursor = line.index + 1
-            except HfJobsError as exc:
-                if _is_permanent(exc):
-                    raise
-                # Logs are best effort: they never decide the outcome. Fall back to polling.
-                self.log.warning(
-                    "Could not stream the logs of job %s (%s); polling its stage instead.", self.job_id, exc
-                )
-        return await self._poll(hook)
+        if not self.stream_logs:
+            return await self._poll(hook)
+        complete = await self._stream_logs(hook)
+        job = await self._poll(hook)
+        if not complete:
+            # The stream gave up early: the finished job's log is complete now, show what was missed.
+            await self._stream_logs(hook)
+        return job
+
+    async def _stream_logs(self, hook: HfJobsAsyncHook) -> bool:
+        """Follow the log from the cursor into the task log; ``False`` if it stopped early. Logs are best
+        effort: they never decide the outcome (only a permanent error, such as a 404, is raised)."""
+        try:
+            async for line in hook.iter_job_log_lines(
+                self.job_id, namespace=self.namespace, cursor=self.log_cursor
+            ):
+                self.log.info("%s", line.text)
+                self._tail.append(line.text)
+                self.log_cursor = line.index + 1
+        except HfJobsError as exc:
+            if _is_permanent(exc):
+                raise
+            self.log.warning(
+                "Could not stream the logs of job %s (%s); polling its stage instead.", self.job_id, exc
+            )
+            return False
+        return True
 
     async def _poll(self, hook: HfJobsAsyncHook) -> JobInfo:
         failures = 0

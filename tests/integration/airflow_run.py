@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,3 +54,23 @@ def make_airflow_home(path: Path, server_url: str, token: str, *extra_dag_dirs: 
             f"airflow db migrate failed:\n{migrated.stdout[-3000:]}\n{migrated.stderr[-3000:]}"
         )
     return home
+
+
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})[.,](\d{3})")
+
+
+def count(text: str, needle: str) -> int:
+    """Log records containing ``needle``. Airflow 2.11's ``dags test`` echoes each task log record through
+    two handlers (two formats, same millisecond): such echoes count once."""
+    seen: set[tuple[str, ...]] = set()
+    total = 0
+    for line in text.splitlines():
+        if needle not in line:
+            continue
+        stamp = _STAMP.search(line)
+        key = (*stamp.groups(), line[line.index(needle) :]) if stamp else None
+        if key is None or key not in seen:
+            total += 1
+        if key is not None:
+            seen.add(key)
+    return total

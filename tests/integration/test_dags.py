@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.integration.airflow_run import REPO, AirflowHome, make_airflow_home
+from tests.integration.airflow_run import REPO, AirflowHome, count, make_airflow_home
 from tests.integration.conftest import TOKEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow_db]
@@ -21,26 +21,6 @@ def airflow_home(server, tmp_path_factory) -> AirflowHome:
 
 def output(result) -> str:
     return result.stdout + result.stderr
-
-
-_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})[.,](\d{3})")
-
-
-def count(text: str, needle: str) -> int:
-    """Log records containing ``needle``. Airflow 2.11's ``dags test`` echoes each task log record through
-    two handlers (two formats, same millisecond): such echoes count once."""
-    seen: set[tuple[str, ...]] = set()
-    total = 0
-    for line in text.splitlines():
-        if needle not in line:
-            continue
-        stamp = _STAMP.search(line)
-        key = (*stamp.groups(), line[line.index(needle) :]) if stamp else None
-        if key is None or key not in seen:
-            total += 1
-        if key is not None:
-            seen.add(key)
-    return total
 
 
 def test_example_dags_parse_without_import_errors(airflow_home: AirflowHome) -> None:

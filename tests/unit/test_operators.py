@@ -14,6 +14,7 @@ from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, Hf
 from airflow_provider_hfjobs.jobs import HardwareInfo, JobInfo
 from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator, HfUvJobOperator, validate_event
 from airflow_provider_hfjobs.sensors.hfjobs import HfJobSensor
+from airflow_provider_hfjobs.sse import LogLine
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 
 JOB_ID = "687fb701029421ae5549d998"
@@ -135,8 +136,10 @@ def test_deferrable_finishes_inline_when_already_terminal() -> None:
     op, hook = operator(deferrable=True)
     hook.run_job.return_value = job("SCHEDULING")
     hook.inspect_job.return_value = job("COMPLETED")
-    hook.fetch_job_logs.return_value = iter(["done"])
-    assert op.execute({"ti": FakeTI()}) == JOB_ID
+    hook.iter_job_log_lines.return_value = iter([LogLine(1, "done", None)])
+    ti = FakeTI()
+    assert op.execute({"ti": ti}) == JOB_ID
+    hook.iter_job_log_lines.assert_called_once()
 
 
 def test_fire_and_forget_returns_after_submit() -> None:
@@ -258,3 +261,11 @@ def test_reattach_false_never_looks() -> None:
     hook.run_job.return_value = job("SCHEDULING")
     op.execute({"ti": FakeTI()})
     hook.list_jobs.assert_not_called()
+
+
+def test_failure_without_followed_logs_still_shows_the_log_tail() -> None:
+    op, hook = operator(stream_logs=False)
+    hook.inspect_job.return_value = job("ERROR", "exit code 1")
+    hook.fetch_job_logs.return_value = iter(["last words"])
+    with pytest.raises(HfJobFailedError, match="last words"):
+        op.execute_complete({"ti": FakeTI()}, event("error", "ERROR", log_lines=[]))

@@ -209,3 +209,18 @@ async def test_task_state_check(map_index, states, expected, monkeypatch) -> Non
 async def test_task_state_unknown_means_user_action() -> None:
     trigger = HfJobTrigger(JOB_ID, "alice")
     assert await trigger._task_still_deferred() is False  # no task instance attached
+
+
+async def test_log_stream_that_gives_up_is_caught_up_after_the_job_ends(monkeypatch) -> None:
+    class GivesUpOnce(FakeHook):
+        async def iter_job_log_lines(self, job_id: str, *, namespace: str, cursor: int):
+            self.cursors.append(cursor)
+            for index, text in enumerate(self.lines, start=1):
+                if index >= cursor:
+                    yield LogLine(index, text, None)
+                if len(self.cursors) == 1 and index == 2:
+                    raise HfJobsConnectionError("the stream kept failing")
+
+    hook = GivesUpOnce(["a", "b", "c", "d"], [job("COMPLETED")])
+    (event,) = await events(HfJobTrigger(JOB_ID, "alice", poll_interval=0.001), hook, monkeypatch)
+    assert hook.cursors == [0, 3] and event["log_lines"] == ["a", "b", "c", "d"] and event["log_cursor"] == 5
