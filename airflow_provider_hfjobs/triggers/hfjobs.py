@@ -173,6 +173,12 @@ class HfJobTrigger(BaseTrigger):
         first: a task still DEFERRED keeps its job."""
         if not self.cancel_on_kill or self._event_sent:
             return
+        # The triggerer may cancel on_kill itself again on its next loop while it awaits the supervisor or the
+        # API; the work runs as its own task, shielded, so that the job does get cancelled.
+        self._kill_task = asyncio.ensure_future(self._cancel_unwatched_job())
+        await asyncio.shield(self._kill_task)
+
+    async def _cancel_unwatched_job(self) -> None:
         if await self._task_still_deferred():
             self.log.info(
                 "Task is still deferred (trigger moving, apache/airflow#73454): job %s keeps running.",
@@ -194,12 +200,15 @@ class HfJobTrigger(BaseTrigger):
         if ti is None:
             return False
         try:
-            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+            from airflow.sdk.execution_time import task_runner
+            from airflow.sdk.execution_time.comms import GetTaskStates
 
-            states = await asyncio.to_thread(
-                RuntimeTaskInstance.get_task_states,
-                dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id],
-            )  # fmt: skip
+            # The trigger runner's own async channel to the supervisor (a sync call would block the loop).
+            request = GetTaskStates(
+                dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id]
+            )
+            response = await asyncio.wait_for(task_runner.SUPERVISOR_COMMS.asend(request), 15)
+            states = getattr(response, "task_states", None)
         except Exception as exc:
             self.log.info("Could not read the task's state (%s); treating on_kill as a user action.", exc)
             return False

@@ -198,12 +198,24 @@ async def test_on_kill_cancels_only_a_job_nobody_watches(
 async def test_task_state_check(map_index, states, expected, monkeypatch) -> None:
     # Airflow 3 only: on 2.11 there is no trigger on_kill, and no task SDK to ask.
     task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner")
-    RuntimeTaskInstance = task_runner.RuntimeTaskInstance
+    asked = []
 
-    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(lambda **kwargs: states))
+    class Comms:
+        async def asend(self, message):
+            asked.append(message)
+            return type("TaskStatesResult", (), {"task_states": states})()
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Comms(), raising=False)
     trigger = HfJobTrigger(JOB_ID, "alice")
     trigger.task_instance = FakeTI(map_index)
     assert await trigger._task_still_deferred() is expected
+    (message,) = asked
+    assert (message.dag_id, message.task_ids, message.run_ids, message.map_index) == (
+        "dag",
+        ["train"],
+        ["manual__1"],
+        map_index,
+    )
 
 
 async def test_task_state_unknown_means_user_action() -> None:

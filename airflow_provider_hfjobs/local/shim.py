@@ -1,0 +1,196 @@
+"""The job shim: one small process per job that owns the job's command, for the local Jobs server.
+
+It is what lets a server restart lose nothing. The shim detaches from the server (double fork, own
+session), runs the command in its own process group, writes every output line with the moment it was
+printed to ``log.jsonl`` and, at the end, the outcome to ``exit.json``, both in the job's directory. The
+server only reads those files and signals the shim, so it can stop and start again while jobs run on.
+
+The shim enforces the job's timeout itself and, on SIGTERM (cancel), stops the command: SIGTERM to its
+process group, SIGKILL after a grace period. With ``--watch-pid`` it also does that when the server
+process disappears (a server without a state directory cannot pick its jobs up again).
+
+Standard library only, run as ``python -I -S shim.py``: it starts fast and a job's environment
+(``PYTHONPATH``, ...) cannot break it.
+
+    shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID -- COMMAND [ARG ...]
+
+It prints its own pid on stdout once detached; ``WATCH_PID`` 0 means "keep running if the server goes".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+#: Longest log line kept; the rest of a longer line is cut (production caps lines too).
+MAX_LINE_BYTES = 64 * 1024
+#: Seconds between SIGTERM and SIGKILL when a job is cancelled or times out.
+KILL_GRACE_SECONDS = 2.0
+#: How often the shim looks at its timeout and the server while the command is quiet.
+TICK_SECONDS = 0.25
+
+LOG_FILE = "log.jsonl"
+EXIT_FILE = "exit.json"
+WORK_DIR = "work"
+
+
+def write_json_atomically(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Shim:
+    def __init__(self, job_dir: str, timeout: float, watch_pid: int, command: list[str]) -> None:
+        self.job_dir = job_dir
+        self.deadline = time.monotonic() + timeout
+        self.watch_pid = watch_pid
+        self.command = command
+        self.stop_reason: str | None = None  # "canceled", "timeout" or "server gone"
+        self.kill_at: float | None = None
+        self.log = open(os.path.join(job_dir, LOG_FILE), "ab", buffering=0)  # noqa: SIM115
+
+    def emit(self, lines: list[bytes]) -> None:
+        now = time.time()
+        records = [
+            json.dumps({"t": now, "line": line[:MAX_LINE_BYTES].rstrip(b"\r").decode("utf-8", "replace")})
+            for line in lines
+        ]
+        self.log.write(("\n".join(records) + "\n").encode())
+
+    def finish(self, code: int, reason: str | None) -> None:
+        write_json_atomically(os.path.join(self.job_dir, EXIT_FILE), {"code": code, "reason": reason})
+
+    def run(self) -> int:
+        # A handler, not SIG_IGN: the command must not inherit an ignored SIGTERM.
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("canceled"))
+        workdir = os.path.join(self.job_dir, WORK_DIR)
+        os.makedirs(workdir, exist_ok=True)
+        try:
+            process = subprocess.Popen(
+                self.command,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                process_group=0,  # its own group: a cancel reaches the command's children too
+            )
+        except OSError as exc:
+            reason = f"Could not start {self.command[0]!r}: {exc.strerror or exc}"
+            self.emit([reason.encode()])
+            self.finish(127, reason)
+            return 0
+        assert process.stdout is not None
+        fd = process.stdout.fileno()
+        selector = selectors.DefaultSelector()
+        selector.register(fd, selectors.EVENT_READ)
+        # A cancel (SIGTERM) wakes the loop at once instead of at the next tick.
+        wakeup_read, wakeup_write = os.pipe()
+        os.set_blocking(wakeup_write, False)
+        signal.set_wakeup_fd(wakeup_write)
+        selector.register(wakeup_read, selectors.EVENT_READ)
+        pending = b""
+        while process.poll() is None:
+            self.check(process)
+            if fd not in selector.get_map():  # output closed: wait for the exit itself
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(TICK_SECONDS)
+                continue
+            ready = {key.fd for key, _ in selector.select(TICK_SECONDS)}
+            if wakeup_read in ready:
+                os.read(wakeup_read, 512)
+            if fd in ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    selector.unregister(fd)
+                pending = self.take_lines(pending + chunk)
+        # Like a container whose main process ended: the rest stops, what it already printed is logged.
+        self.signal_group(process, signal.SIGKILL)
+        os.set_blocking(fd, False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(fd, 65536):
+                pending = self.take_lines(pending + chunk)
+        if pending:
+            self.emit([pending])
+        code = process.returncode
+        self.finish(code if code >= 0 else 128 - code, self.stop_reason)
+        return 0
+
+    def take_lines(self, data: bytes) -> bytes:
+        """Log the complete lines in ``data`` (and an over-long partial one); return the rest."""
+        *lines, pending = data.split(b"\n")
+        if len(pending) > MAX_LINE_BYTES:
+            lines.append(pending)
+            pending = b""
+        if lines:
+            self.emit(lines)
+        return pending
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def check(self, process: subprocess.Popen) -> None:
+        """Timeout, server gone, cancel: SIGTERM the command's group once, SIGKILL it after the grace."""
+        if self.stop_reason is None and time.monotonic() > self.deadline:
+            self.request_stop("timeout")
+        if self.stop_reason is None and self.watch_pid and not alive(self.watch_pid):
+            self.request_stop("server gone")
+        if self.stop_reason is None:
+            return
+        if self.kill_at is None:
+            self.kill_at = time.monotonic() + KILL_GRACE_SECONDS
+            self.signal_group(process, signal.SIGTERM)
+        elif time.monotonic() > self.kill_at:
+            self.signal_group(process, signal.SIGKILL)
+
+    @staticmethod
+    def signal_group(process: subprocess.Popen, sig: int) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def detach() -> None:
+    """Double fork into a new session: the server is never our parent, so it can go and come back."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    sys.stdout.write(f"{os.getpid()}\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def main(argv: list[str]) -> int:
+    job_dir, timeout, watch_pid, separator, *command = argv
+    if separator != "--" or not command:
+        sys.stderr.write("usage: shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID -- COMMAND [ARG ...]\n")
+        return 2
+    detach()
+    return Shim(job_dir, float(timeout), int(watch_pid), command).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,256 @@
+"""A real Airflow 3 deployment: ``airflow standalone`` (scheduler, triggerer, API server, DAG processor,
+LocalExecutor) in its own process group, with the local Jobs server beside it.
+
+Triggers the quickstart DAG through the REST API and reads the deferred task's log through the REST log
+endpoint; marks a deferred task failed through the API and checks that the job gets CANCELED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from airflow_provider_hfjobs.local import LocalJobsServer
+from tests.integration.airflow_run import REPO, count
+
+pytestmark = [pytest.mark.system, pytest.mark.airflow_db]
+airflow_version = pytest.importorskip("airflow").__version__
+if int(airflow_version.split(".")[0]) < 3:
+    pytest.skip("the deployment test drives the Airflow 3 REST API", allow_module_level=True)
+
+TOKEN = "hf_system_token"
+NS = "system-user"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            if value := check():
+                return value
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last})")
+
+
+class Deployment:
+    def __init__(self, home: Path, jobs: LocalJobsServer) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        dags = home / "dags"
+        dags.mkdir(parents=True)
+        for source in [
+            *(REPO / "example_dags").glob("example_hfjobs_quickstart.py"),
+            REPO / "tests/dags/hfjobs_long.py",
+        ]:
+            (dags / source.name).write_text(source.read_text())
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HF_"))}
+        self.env.update(
+            AIRFLOW_HOME=str(home),
+            AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__PARALLELISM="4",
+            AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+            AIRFLOW__API__PORT=str(self.port),
+            AIRFLOW__API__HOST="127.0.0.1",
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.url}/execution/",
+            AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
+            AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+            AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL="5",
+            AIRFLOW_CONN_HF_DEFAULT=json.dumps({"conn_type": "hf_jobs", "host": jobs.url, "password": TOKEN}),
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.session = requests.Session()
+
+    def start(self) -> None:
+        migrated = subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, timeout=180
+        )
+        assert migrated.returncode == 0, migrated.stderr[-2000:]
+        log = open(self.home / "standalone.log", "wb")  # noqa: SIM115 - kept open for the process's life
+        self.process = subprocess.Popen(
+            [str(BIN / "airflow"), "standalone"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home,
+        )  # fmt: skip
+        wait_for("the API server", lambda: self._healthy(), timeout=180)
+        passwords = self.home / "simple_auth_manager_passwords.json.generated"
+        wait_for("the admin password", passwords.exists, timeout=30)
+        password = json.loads(passwords.read_text())["admin"]
+        token = requests.post(
+            f"{self.url}/auth/token", json={"username": "admin", "password": password}, timeout=10
+        )
+        token.raise_for_status()
+        self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def _healthy(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, self.tail()
+        health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5)
+        if health.status_code != 200:
+            return False
+        body = health.json()
+        return all(
+            body.get(part, {}).get("status") == "healthy"
+            for part in ("metadatabase", "scheduler", "triggerer")
+        )
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        return self.session.request(method, f"{self.url}/api/v2{path}", timeout=30, **kwargs)
+
+    def trigger(self, dag_id: str) -> str:
+        wait_for(
+            f"DAG {dag_id} to be parsed", lambda: self.api("GET", f"/dags/{dag_id}").status_code == 200, 120
+        )
+        response = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        assert response.status_code in (200, 201), response.text
+        return response.json()["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").json().get("state")
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        response = self.api(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+            params={"full_content": "true"}, headers={"Accept": "application/json"},
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        content = response.json().get("content", [])
+        return "\n".join(
+            entry.get("event", "") if isinstance(entry, dict) else str(entry) for entry in content
+        )
+
+    def tail(self) -> str:
+        path = self.home / "standalone.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def processes(self) -> list[int]:
+        """Live processes of this deployment: its process group, plus any that left it (found by their
+        AIRFLOW_HOME; a process that sets its title may have overwritten its environment, hence both)."""
+        marker = f"AIRFLOW_HOME={self.home}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                state, _ppid, pgid = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[:3]
+                if state == b"Z":
+                    continue
+                if int(pgid) == self.process.pid or marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+        return found
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Children still shutting down, or reparented out of the group: wait for them, then kill the rest.
+        for pid in wait_for_none(self.processes, timeout=20):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert not wait_for_none(self.processes), f"processes left behind: {self.processes()}"
+
+
+def wait_for_none(list_processes, timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := list_processes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.fixture(scope="module")
+def jobs() -> Iterator[LocalJobsServer]:
+    with LocalJobsServer(token=TOKEN, namespace=NS) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def deployment(jobs: LocalJobsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    deployment = Deployment(tmp_path_factory.mktemp("deployment"), jobs)
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def test_deferred_task_log_holds_every_job_line_once(deployment: Deployment) -> None:
+    run_id = deployment.trigger("hfjobs_quickstart")
+    state = wait_for(
+        "the quickstart run to finish",
+        lambda: (s := deployment.run_state("hfjobs_quickstart", run_id)) in ("success", "failed") and s,
+        timeout=240,
+    )
+    assert state == "success", deployment.tail()
+    for task in ("hello", "hello_deferred"):
+        log = deployment.task_log("hfjobs_quickstart", run_id, task)
+        assert count(log, "Hello from the cloud!") == 1, log[-3000:]
+        for step in (1, 2, 3):
+            assert count(log, f"step {step}/3 running on") == 1, log[-3000:]
+
+
+def test_marking_a_deferred_task_failed_cancels_its_job(
+    deployment: Deployment, jobs: LocalJobsServer
+) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=jobs.url, token=TOKEN)
+    run_id = deployment.trigger("hfjobs_long")
+    wait_for(
+        "the task to defer", lambda: deployment.task_state("hfjobs_long", run_id, "long") == "deferred", 180
+    )
+    (job,) = wait_for(
+        "its job", lambda: list(api.list_jobs(labels={"suite": "system-long"}, namespace=NS)), 60
+    )
+    wait_for(
+        "the job to run", lambda: api.inspect_job(job_id=job.id, namespace=NS).status.stage == "RUNNING", 60
+    )
+    # Wait until the triggerer really runs the trigger (its first log line is in the task log): a task killed
+    # before the triggerer picked its trigger up gets no on_kill from Airflow at all.
+    wait_for(
+        "the trigger to stream",
+        lambda: "long job started" in deployment.task_log("hfjobs_long", run_id, "long"),
+        timeout=120,
+    )
+    response = deployment.api(
+        "PATCH", f"/dags/hfjobs_long/dagRuns/{run_id}/taskInstances/long", json={"new_state": "failed"}
+    )
+    assert response.status_code == 200, response.text
+    wait_for(
+        "the job to be CANCELED",
+        lambda: api.inspect_job(job_id=job.id, namespace=NS).status.stage == "CANCELED",
+        timeout=120,
+    )
