@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 import requests
+import urllib3
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
 from airflow_provider_hfjobs import __version__
@@ -556,13 +557,15 @@ class HfJobsHook(_HfJobsHookBase):
                                 return
                             reconnect.progressed()
                             yield line
-            except requests.exceptions.ReadTimeout:
-                if not follow:
-                    return  # the replay is drained; the stream only idles now
-                # No byte, not even a keep-alive, for minutes: the connection is dead. Re-open it.
-                self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
-                continue
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout
+            ) as exc:  # fmt: skip
+                if _is_read_timeout(exc):
+                    if not follow:
+                        return  # the replay is drained; the stream only idles now
+                    # No byte, not even a keep-alive, for minutes: the connection is dead. Re-open it.
+                    self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
+                    continue
                 delay = reconnect.after_cut(job_id, type(exc).__name__)
                 self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
                 time.sleep(delay)
@@ -757,6 +760,14 @@ def _connection_refused(exc: BaseException) -> bool:
             or (current.args[0] if current.args and isinstance(current.args[0], BaseException) else None)
         )
     return False
+
+
+def _is_read_timeout(exc: requests.RequestException) -> bool:
+    """A read timeout, however ``requests`` reports it: mid-body it arrives as a ``ConnectionError``
+    wrapping urllib3's ``ReadTimeoutError``, not as ``requests.ReadTimeout``."""
+    return isinstance(exc, requests.exceptions.ReadTimeout) or any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
+    )
 
 
 def _replay_end(date_header: str | None) -> Any:

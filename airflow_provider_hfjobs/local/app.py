@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlencode
@@ -25,11 +25,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
-from airflow_provider_hfjobs.jobs import JobStage, format_timestamp, validate_labels
+from airflow_provider_hfjobs.jobs import format_timestamp, validate_labels
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import FLAVORS, HARDWARE
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.store import JobRecord, JobStore, owner_id
+
+RestartCallback = Callable[[float], None]
 
 PAGE_SIZE = 50
 
@@ -65,7 +67,7 @@ class ProtocolHeaders:
 
 
 class InjectedCut(Exception):
-    """Raised inside a log stream to drop the connection mid-body (a ``cut`` fault)."""
+    """Raised inside a log stream to drop the connection mid-body (a ``cut`` fault, a server going away)."""
 
 
 class _HideInjectedCuts(logging.Filter):
@@ -150,12 +152,14 @@ def create_app(
     token: str,
     namespace: str,
     runner: ProcessRunner,
+    store: JobStore,
     keepalive_interval: float = 30.0,
     page_size: int = PAGE_SIZE,
     faults: FaultInjector | None = None,
+    on_restart: RestartCallback | None = None,
 ) -> Starlette:
-    """The Starlette app of one local server: one token, one namespace, jobs run by ``runner``."""
-    store = JobStore()
+    """The Starlette app of one local server: one token, one namespace, jobs kept in ``store`` and run by
+    ``runner``; ``on_restart(downtime)`` serves ``POST /_local/restart``."""
     closing = asyncio.Event()
     injector = faults or FaultInjector()
 
@@ -255,7 +259,7 @@ def create_app(
             labels = validate_labels(body.get("labels") if isinstance(body, dict) else None)
         except (ValueError, HfJobsInputError) as exc:
             return error(400, str(exc))
-        job.spec["labels"] = labels
+        job.set_labels(labels)
         return JSONResponse(job.to_json())
 
     async def job_logs(request: Request) -> Response:
@@ -296,8 +300,10 @@ def create_app(
                 pending = []
                 last_write = time.monotonic()
                 continue
-            if job.stage.is_terminal or closing.is_set():
+            if job.stage.is_terminal:
                 return
+            if closing.is_set():  # the server goes away: the connection drops, as it would in production
+                raise InjectedCut(f"log stream of job {job.id} cut: server stopping")
             remaining = keepalive_interval - (time.monotonic() - last_write)
             changed = remaining > 0 and await job.wait_changed(remaining)
             if not changed and sent >= len(job.log) and not job.stage.is_terminal:
@@ -318,19 +324,41 @@ def create_app(
             injector.clear()
         return JSONResponse([fault.to_json() for fault in injector.list()])
 
+    async def restart_control(request: Request) -> Response:
+        """``POST {"downtime": seconds}``: stop serving, wait, serve again from the same state (202 first)."""
+        if not authorized(request):
+            return unauthorized()
+        if on_restart is None:
+            return error(404, "This server cannot restart itself")
+        try:
+            body = json.loads(await request.body() or b"{}")
+            downtime = float(body.get("downtime", 0.0))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return error(400, f"downtime must be a number of seconds ({exc})")
+        if downtime < 0:
+            return error(400, "downtime must not be negative")
+        on_restart(downtime)
+        return JSONResponse({"restarting": True, "downtime": downtime}, status_code=202)
+
+    def begin_close() -> None:
+        """End every log stream now: uvicorn would otherwise wait for them before it stops."""
+        closing.set()
+        for job in store.all():
+            job.wake()
+
     async def not_found(request: Request) -> Response:
         return error(404, "Not found")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.loop = asyncio.get_running_loop()
+        for job in store.unfinished():  # a restart on a kept state directory
+            runner.resume(job)
         try:
             yield
         finally:
-            closing.set()
+            begin_close()
             await runner.shutdown()
-            for job in store.all():
-                job.finish(JobStage.CANCELED, "Server stopped")
 
     routes = [
         Route("/api/whoami-v2", whoami),
@@ -343,6 +371,7 @@ def create_app(
         Route("/api/jobs/{namespace}/{job_id}/labels", update_labels, methods=["PUT"]),
         Route("/api/agent-harnesses", not_found),
         Route("/_local/faults", faults_control, methods=["GET", "POST", "DELETE"]),
+        Route("/_local/restart", restart_control, methods=["POST"]),
     ]
     from starlette.exceptions import HTTPException
 
@@ -356,5 +385,6 @@ def create_app(
     app.state.store = store
     app.state.runner = runner
     app.state.closing = closing
+    app.state.begin_close = begin_close
     app.state.faults = injector
     return app

@@ -33,7 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--keepalive-interval", type=float, default=30.0, help="seconds between SSE keep-alives"
     )
     serve.add_argument(
-        "--work-dir", default=None, help="where job working directories go (default: a temp dir)"
+        "--state-dir",
+        default=None,
+        help="keep jobs, their logs and working directories here; a server started again on it picks up "
+        "every job, and jobs run on while it is down (default: a temporary directory, removed at exit, "
+        "and running jobs are cancelled)",
+    )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. status,status=429,retry_after=1,times=3 or cut,path=/logs,after_events=5 "
+        "(repeatable; also POST /_local/faults)",
     )
     return parser
 
@@ -41,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_concurrency < 1:
-        print("hfjobs-local: --max-concurrency must be at least 1", file=sys.stderr)
+        print("hfjobs-local: --max-concurrency must be at least 1, e.g. --max-concurrency 4", file=sys.stderr)
         return 2
     try:
         faults = [Fault.parse(spec) for spec in args.fault]
@@ -50,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server = LocalJobsServer(
         host=args.host, port=args.port, token=args.token, namespace=args.namespace,
-        max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval, work_dir=args.work_dir,
-        faults=faults,
+        max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval,
+        state_dir=args.state_dir, faults=faults,
     )  # fmt: skip
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_provider_hfjobs.local import LocalJobsServer
 
     try:
-        with LocalJobsServer(namespace="demo-user", work_dir=str(home / "jobs")) as server:
+        with LocalJobsServer(namespace="demo-user") as server:
             say(f"Local Hugging Face Jobs server at {server.url} (namespace {server.namespace})")
             say("A job through HfJobsHook")
             if not run_hook_job(server.url, server.token):

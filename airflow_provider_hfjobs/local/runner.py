@@ -1,29 +1,35 @@
 """Runs each job's command as a local process, for the local Jobs server.
 
-One process per job, in its own working directory and process group, with a small base environment plus
-the job's ``environment`` and ``secrets``. The server's own interpreter directory leads ``PATH`` so that
-``python`` and ``uv`` resolve on any machine. The image is recorded, not pulled. stdout and stderr become
-timestamped log lines. Exit 0 → COMPLETED; anything else → ERROR ``exit code N``; the job's timeout →
-ERROR ``Job timeout``; cancel → CANCELED. Jobs beyond ``max_concurrency`` wait in SCHEDULING.
+Each job gets a shim (:mod:`.shim`): a detached process that runs the command in the job's own working
+directory and process group, with a small base environment plus the job's ``environment`` and
+``secrets``, and writes its output lines and outcome to files in the job's directory. The runner starts
+shims, follows those files into the job record, and signals a shim to cancel. Because it only reads
+files, a restarted server resumes following jobs that kept running while it was down.
+
+The server's own interpreter directory leads ``PATH`` so that ``python`` and ``uv`` resolve on any
+machine. The image is recorded, not pulled. Exit 0 → COMPLETED; anything else → ERROR ``exit code N``;
+the job's timeout → ERROR ``Job timeout``; cancel → CANCELED. Jobs beyond ``max_concurrency`` wait in
+SCHEDULING.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from airflow_provider_hfjobs.jobs import JobStage
+from airflow_provider_hfjobs.local import shim
 from airflow_provider_hfjobs.local.store import JobRecord
 
-#: Longest log line kept; the rest of a longer line is cut (production caps lines too).
-MAX_LINE_BYTES = 64 * 1024
-#: Seconds between SIGTERM and SIGKILL when a job is cancelled or times out.
-KILL_GRACE_SECONDS = 2.0
+#: Seconds between looks at a running job's log file; its lines reach clients at most this late.
+POLL_SECONDS = 0.05
+#: Seconds between checks that a job's shim is still alive (it writes ``exit.json`` unless killed).
+LIVENESS_SECONDS = 1.0
 
 
 def base_environment(workdir: str) -> dict[str, str]:
@@ -40,121 +46,185 @@ def base_environment(workdir: str) -> dict[str, str]:
     }
 
 
-class ProcessRunner:
-    """Starts, watches and stops job processes. All methods run on the server's event loop."""
+def process_started(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), ``None`` if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = stat.rsplit(b")", 1)[1].split()
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
 
-    def __init__(self, work_root: str, max_concurrency: int = 4) -> None:
-        if max_concurrency < 1:
+
+class Slots:
+    """At most ``size`` jobs running; a job resumed after a restart takes its slot without waiting."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
             raise ValueError("max_concurrency must be at least 1")
-        self.work_root = work_root
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self.size = size
+        self.used = 0
+        self._freed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._freed:
+            await self._freed.wait_for(lambda: self.used < self.size)
+            self.used += 1
+
+    def take(self) -> None:
+        self.used += 1
+
+    async def release(self) -> None:
+        async with self._freed:
+            self.used -= 1
+            self._freed.notify()
+
+
+class ProcessRunner:
+    """Starts jobs' shims and follows them. All methods run on the server's event loop.
+
+    ``keep_jobs``: when the server stops, leave running jobs running (a state directory lets the next
+    server pick them up); otherwise cancel them, and their shims also stop if the server process dies.
+    """
+
+    def __init__(self, max_concurrency: int = 4, keep_jobs: bool = False) -> None:
+        self._slots = Slots(max_concurrency)
+        self.keep_jobs = keep_jobs
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._processes: dict[str, asyncio.subprocess.Process] = {}
+        self._jobs: dict[str, JobRecord] = {}
+        self._stopping = False
 
     def start(self, job: JobRecord) -> None:
-        self._tasks[job.id] = asyncio.get_running_loop().create_task(self._run(job), name=f"job-{job.id}")
+        """Queue a new (SCHEDULING) job."""
+        self._launch(job, resumed=False)
 
-    async def cancel(self, job: JobRecord, wait: float = KILL_GRACE_SECONDS + 3) -> None:
+    def resume(self, job: JobRecord) -> None:
+        """Follow a job loaded from the state directory: start it if it still waits, else watch it."""
+        self._launch(job, resumed=job.stage is JobStage.RUNNING)
+
+    def _launch(self, job: JobRecord, resumed: bool) -> None:
+        if job.directory is None:
+            raise ValueError("the process runner keeps each job's files: give the store a root directory")
+        self._jobs[job.id] = job
+        task = asyncio.get_running_loop().create_task(self._run(job, resumed), name=f"job-{job.id}")
+        self._tasks[job.id] = task
+
+    async def cancel(self, job: JobRecord, wait: float = shim.KILL_GRACE_SECONDS + 3) -> None:
         """Stop the job; returns once it is CANCELED (or after ``wait`` seconds)."""
         if job.stage.is_terminal:
             return
-        job.cancel_requested = True
-        process = self._processes.get(job.id)
-        if process is None:
+        job.request_cancel()
+        if job.pid is None:
             job.finish(JobStage.CANCELED)  # still scheduling: it never starts
             return
-        await self._kill(process)
+        self._signal(job, signal.SIGTERM)
         task = self._tasks.get(job.id)
         if task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), wait)
 
     async def shutdown(self) -> None:
-        """Kill every running job's process group (server stop)."""
-        for job_id, process in list(self._processes.items()):
-            await self._kill(process, grace=0.5)
-            self._processes.pop(job_id, None)
+        """Server stop: stop following jobs; unless ``keep_jobs``, cancel them first."""
+        self._stopping = True
+        if not self.keep_jobs:
+            for job in list(self._jobs.values()):
+                if job.pid is not None:
+                    self._signal(job, signal.SIGTERM)
+                else:
+                    job.finish(JobStage.CANCELED, "Server stopped")
+            tasks = list(self._tasks.values())
+            if tasks:
+                await asyncio.wait(tasks, timeout=shim.KILL_GRACE_SECONDS + 1)
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    async def _run(self, job: JobRecord) -> None:
+    async def _run(self, job: JobRecord, resumed: bool) -> None:
         try:
-            async with self._slots:
+            if resumed:
+                self._slots.take()
+            else:
+                await self._slots.acquire()
+            try:
                 if job.stage.is_terminal:
                     return
-                await self._execute(job)
+                if resumed or await self._spawn(job):
+                    await self._follow(job)
+            finally:
+                await self._slots.release()
         finally:
             self._tasks.pop(job.id, None)
+            self._jobs.pop(job.id, None)
 
-    async def _execute(self, job: JobRecord) -> None:
-        workdir = tempfile.mkdtemp(prefix=f"{job.id}-", dir=self.work_root)
-        env = {**base_environment(workdir), **(job.spec.get("environment") or {}), **job.secrets}
+    async def _spawn(self, job: JobRecord) -> bool:
+        """Start the job's shim; ``False`` (and the job in ERROR) if that fails."""
+        assert job.directory is not None
+        workdir = job.directory / shim.WORK_DIR
+        workdir.mkdir(exist_ok=True)
+        env = {**base_environment(str(workdir)), **(job.spec.get("environment") or {}), **job.secrets}
         command = [*job.spec["command"], *(job.spec.get("arguments") or [])]
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=workdir,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so cancel kills its children too
-            )
-        except OSError as exc:
-            reason = f"Could not start {command[0]!r}: {exc.strerror or exc}"
+        watch_pid = 0 if self.keep_jobs else os.getpid()
+        launcher = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", shim.__file__, str(job.directory), str(job.timeout_seconds),
+            str(watch_pid), "--", *command,
+            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert launcher.stdout is not None
+        announced = await launcher.stdout.readline()
+        await launcher.wait()
+        if not announced.strip().isdigit():
             job.mark_running()
-            job.add_line(reason)
-            job.finish(JobStage.ERROR, reason)
-            return
-        self._processes[job.id] = process
-        job.mark_running()
-        try:
-            await asyncio.wait_for(self._pump(job, process), job.timeout_seconds)
-            code = await process.wait()
-        except TimeoutError:
-            await self._kill(process)
-            job.finish(JobStage.ERROR, "Job timeout")
-            return
-        finally:
-            self._processes.pop(job.id, None)
+            job.finish(JobStage.ERROR, "Could not start the job's process")
+            return False
+        pid = int(announced)
+        job.mark_running(pid=pid, pid_started=process_started(pid))
+        return True
+
+    async def _follow(self, job: JobRecord) -> None:
+        """Copy the shim's log lines into the job until it reports (or is found dead); then finish it."""
+        assert job.directory is not None
+        exit_file = job.directory / shim.EXIT_FILE
+        loop = asyncio.get_running_loop()
+        next_liveness = loop.time() + LIVENESS_SECONDS
+        while True:
+            exited = exit_file.exists()  # before the read: a shim writes its last lines, then exit.json
+            job.read_log()
+            if exited:
+                outcome = json.loads(exit_file.read_text(encoding="utf-8"))
+                break
+            if loop.time() >= next_liveness:
+                next_liveness = loop.time() + LIVENESS_SECONDS
+                if not self._alive(job) and not exit_file.exists():
+                    job.read_log()
+                    outcome = {"code": None, "reason": "lost"}
+                    break
+            await asyncio.sleep(POLL_SECONDS)
+        self._finish(job, outcome.get("code"), outcome.get("reason"))
+
+    def _finish(self, job: JobRecord, code: int | None, reason: str | None) -> None:
         if job.cancel_requested:
             job.finish(JobStage.CANCELED)
+        elif reason in ("canceled", "server gone"):
+            job.finish(
+                JobStage.CANCELED, "Server stopped" if self._stopping or reason == "server gone" else None
+            )
+        elif reason == "timeout":
+            job.finish(JobStage.ERROR, "Job timeout")
+        elif reason == "lost":
+            job.finish(JobStage.ERROR, "The job's process disappeared")
+        elif reason:
+            job.finish(JobStage.ERROR, reason)
         elif code == 0:
             job.finish(JobStage.COMPLETED)
         else:
-            job.finish(JobStage.ERROR, f"exit code {code if code > 0 else 128 - code}")
+            job.finish(JobStage.ERROR, f"exit code {code}")
 
     @staticmethod
-    async def _pump(job: JobRecord, process: asyncio.subprocess.Process) -> None:
-        """Copy output into the job's log, line by line, until the process closes its output."""
-        assert process.stdout is not None
-        pending = b""
-        while chunk := await process.stdout.read(65536):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                job.add_line(line[:MAX_LINE_BYTES].rstrip(b"\r").decode("utf-8", "replace"))
-            if len(pending) > MAX_LINE_BYTES:
-                job.add_line(pending[:MAX_LINE_BYTES].decode("utf-8", "replace"))
-                pending = b""
-        if pending:
-            job.add_line(pending.rstrip(b"\r").decode("utf-8", "replace"))
+    def _alive(job: JobRecord) -> bool:
+        started = None if job.pid is None else process_started(job.pid)
+        return started is not None and started == job.pid_started
 
-    @staticmethod
-    async def _kill(process: asyncio.subprocess.Process, grace: float = KILL_GRACE_SECONDS) -> None:
-        """SIGTERM the whole process group, then SIGKILL whatever is left after ``grace`` seconds."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+    def _signal(self, job: JobRecord, sig: int) -> None:
+        if job.pid is not None and self._alive(job):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, sig)
-            try:
-                await asyncio.wait_for(process.wait(), grace)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)  # stragglers that left the leader behind
-                return
-            except TimeoutError:
-                continue
-
-
-def default_work_root() -> str:
-    return str(Path(tempfile.mkdtemp(prefix="hfjobs-local-")))
+                os.kill(job.pid, sig)

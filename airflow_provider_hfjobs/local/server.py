@@ -2,14 +2,17 @@
 
 with LocalJobsServer(token="t", namespace="alice") as server:
     HfApi(endpoint=server.url, token=server.token).run_job(...)
+    server.restart(downtime=1.0)  # clients see the API go away and come back; jobs run on
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from typing import Any
@@ -18,14 +21,21 @@ import uvicorn
 
 from airflow_provider_hfjobs.local.app import create_app
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
-from airflow_provider_hfjobs.local.runner import ProcessRunner, default_work_root
+from airflow_provider_hfjobs.local.runner import ProcessRunner
+from airflow_provider_hfjobs.local.store import JobStore
 
 DEFAULT_TOKEN = "hf_local_token"
 DEFAULT_NAMESPACE = "local-user"
 
 
 class LocalJobsServer:
-    """An HF-Jobs-compatible server on ``host:port`` (port 0: a free one), running jobs as local processes."""
+    """An HF-Jobs-compatible server on ``host:port`` (port 0: a free one), running jobs as local processes.
+
+    ``state_dir`` keeps job records, logs and working directories; a server started on it again picks
+    up every job, including those that ran on meanwhile, and jobs keep running when it stops. Without
+    one, a temporary directory is used and removed at ``stop()``, and running jobs are cancelled.
+    ``restart()`` stops serving and serves again from the same state, with jobs running on.
+    """
 
     def __init__(
         self,
@@ -35,27 +45,37 @@ class LocalJobsServer:
         namespace: str = DEFAULT_NAMESPACE,
         max_concurrency: int = 4,
         keepalive_interval: float = 30.0,
-        work_dir: str | None = None,
+        state_dir: str | None = None,
         start_timeout: float = 15.0,
         faults: list[Fault] | None = None,
     ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
         self.host = host
         self.token = token
         self.namespace = namespace
         self.keepalive_interval = keepalive_interval
         self.start_timeout = start_timeout
-        self._owns_work_dir = work_dir is None
-        self.work_dir = work_dir or default_work_root()
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.port: int = self._socket.getsockname()[1]
-        self._max_concurrency = max_concurrency
+        self.max_concurrency = max_concurrency
+        self._owns_state_dir = state_dir is None
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="hfjobs-local-")
         self.faults = FaultInjector()
         for fault in faults or []:
             self.faults.add(fault)
+        self._socket = self._bind(port)
+        self.port: int = self._socket.getsockname()[1]
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._restart_lock = threading.Lock()
+        self.app: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runner: ProcessRunner | None = None
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, port))
+        return sock
 
     @property
     def url(self) -> str:
@@ -63,12 +83,10 @@ class LocalJobsServer:
         return f"http://{host}:{self.port}"
 
     def start(self) -> LocalJobsServer:
-        os.makedirs(self.work_dir, exist_ok=True)
-        self._runner_args = (self.work_dir, self._max_concurrency)
-        app = _LazyApp(self)
+        os.makedirs(self.state_dir, exist_ok=True)
         config = uvicorn.Config(
-            app, log_level="warning", loop="asyncio", http="h11", lifespan="on", date_header=False,
-            server_header=False, timeout_graceful_shutdown=3, access_log=False,
+            _LazyApp(self), log_level="warning", loop="asyncio", http="h11", lifespan="on",
+            date_header=False, server_header=False, timeout_graceful_shutdown=3, access_log=False,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -86,15 +104,36 @@ class LocalJobsServer:
             time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
+    def _stop_serving(self, keep_jobs: bool) -> None:
+        if self.runner is not None:
+            self.runner.keep_jobs = keep_jobs
+        if self.loop is not None and self.app is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop may just have stopped
+                self.loop.call_soon_threadsafe(self.app.state.begin_close)
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
         self._socket.close()
-        if self._owns_work_dir:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.app = self.loop = self.runner = None
+
+    def stop(self) -> None:
+        self._stop_serving(keep_jobs=not self._owns_state_dir)
+        if self._owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def restart(self, downtime: float = 0.0) -> None:
+        """Stop serving (connections drop, jobs run on), wait ``downtime`` seconds, serve again."""
+        with self._restart_lock:
+            self._stop_serving(keep_jobs=True)
+            time.sleep(downtime)
+            self._socket = self._bind(self.port)
+            self.start()
+
+    def restart_in_background(self, downtime: float) -> None:
+        """What ``POST /_local/restart`` calls: the restart cannot run on the loop it stops."""
+        threading.Thread(target=self.restart, args=(downtime,), name="hfjobs-local-restart").start()
 
     def add_fault(self, fault: Fault) -> Fault:
         """Inject a fault (see :mod:`airflow_provider_hfjobs.local.faults`); safe from any thread."""
@@ -120,10 +159,11 @@ class _LazyApp:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._app is None:
             owner = self._owner
-            runner = ProcessRunner(*owner._runner_args)
+            owner.runner = ProcessRunner(owner.max_concurrency, keep_jobs=not owner._owns_state_dir)
             self._app = create_app(
-                token=owner.token, namespace=owner.namespace, runner=runner,
-                keepalive_interval=owner.keepalive_interval, faults=owner.faults,
+                token=owner.token, namespace=owner.namespace, runner=owner.runner,
+                store=JobStore(owner.state_dir), keepalive_interval=owner.keepalive_interval,
+                faults=owner.faults, on_restart=owner.restart_in_background,
             )  # fmt: skip
             owner.app = self._app
             owner.loop = asyncio.get_running_loop()

@@ -163,10 +163,8 @@ class Shim:
 
     @staticmethod
     def signal_group(process: subprocess.Popen, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def detach() -> None:

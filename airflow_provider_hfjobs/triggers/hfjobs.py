@@ -9,12 +9,15 @@ stored in the metadata DB.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+from airflow import __version__ as AIRFLOW_VERSION
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from packaging.version import Version
 
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
@@ -30,6 +33,9 @@ EVENT_STATUS = {
 EVENT_STATUSES = frozenset({"success", "error", "cancelled", "timeout"})
 #: How many of the job's last log lines travel in the event (for the failure message).
 EVENT_LOG_LINES = 20
+_AIRFLOW = Version(Version(AIRFLOW_VERSION).base_version)
+#: Airflow 3.3 calls ``on_kill`` when a user stops a deferred task; before, the trigger is only cancelled.
+TRIGGER_ON_KILL = _AIRFLOW.release[:2] >= (3, 3)
 
 
 def job_event(
@@ -79,8 +85,9 @@ class HfJobTrigger(BaseTrigger):
         ``execution_timeout``); wall-clock, so it survives a triggerer restart.
     :param log_cursor: log events already shown, so that a resumed trigger repeats none.
     :param max_consecutive_errors: transient API failures tolerated in a row before an ``error`` event.
-    :param cancel_on_kill: on Airflow >= 3.3, cancel the job when a user marks the deferred task failed or
-        success, or clears it (``on_kill``).
+    :param cancel_on_kill: cancel the job when a user marks the deferred task failed or success, or clears
+        it: ``on_kill`` on Airflow >= 3.3; before, the cancelled trigger checks that its task left DEFERRED
+        (a triggerer restart or a trigger moving leaves it DEFERRED, and the job running).
     """
 
     def __init__(
@@ -135,6 +142,12 @@ class HfJobTrigger(BaseTrigger):
                 remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
                 async with asyncio.timeout(remaining):
                     job = await self._watch(hook)
+            except asyncio.CancelledError:
+                if not TRIGGER_ON_KILL and self.cancel_on_kill:
+                    # Before Airflow 3.3 this is all a trigger learns of a user stopping its task.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._cancel_in_background()
+                raise
             except TimeoutError:
                 self._event_sent = True
                 yield TriggerEvent(
@@ -171,17 +184,23 @@ class HfJobTrigger(BaseTrigger):
         the job would otherwise run on, unwatched and billed. Airflow 3.3.0 can also call it for a trigger
         that is merely moving to another triggerer (apache/airflow#73454), so the task's state is checked
         first: a task still DEFERRED keeps its job."""
-        if not self.cancel_on_kill or self._event_sent:
+        if self.cancel_on_kill:
+            await self._cancel_in_background()
+
+    async def _cancel_in_background(self) -> None:
+        """Cancel the job unless an event was sent or the task is still DEFERRED. The triggerer may cancel
+        the caller again on its next loop while this awaits Airflow or the API, so the work runs as its
+        own task, shielded: the job does get cancelled."""
+        if self._event_sent:
             return
-        # The triggerer may cancel on_kill itself again on its next loop while it awaits the supervisor or the
-        # API; the work runs as its own task, shielded, so that the job does get cancelled.
         self._kill_task = asyncio.ensure_future(self._cancel_unwatched_job())
         await asyncio.shield(self._kill_task)
 
     async def _cancel_unwatched_job(self) -> None:
         if await self._task_still_deferred():
             self.log.info(
-                "Task is still deferred (trigger moving, apache/airflow#73454): job %s keeps running.",
+                "Task is still deferred (the trigger is moving or its triggerer restarting; see "
+                "apache/airflow#73454): job %s keeps running.",
                 self.job_id,
             )
             return
@@ -200,20 +219,14 @@ class HfJobTrigger(BaseTrigger):
         if ti is None:
             return False
         try:
-            from airflow.sdk.execution_time import task_runner
-            from airflow.sdk.execution_time.comms import GetTaskStates
-
-            # The trigger runner's own async channel to the supervisor (a sync call would block the loop).
-            request = GetTaskStates(
-                dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id]
-            )
-            response = await asyncio.wait_for(task_runner.SUPERVISOR_COMMS.asend(request), 15)
-            states = getattr(response, "task_states", None)
+            if _AIRFLOW.major < 3:
+                state = await asyncio.wait_for(asyncio.to_thread(_task_state_from_db, ti), 15)
+            else:
+                state = await _task_state_from_supervisor(ti)
         except Exception as exc:
-            self.log.info("Could not read the task's state (%s); treating on_kill as a user action.", exc)
+            self.log.info("Could not read the task's state (%s); treating the stop as a user action.", exc)
             return False
-        key = ti.task_id if (ti.map_index or -1) < 0 else f"{ti.task_id}_{ti.map_index}"
-        return str((states or {}).get(ti.run_id, {}).get(key, "")).lower() == "deferred"
+        return str(state or "").lower() == "deferred"
 
     async def _watch(self, hook: HfJobsAsyncHook) -> JobInfo:
         if not self.stream_logs:
@@ -274,6 +287,32 @@ class HfJobTrigger(BaseTrigger):
                     )
                     last_stage = job.stage
             await asyncio.sleep(self.poll_interval)
+
+
+async def _task_state_from_supervisor(ti: Any) -> str | None:
+    """Airflow 3: the trigger runner's own async channel to its supervisor (a sync call blocks the loop)."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
+    request = GetTaskStates(
+        dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id]
+    )
+    response = await asyncio.wait_for(task_runner.SUPERVISOR_COMMS.asend(request), 15)
+    states = getattr(response, "task_states", None) or {}
+    key = ti.task_id if (ti.map_index or -1) < 0 else f"{ti.task_id}_{ti.map_index}"
+    return states.get(ti.run_id, {}).get(key)
+
+
+def _task_state_from_db(ti: Any) -> str | None:
+    """Airflow 2: the triggerer reads the metadata DB (run in a thread: the query blocks)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = TaskInstance.get_task_instance(
+            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index, session=session
+        )
+        return None if found is None else found.state
 
 
 def _is_permanent(error: HfJobsError) -> bool:

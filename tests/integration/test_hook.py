@@ -76,6 +76,20 @@ def test_cancel_running_job(hook: HfJobsHook) -> None:
     assert hook.inspect_job(job.id).stage is JobStage.CANCELED
 
 
+def test_non_follow_read_of_an_idle_running_job_returns_what_is_there(hook: HfJobsHook) -> None:
+    """The stream of a running job never ends; without ``follow`` the read stops after the 5 s silence
+    (mid-body, ``requests`` reports that read timeout as a ConnectionError: it is not a cut)."""
+    job = hook.run_job(
+        image="python:3.12", command=["python", "-c", "import time; print('up', flush=True); time.sleep(120)"]
+    )
+    follow = hook.iter_job_log_lines(job.id, follow=True)
+    assert next(follow).text == "up"
+    follow.close()
+    assert list(hook.fetch_job_logs(job.id)) == ["up"]
+    assert hook.inspect_job(job.id).stage is JobStage.RUNNING
+    hook.cancel_job(job.id)
+
+
 def test_list_jobs_filters_on_the_server(hook: HfJobsHook) -> None:
     done = hook.run_job(image="python:3.12", command=printer(1), labels={"suite": "listing", "kind": "done"})
     hook.wait_for_job(done.id, timeout=60, poll_interval=0.2)

@@ -236,3 +236,59 @@ async def test_log_stream_that_gives_up_is_caught_up_after_the_job_ends(monkeypa
     hook = GivesUpOnce(["a", "b", "c", "d"], [job("COMPLETED")])
     (event,) = await events(HfJobTrigger(JOB_ID, "alice", poll_interval=0.001), hook, monkeypatch)
     assert hook.cursors == [0, 3] and event["log_lines"] == ["a", "b", "c", "d"] and event["log_cursor"] == 5
+
+
+@pytest.mark.parametrize(
+    ("on_kill_exists", "still_deferred", "cancels"),
+    [
+        (False, False, True),  # Airflow < 3.3: a user stopped the task; only the cancelled trigger can tell
+        (False, True, False),  # Airflow < 3.3: triggerer restart or trigger moving; the job runs on
+        (True, False, False),  # Airflow >= 3.3: on_kill does it; a cancelled trigger is no user action
+    ],
+)
+async def test_cancelled_trigger_cancels_the_job_only_before_3_3_and_only_if_the_task_left_deferred(
+    on_kill_exists, still_deferred, cancels, monkeypatch
+) -> None:
+    import asyncio
+
+    from airflow_provider_hfjobs.triggers import hfjobs as module
+
+    monkeypatch.setattr(module, "TRIGGER_ON_KILL", on_kill_exists)
+    hook = FakeHook(lines=[], inspections=[job("RUNNING")] * 100)
+    trigger = HfJobTrigger(JOB_ID, "alice", poll_interval=0.01)
+    monkeypatch.setattr(trigger, "_hook", lambda: hook)
+
+    async def deferred() -> bool:
+        return still_deferred
+
+    monkeypatch.setattr(trigger, "_task_still_deferred", deferred)
+
+    async def consume() -> None:
+        async for _ in trigger.run():
+            pass
+
+    task = asyncio.ensure_future(consume())
+    while hook.inspected < 2:  # the trigger is watching
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert hook.cancelled == ([JOB_ID] if cancels else [])
+
+
+async def test_task_state_from_the_db_on_airflow_2(monkeypatch) -> None:
+    """Airflow 2's triggerer has the metadata DB: the state comes from there, off the event loop."""
+    from airflow_provider_hfjobs.triggers import hfjobs as module
+
+    asked = []
+
+    def from_db(ti):
+        asked.append((ti.dag_id, ti.task_id, ti.run_id, ti.map_index))
+        return "failed"
+
+    monkeypatch.setattr(module, "_AIRFLOW", module.Version("2.11.2"))
+    monkeypatch.setattr(module, "_task_state_from_db", from_db)
+    trigger = HfJobTrigger(JOB_ID, "alice")
+    trigger.task_instance = FakeTI(-1)
+    assert await trigger._task_still_deferred() is False
+    assert asked == [("dag", "train", "manual__1", -1)]

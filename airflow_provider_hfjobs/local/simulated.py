@@ -1,0 +1,130 @@
+"""The simulated runner: a load-testing mode of the local Jobs server. No process is started.
+
+Each job plays a script on the server's event loop: RUNNING at once, ``lines`` log lines spread evenly over
+``duration`` seconds, then the final ``stage``. Thousands of concurrent jobs fit on two cores, so a
+benchmark can watch as many jobs as a busy triggerer does. Jobs are kept in memory only.
+
+The script comes from the job's environment, falling back to the server's defaults
+(``hfjobs-local serve --simulate duration=5,lines=10``)::
+
+    HFJOBS_SIM_DURATION=5  HFJOBS_SIM_LINES=10  HFJOBS_SIM_STAGE=COMPLETED  HFJOBS_SIM_LINE_BYTES=60
+
+Use it to measure clients, never to check what a job does: the command is recorded and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, fields, replace
+
+from airflow_provider_hfjobs.jobs import JobStage
+from airflow_provider_hfjobs.local.store import JobRecord
+
+ENV_PREFIX = "HFJOBS_SIM_"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What a simulated job does."""
+
+    duration: float = 5.0
+    lines: int = 10
+    stage: str = "COMPLETED"
+    line_bytes: int = 60
+
+    def __post_init__(self) -> None:
+        if self.duration < 0 or self.lines < 0 or self.line_bytes < 1:
+            raise ValueError("duration and lines must not be negative, line_bytes must be positive")
+        if self.stage not in (JobStage.COMPLETED, JobStage.ERROR, JobStage.CANCELED):
+            raise ValueError(f"stage {self.stage!r} is not one of COMPLETED, ERROR, CANCELED")
+
+    @classmethod
+    def parse(cls, spec: str) -> Scenario:
+        """``duration=5,lines=10,stage=ERROR,line_bytes=60`` (the CLI form); empty: the defaults."""
+        return cls().with_values(dict(_pairs(spec)))
+
+    def with_values(self, values: dict[str, str]) -> Scenario:
+        kinds = {f.name: f.type for f in fields(self)}
+        unknown = set(values) - set(kinds)
+        if unknown:
+            raise ValueError(f"unknown scenario keys {sorted(unknown)}: use {', '.join(kinds)}")
+        converted: dict[str, object] = {}
+        for key, raw in values.items():
+            kind = str(kinds[key])
+            try:
+                converted[key] = float(raw) if "float" in kind else int(raw) if "int" in kind else raw.upper()
+            except ValueError:
+                raise ValueError(f"scenario {key}={raw!r} is not a number") from None
+        return replace(self, **converted)  # type: ignore[arg-type]
+
+    def for_job(self, environment: dict[str, str]) -> Scenario:
+        """This scenario, overridden by the job's ``HFJOBS_SIM_*`` variables."""
+        values = {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in environment.items()
+            if key.startswith(ENV_PREFIX)
+        }
+        return self.with_values(values) if values else self
+
+
+def _pairs(spec: str) -> list[tuple[str, str]]:
+    pairs = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"scenario part {part!r}: use key=value, e.g. duration=5,lines=10")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+class SimulatedRunner:
+    """Plays scripted jobs on the server's event loop (same interface as :class:`.runner.ProcessRunner`)."""
+
+    def __init__(self, scenario: Scenario | None = None) -> None:
+        self.scenario = scenario or Scenario()
+        self.keep_jobs = False  # nothing outlives the server: jobs live in memory
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, job: JobRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._play(job), name=f"simulated-{job.id}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job.id, None))
+
+    resume = start
+
+    async def cancel(self, job: JobRecord) -> None:
+        if job.stage.is_terminal:
+            return
+        job.request_cancel()
+        task = self._tasks.pop(job.id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        job.finish(JobStage.CANCELED)
+
+    async def shutdown(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _play(self, job: JobRecord) -> None:
+        try:
+            scenario = self.scenario.for_job(job.spec.get("environment") or {})
+        except ValueError as exc:
+            job.mark_running()
+            job.finish(JobStage.ERROR, f"Bad simulation scenario: {exc}")
+            return
+        loop = asyncio.get_running_loop()
+        job.mark_running()
+        begin = loop.time()
+        gap = scenario.duration / scenario.lines if scenario.lines else 0.0
+        for index in range(scenario.lines):
+            await asyncio.sleep(max(0.0, begin + index * gap - loop.time()))
+            text = f"line {index} of job {job.id} "
+            job.add_line(text + "." * max(0, scenario.line_bytes - len(text)))
+        await asyncio.sleep(max(0.0, begin + scenario.duration - loop.time()))
+        message = "exit code 1" if scenario.stage == JobStage.ERROR else None
+        job.finish(JobStage(scenario.stage), message)
