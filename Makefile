@@ -37,10 +37,10 @@ test-af2: venv-af2
 	$(VENV_AF2)/bin/python -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check airflow_provider_hfjobs tests example_dags
+	$(VENV)/bin/ruff check airflow_provider_hfjobs tests example_dags benchmarks
 
 format: venv
-	$(VENV)/bin/ruff format airflow_provider_hfjobs tests example_dags
+	$(VENV)/bin/ruff format airflow_provider_hfjobs tests example_dags benchmarks
 
 demo: venv
 	$(VENV)/bin/python -m airflow_provider_hfjobs.local.demo --dags-folder example_dags

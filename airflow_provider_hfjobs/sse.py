@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, overload
 
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsConnectionError
 from airflow_provider_hfjobs.jobs import JOB_STARTED_MARKER, RetryAttempts, RetryPolicy
@@ -26,6 +27,11 @@ MAX_LOG_LINE_CHARS = 16_384
 #: Longest raw SSE line kept in memory; the rest of a longer line is discarded as it arrives.
 MAX_SSE_LINE_BYTES = 1 << 20
 _EOL = re.compile(rb"\r\n|\r|\n")
+# The Hub's own event shape, ``data: {"data":"…","timestamp":"…"}`` then a blank line (compact JSON, data
+# first), is split by a handful of C-level scans per chunk instead of a decode and a json.loads per line.
+_CANONICAL_PREFIX = b'data: {"data":"'
+_CANONICAL_NEXT = '"}\n\ndata: {"data":"'
+_CANONICAL_MID = '","timestamp":"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,16 @@ class SSEDecoder:
         self._id: str | None = None
         self._skip_lf = False
         self._overflow = False
+
+    @property
+    def idle(self) -> bool:
+        """Between events: nothing pending but, at most, the start of a line."""
+        return not (self._data or self._event or self._skip_lf or self._overflow)
+
+    def take_buffer(self) -> bytes:
+        """Hand over the unfinished line (only when :attr:`idle`)."""
+        buffer, self._buffer = self._buffer, b""
+        return buffer
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
@@ -113,13 +129,82 @@ class SSEDecoder:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
+class LogLine(NamedTuple):
     """One line of the job's output. ``index`` is its position in the server's replay (markers included)."""
 
     index: int
     text: str
     timestamp: str | None
+
+
+class LogBatch(Sequence[LogLine]):
+    """The lines one chunk completed, column-wise: no object per line unless one is asked for.
+
+    Hot readers use :attr:`texts` and :attr:`next_cursor`; iterating gives :class:`LogLine` objects.
+    """
+
+    __slots__ = ("indexes", "texts", "timestamps")
+
+    def __init__(
+        self,
+        indexes: Sequence[int] = (),
+        texts: list[str] | None = None,
+        timestamps: Sequence[str | None] = (),
+    ) -> None:
+        self.indexes = indexes
+        self.texts = texts if texts is not None else []
+        self.timestamps = timestamps
+
+    @property
+    def next_cursor(self) -> int | None:
+        """The cursor after this batch's last line (``None`` for an empty batch)."""
+        return self.indexes[-1] + 1 if self.texts else None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, item: int) -> LogLine: ...
+    @overload
+    def __getitem__(self, item: slice) -> list[LogLine]: ...
+    def __getitem__(self, item: int | slice) -> LogLine | list[LogLine]:
+        if isinstance(item, slice):
+            return list(self)[item]
+        return LogLine(self.indexes[item], self.texts[item], self.timestamps[item])
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return map(LogLine, self.indexes, self.texts, self.timestamps)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LogBatch | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LogBatch({list(self)!r})"
+
+
+def _split_canonical(block: bytes) -> tuple[list[str], list[str], bool] | None:
+    """Texts and timestamps of a run of events in the Hub's shape (no escapes, no CR, no other fields),
+    found with a few C-level scans, and whether a ``Job started`` marker may be among them; ``None`` if the
+    run is anything else (then the full decoder reads it)."""
+    if (
+        not (block.startswith(_CANONICAL_PREFIX) and block.endswith(b'"}'))
+        or b"\\" in block
+        or b"\r" in block
+    ):
+        return None
+    events = block.count(b"\n\n") + 1
+    # Eight quotes per event and one LF pair between events: nothing else can hide in the run.
+    if block.count(b'"') != 8 * events or block.count(b"\n") != 2 * (events - 1):
+        return None
+    decoded = block[15:-2].decode("utf-8", "replace")
+    parts = decoded.replace(_CANONICAL_NEXT, _CANONICAL_MID).split(_CANONICAL_MID)
+    if len(parts) != 2 * events:
+        return None
+    return parts[0::2], parts[1::2], JOB_STARTED_MARKER in decoded
 
 
 def _truncate(text: str) -> str:
@@ -158,14 +243,49 @@ class LogStreamParser:
         elif self.cursor is None:
             self._resume_after = self._last
 
-    def feed(self, chunk: bytes) -> list[LogLine]:
+    def feed(self, chunk: bytes) -> LogBatch:
         """New job lines completed by ``chunk`` (replayed ones skipped, markers dropped)."""
-        out: list[LogLine] = []
-        for event in self._decoder.feed(chunk):
+        if self.cursor is not None and self._decoder.idle:
+            data = self._decoder.take_buffer() + chunk
+            end = data.rfind(b"\n\n")
+            split = _split_canonical(data[:end]) if end > 0 else None
+            if split is not None:
+                batch = self._canonical(*split)
+                rest = self._decoder.feed(data[end + 2 :])  # a partial event; CR line ends may complete one
+                return self._decoded(rest, batch) if rest else batch
+            chunk = data
+        return self._decoded(self._decoder.feed(chunk), LogBatch([], [], []))
+
+    def _canonical(self, texts: list[str], stamps: list[str], has_marker: bool) -> LogBatch:
+        """Cursor bookkeeping for a whole run at once: skip what was delivered, drop markers, cut long lines."""
+        assert self.cursor is not None
+        start, count = self._seen, len(texts)
+        self._seen += count
+        skip = max(0, self.cursor - start)
+        if skip >= count:
+            return LogBatch([], [], [])
+        self._last = (texts[-1], stamps[-1])
+        self.cursor = start + count
+        indexes: Sequence[int] = range(start + skip, start + count)
+        texts, stamps = texts[skip:], stamps[skip:]
+        if has_marker:
+            keep = [i for i, text in enumerate(texts) if not text.startswith(JOB_STARTED_MARKER)]
+            indexes = [indexes[i] for i in keep]
+            texts, stamps = [texts[i] for i in keep], [stamps[i] for i in keep]
+        if texts and max(map(len, texts)) > MAX_LOG_LINE_CHARS:
+            texts = [_truncate(text) for text in texts]
+        return LogBatch(indexes, texts, stamps)
+
+    def _decoded(self, events: list[SSEEvent], batch: LogBatch) -> LogBatch:
+        """Append the lines of fully decoded events (the general path) to ``batch``."""
+        indexes, texts, stamps = list(batch.indexes), batch.texts, list(batch.timestamps)
+        for event in events:
             line = self._event(event)
             if line is not None:
-                out.append(line)
-        return out
+                indexes.append(line.index)
+                texts.append(line.text)
+                stamps.append(line.timestamp)
+        return LogBatch(indexes, texts, stamps)
 
     def _event(self, event: SSEEvent) -> LogLine | None:
         data = event.data

@@ -13,7 +13,7 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -56,7 +56,7 @@ from airflow_provider_hfjobs.jobs import (
     validate_job_id,
     validate_namespace,
 )
-from airflow_provider_hfjobs.sse import LogLine, LogReconnect, LogStreamParser
+from airflow_provider_hfjobs.sse import LogBatch, LogLine, LogReconnect, LogStreamParser
 
 #: Read timeout of a followed log stream: four missed 30 s keep-alives, as ``huggingface_hub``.
 FOLLOW_READ_TIMEOUT = 120.0
@@ -507,8 +507,8 @@ class HfJobsHook(_HfJobsHookBase):
         """The job's output lines, as ``huggingface_hub.fetch_job_logs`` yields them, but each line exactly
         once even when the stream is cut: a cut is always followed by a reconnect and a deduplicated replay,
         even if the job has meanwhile finished (the official 2.4 client stops there and loses the rest)."""
-        for line in self.iter_job_log_lines(job_id, namespace=namespace, follow=follow, tail=tail):
-            yield line.text
+        for batch in self.iter_job_log_batches(job_id, namespace=namespace, follow=follow, tail=tail):
+            yield from batch.texts
 
     def iter_job_log_lines(
         self,
@@ -520,6 +520,22 @@ class HfJobsHook(_HfJobsHookBase):
         cursor: int = 0,
     ) -> Iterator[LogLine]:
         """Log lines with their replay position; start at ``cursor`` to resume where another reader stopped.
+        See :meth:`iter_job_log_batches`."""
+        for batch in self.iter_job_log_batches(
+            job_id, namespace=namespace, follow=follow, tail=tail, cursor=cursor
+        ):
+            yield from batch
+
+    def iter_job_log_batches(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        follow: bool = True,
+        tail: int | None = None,
+        cursor: int = 0,
+    ) -> Iterator[LogBatch]:
+        """The log as it arrives, a batch of lines per chunk (the fast way to read a busy log).
 
         With ``follow``, reads until the job is terminal: a stream that ends cleanly while the job is not
         terminal is re-opened after a short pause; a stream that is cut is re-opened at once (within the
@@ -552,11 +568,19 @@ class HfJobsHook(_HfJobsHookBase):
                         continue
                     replay_end = _replay_end(response.headers.get("Date")) if not follow else None
                     for chunk in response.iter_content(chunk_size=None):
-                        for line in parser.feed(chunk):
-                            if replay_end and line.timestamp and _after(line.timestamp, replay_end):
+                        batch = parser.feed(chunk)
+                        if not batch:
+                            continue
+                        reconnect.progressed()
+                        if replay_end:  # no-follow: stop at the first line logged after the replay
+                            late = _first_after(batch.timestamps, replay_end)
+                            if late is not None:
+                                if late:
+                                    yield LogBatch(
+                                        batch.indexes[:late], batch.texts[:late], batch.timestamps[:late]
+                                    )
                                 return
-                            reconnect.progressed()
-                            yield line
+                        yield batch
             except (
                 requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout
             ) as exc:  # fmt: skip
@@ -702,10 +726,17 @@ class HfJobsAsyncHook(_HfJobsHookBase):
     async def iter_job_log_lines(
         self, job_id: str, *, namespace: str | None = None, cursor: int = 0
     ) -> AsyncIterator[LogLine]:
-        """Follow the job's log until it is terminal, each line once, starting after ``cursor`` events.
+        """Follow the job's log until it is terminal, each line once, starting after ``cursor`` events."""
+        async for batch in self.iter_job_log_batches(job_id, namespace=namespace, cursor=cursor):
+            for line in batch:
+                yield line
 
-        Same rules as :meth:`HfJobsHook.iter_job_log_lines` (they share :class:`LogReconnect`).
-        """
+    async def iter_job_log_batches(
+        self, job_id: str, *, namespace: str | None = None, cursor: int = 0
+    ) -> AsyncIterator[LogBatch]:
+        """Follow the job's log until it is terminal, a batch of lines per chunk, each line once, starting
+        after ``cursor`` events. Same rules as :meth:`HfJobsHook.iter_job_log_batches` (they share
+        :class:`LogReconnect`)."""
         ns = validate_namespace(namespace) if namespace else await self.get_namespace()
         validate_job_id(job_id)
         client, creds = await self._http()
@@ -727,9 +758,10 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                         await asyncio.sleep(reconnect.after_http_error(error))
                         continue
                     async for chunk in response.aiter_raw():
-                        for line in parser.feed(chunk):
+                        batch = parser.feed(chunk)
+                        if batch:
                             reconnect.progressed()
-                            yield line
+                            yield batch
             except httpx.ReadTimeout:
                 self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
                 continue
@@ -783,9 +815,16 @@ def _replay_end(date_header: str | None) -> Any:
     return moment + timedelta(seconds=1)
 
 
-def _after(timestamp: str, moment: Any) -> bool:
+def _after(timestamp: str | None, moment: Any) -> bool:
+    if not timestamp:
+        return False
     try:
         parsed = parse_timestamp(timestamp)
     except ValueError:
         return False
     return parsed is not None and parsed > moment
+
+
+def _first_after(timestamps: Sequence[str | None], moment: Any) -> int | None:
+    """Position of the first timestamp later than ``moment``, or ``None``."""
+    return next((i for i, stamp in enumerate(timestamps) if _after(stamp, moment)), None)

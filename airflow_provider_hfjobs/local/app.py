@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any
@@ -29,6 +30,7 @@ from airflow_provider_hfjobs.jobs import format_timestamp, validate_labels
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import FLAVORS, HARDWARE
 from airflow_provider_hfjobs.local.runner import ProcessRunner
+from airflow_provider_hfjobs.local.simulated import SimulatedRunner
 from airflow_provider_hfjobs.local.store import JobRecord, JobStore, owner_id
 
 RestartCallback = Callable[[float], None]
@@ -77,6 +79,39 @@ class _HideInjectedCuts(logging.Filter):
 
 logging.getLogger("uvicorn.error").addFilter(_HideInjectedCuts())
 CUT_SCOPE_KEY = "hfjobs.cut_after_events"
+
+
+def request_kind(method: str, path: str) -> str:
+    """What an API request is, for the request counts of ``/_local/stats``."""
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["api", "whoami-v2"]:
+        return "whoami"
+    if parts[:2] != ["api", "jobs"] or len(parts) < 3:
+        return "other"
+    if parts[2] == "hardware":
+        return "hardware"
+    if len(parts) == 3:
+        return "create" if method == "POST" else "list"
+    if len(parts) == 4:
+        return "inspect"
+    return parts[4] if parts[4] in ("logs", "cancel", "labels", "metrics") else "other"
+
+
+class RequestCounter:
+    """ASGI middleware counting API requests by kind (benchmarks read them from ``GET /_local/stats``)."""
+
+    def __init__(self, app: ASGIApp, counts: Counter[str], per_job: Counter[str]) -> None:
+        self.app = app
+        self.counts = counts
+        self.per_job = per_job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/_local/"):
+            self.counts[request_kind(scope["method"], scope["path"])] += 1
+            parts = scope["path"].strip("/").split("/")
+            if len(parts) >= 4 and parts[:2] == ["api", "jobs"]:
+                self.per_job[parts[3]] += 1
+        await self.app(scope, receive, send)
 
 
 class FaultMiddleware:
@@ -151,7 +186,7 @@ def create_app(
     *,
     token: str,
     namespace: str,
-    runner: ProcessRunner,
+    runner: ProcessRunner | SimulatedRunner,
     store: JobStore,
     keepalive_interval: float = 30.0,
     page_size: int = PAGE_SIZE,
@@ -162,6 +197,8 @@ def create_app(
     ``runner``; ``on_restart(downtime)`` serves ``POST /_local/restart``."""
     closing = asyncio.Event()
     injector = faults or FaultInjector()
+    counts: Counter[str] = Counter()
+    per_job: Counter[str] = Counter()
 
     def authorized(request: Request) -> bool:
         given = request.headers.get("authorization", "")
@@ -278,7 +315,10 @@ def create_app(
         )
 
     def _event(moment: float, text: str) -> bytes:
-        payload = json.dumps({"data": text, "timestamp": format_timestamp(moment)}, ensure_ascii=False)
+        # Compact, data first: the production wire, byte for byte (see the spec's quoted stream).
+        payload = json.dumps(
+            {"data": text, "timestamp": format_timestamp(moment)}, ensure_ascii=False, separators=(",", ":")
+        )
         return f"data: {payload}\n\n".encode()
 
     async def _log_events(job: JobRecord, tail: int | None, cut_after: int | None) -> AsyncIterator[bytes]:
@@ -346,6 +386,20 @@ def create_app(
         for job in store.all():
             job.wake()
 
+    async def stats_control(request: Request) -> Response:
+        """``GET``: API requests served, by kind (and by job with ``?per_job=1``), and jobs by stage;
+        ``DELETE``: reset the counts."""
+        if not authorized(request):
+            return unauthorized()
+        if request.method == "DELETE":
+            counts.clear()
+            per_job.clear()
+        stages = Counter(job.stage.value for job in store.all())
+        body: dict[str, Any] = {"requests": dict(counts), "total": sum(counts.values()), "jobs": dict(stages)}
+        if request.query_params.get("per_job"):
+            body["per_job"] = dict(per_job)
+        return JSONResponse(body)
+
     async def not_found(request: Request) -> Response:
         return error(404, "Not found")
 
@@ -372,6 +426,7 @@ def create_app(
         Route("/api/agent-harnesses", not_found),
         Route("/_local/faults", faults_control, methods=["GET", "POST", "DELETE"]),
         Route("/_local/restart", restart_control, methods=["POST"]),
+        Route("/_local/stats", stats_control, methods=["GET", "DELETE"]),
     ]
     from starlette.exceptions import HTTPException
 
@@ -381,6 +436,7 @@ def create_app(
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.add_middleware(FaultMiddleware, injector=injector)
+    app.add_middleware(RequestCounter, counts=counts, per_job=per_job)
     app.add_middleware(ProtocolHeaders)
     app.state.store = store
     app.state.runner = runner

@@ -14,6 +14,7 @@ import threading
 
 from airflow_provider_hfjobs.local.faults import Fault
 from airflow_provider_hfjobs.local.server import DEFAULT_NAMESPACE, DEFAULT_TOKEN, LocalJobsServer
+from airflow_provider_hfjobs.local.simulated import Scenario
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a fault, e.g. status,status=429,retry_after=1,times=3 or cut,path=/logs,after_events=5 "
         "(repeatable; also POST /_local/faults)",
     )
+    serve.add_argument(
+        "--simulate",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="SCENARIO",
+        help="LOAD-TESTING MODE: run no process; each job plays a script in memory (e.g. "
+        "duration=5,lines=10,stage=COMPLETED; a job's HFJOBS_SIM_* variables override it)",
+    )
     return parser
 
 
@@ -60,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"hfjobs-local: --fault: {exc}", file=sys.stderr)
         return 2
+    try:
+        simulate = None if args.simulate is None else Scenario.parse(args.simulate)
+    except ValueError as exc:
+        print(f"hfjobs-local: --simulate: {exc}", file=sys.stderr)
+        return 2
     server = LocalJobsServer(
         host=args.host, port=args.port, token=args.token, namespace=args.namespace,
         max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval,
-        state_dir=args.state_dir, faults=faults,
+        state_dir=args.state_dir, faults=faults, simulate=simulate,
     )  # fmt: skip
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -71,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     with server:
         print(f"Local Hugging Face Jobs server on {server.url} (namespace {server.namespace})", flush=True)
         print(f"  export HF_ENDPOINT={server.url} HF_TOKEN={server.token}", flush=True)
+        if simulate is not None:
+            print(f"  load-testing mode: jobs are simulated ({simulate}), no process runs", flush=True)
         stopped.wait()
     return 0
 

@@ -22,6 +22,7 @@ import uvicorn
 from airflow_provider_hfjobs.local.app import create_app
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.runner import ProcessRunner
+from airflow_provider_hfjobs.local.simulated import Scenario, SimulatedRunner
 from airflow_provider_hfjobs.local.store import JobStore
 
 DEFAULT_TOKEN = "hf_local_token"
@@ -35,6 +36,8 @@ class LocalJobsServer:
     up every job, including those that ran on meanwhile, and jobs keep running when it stops. Without
     one, a temporary directory is used and removed at ``stop()``, and running jobs are cancelled.
     ``restart()`` stops serving and serves again from the same state, with jobs running on.
+
+    ``simulate``: load-testing mode (:mod:`.simulated`): jobs play a script in memory, no process starts.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class LocalJobsServer:
         state_dir: str | None = None,
         start_timeout: float = 15.0,
         faults: list[Fault] | None = None,
+        simulate: Scenario | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -57,6 +61,7 @@ class LocalJobsServer:
         self.keepalive_interval = keepalive_interval
         self.start_timeout = start_timeout
         self.max_concurrency = max_concurrency
+        self.simulate = simulate
         self._owns_state_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="hfjobs-local-")
         self.faults = FaultInjector()
@@ -69,7 +74,7 @@ class LocalJobsServer:
         self._restart_lock = threading.Lock()
         self.app: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.runner: ProcessRunner | None = None
+        self.runner: ProcessRunner | SimulatedRunner | None = None
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
@@ -85,7 +90,8 @@ class LocalJobsServer:
     def start(self) -> LocalJobsServer:
         os.makedirs(self.state_dir, exist_ok=True)
         config = uvicorn.Config(
-            _LazyApp(self), log_level="warning", loop="asyncio", http="h11", lifespan="on",
+            _LazyApp(self), log_level="warning", loop="asyncio", lifespan="on",
+            http="auto" if self.simulate else "h11",  # load tests: httptools when installed, for headroom
             date_header=False, server_header=False, timeout_graceful_shutdown=3, access_log=False,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
@@ -159,11 +165,15 @@ class _LazyApp:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._app is None:
             owner = self._owner
-            owner.runner = ProcessRunner(owner.max_concurrency, keep_jobs=not owner._owns_state_dir)
+            if owner.simulate is not None:
+                owner.runner, store = SimulatedRunner(owner.simulate), JobStore()
+            else:
+                owner.runner = ProcessRunner(owner.max_concurrency, keep_jobs=not owner._owns_state_dir)
+                store = JobStore(owner.state_dir)
             self._app = create_app(
-                token=owner.token, namespace=owner.namespace, runner=owner.runner,
-                store=JobStore(owner.state_dir), keepalive_interval=owner.keepalive_interval,
-                faults=owner.faults, on_restart=owner.restart_in_background,
+                token=owner.token, namespace=owner.namespace, runner=owner.runner, store=store,
+                keepalive_interval=owner.keepalive_interval, faults=owner.faults,
+                on_restart=owner.restart_in_background,
             )  # fmt: skip
             owner.app = self._app
             owner.loop = asyncio.get_running_loop()

@@ -19,7 +19,12 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf, mask_secret
 
-from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, HfJobsInputError
+from airflow_provider_hfjobs.exceptions import (
+    HfJobFailedError,
+    HfJobsError,
+    HfJobsInputError,
+    HfJobsNotFoundError,
+)
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.jobs import (
     DEFAULT_UV_IMAGE,
@@ -61,6 +66,10 @@ def defer_timeout(deadline: float | None, poll_interval: float) -> timedelta | N
     return timedelta(seconds=max(0.0, deadline - time.time()) + max(60.0, 2 * poll_interval))
 
 
+#: The ``task_state_store`` key (Airflow >= 3.3) holding the job of this task instance across tries.
+JOB_STATE_KEY = "hf_job_id"
+
+
 def _first_try_of_run(context: Any, task: BaseOperator) -> bool:
     """Is this the first try of the run, or the first after a clear (a fresh start, not a retry)?
 
@@ -72,6 +81,40 @@ def _first_try_of_run(context: Any, task: BaseOperator) -> bool:
         return int(ti.max_tries) - int(ti.try_number) >= int(task.retries or 0) - 1
     except (AttributeError, TypeError, ValueError):
         return True
+
+
+class _TaskState:
+    """``task_state_store`` (Airflow >= 3.3) or nothing: never fails the task, it only speeds up a retry."""
+
+    def __init__(self, store: Any, log: Any) -> None:
+        self.store, self.log = store, log
+
+    def get(self, key: str) -> Any:
+        if self.store is None:
+            return None
+        try:
+            return self.store.get(key)
+        except Exception as exc:  # the store is an optimisation: the label lookup still finds the job
+            self.log.info("task_state_store is not available (%s); looking jobs up by label.", exc)
+            return None
+
+    def set(self, key: str, value: str) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.set(key, value)
+        except Exception as exc:
+            self.log.info(
+                "Could not remember job %s in task_state_store (%s); its label still finds it.", value, exc
+            )
+
+
+def _task_state(context: Any, log: Any) -> _TaskState:
+    try:
+        store = context["task_state_store"]
+    except (KeyError, TypeError):
+        store = None
+    return _TaskState(store, log)
 
 
 class HfJobRunOperator(BaseOperator):
@@ -178,32 +221,47 @@ class HfJobRunOperator(BaseOperator):
         )  # fmt: skip
 
     def _previous_job(self, context: Any, ti_label: str) -> JobInfo | None:
-        """The job an earlier try of this task instance started, if it should be reused (see ``reattach``)."""
+        """The job an earlier try of this task instance started, if it should be reused (see ``reattach``).
+
+        Airflow >= 3.3 remembers the job id in ``task_state_store`` (one inspect); otherwise, or if that job
+        is gone, the ``airflow-ti`` label finds it (one filtered list, any Airflow, deferrable too)."""
+        remembered = _task_state(context, self.log).get(JOB_STATE_KEY)
+        if isinstance(remembered, str) and remembered:
+            try:
+                job = self.hook.inspect_job(remembered, namespace=self.namespace or None)
+            except HfJobsNotFoundError:
+                job = None
+            if job is not None and self._reusable(context, job, "remembered in task_state_store"):
+                return job
         earlier = sorted(
             self.hook.list_jobs(labels={TASK_INSTANCE_LABEL: ti_label}, namespace=self.namespace or None),
             key=lambda job: job.created_at.timestamp() if job.created_at else 0.0,
             reverse=True,
         )
         live = [job for job in earlier if not job.is_terminal]
-        if live:
-            self.log.info(
-                "Re-attaching to Hugging Face job %s (%s), started by an earlier try.",
-                live[0].id,
-                live[0].stage.value,
-            )
-            return live[0]
-        if (
-            earlier
-            and earlier[0].stage.is_success
-            and self.reuse_completed
-            and not _first_try_of_run(context, self)
-        ):
-            self.log.info(
-                "Hugging Face job %s of an earlier try already COMPLETED; not running it again.",
-                earlier[0].id,
-            )
-            return earlier[0]
+        for job in live[:1] or earlier[:1]:
+            if self._reusable(context, job, f"found by its {TASK_INSTANCE_LABEL} label"):
+                return job
         return None
+
+    def _reusable(self, context: Any, job: JobInfo, how: str) -> bool:
+        """One rule for both lookups: a live job is re-attached; a COMPLETED one is reused on a retry."""
+        if not job.is_terminal:
+            self.log.info(
+                "Re-attaching to Hugging Face job %s (%s), started by an earlier try (%s).",
+                job.id,
+                job.stage.value,
+                how,
+            )
+            return True
+        if job.stage.is_success and self.reuse_completed and not _first_try_of_run(context, self):
+            self.log.info(
+                "Hugging Face job %s of an earlier try already COMPLETED (%s); not running it again.",
+                job.id,
+                how,
+            )
+            return True
+        return False
 
     # --------------------------------------------------------------------------------------------- flow
     def execute(self, context: Any) -> str:
@@ -213,6 +271,7 @@ class HfJobRunOperator(BaseOperator):
         job = self._previous_job(context, own[TASK_INSTANCE_LABEL]) if self.reattach else None
         if job is None:
             job = self.submit_job(context, {**validate_labels(self.labels), **own})
+            _task_state(context, self.log).set(JOB_STATE_KEY, job.id)
         self.job_id, self.job_namespace = job.id, job.owner_name or self.hook.namespace
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
         ti.xcom_push(key=JOB_URL_XCOM_KEY, value=job.url)
@@ -241,13 +300,14 @@ class HfJobRunOperator(BaseOperator):
         Best effort, never raises: returns the new cursor and whether the log was read to its end.
         """
         try:
-            for line in self.hook.iter_job_log_lines(
+            for batch in self.hook.iter_job_log_batches(
                 job_id, namespace=self.job_namespace, follow=True, cursor=cursor
             ):
                 if echo:
-                    self.log.info("%s", line.text)
-                tail.append(line.text)
-                cursor = line.index + 1
+                    for text in batch.texts:
+                        self.log.info("%s", text)
+                tail.extend(batch.texts)
+                cursor = batch.next_cursor or cursor
         except HfJobsError as exc:
             self.log.warning(
                 "Could not read the logs of job %s (%s); waiting for the job instead.", job_id, exc

@@ -58,10 +58,11 @@ class HfJobSensor(BaseSensorOperator):
     def _show_new_lines(self) -> list[str]:
         lines: list[str] = []
         try:
-            for line in self.hook.iter_job_log_lines(self.job_id, follow=False, cursor=self._log_cursor):
-                self.log.info("%s", line.text)
-                lines.append(line.text)
-                self._log_cursor = line.index + 1
+            for batch in self.hook.iter_job_log_batches(self.job_id, follow=False, cursor=self._log_cursor):
+                for text in batch.texts:
+                    self.log.info("%s", text)
+                lines.extend(batch.texts)
+                self._log_cursor = batch.next_cursor or self._log_cursor
         except HfJobsError as exc:
             self.log.warning("Could not read the logs of job %s: %s", self.job_id, exc)
         return lines

@@ -15,13 +15,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow import __version__ as AIRFLOW_VERSION
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from packaging.version import Version
 
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
 from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
+from airflow_provider_hfjobs.version_compat import AIRFLOW_V_3_3_PLUS, AIRFLOW_V_3_PLUS
 
 #: Event statuses, by terminal stage. Anything else is an error.
 EVENT_STATUS = {
@@ -33,9 +32,8 @@ EVENT_STATUS = {
 EVENT_STATUSES = frozenset({"success", "error", "cancelled", "timeout"})
 #: How many of the job's last log lines travel in the event (for the failure message).
 EVENT_LOG_LINES = 20
-_AIRFLOW = Version(Version(AIRFLOW_VERSION).base_version)
 #: Airflow 3.3 calls ``on_kill`` when a user stops a deferred task; before, the trigger is only cancelled.
-TRIGGER_ON_KILL = _AIRFLOW.release[:2] >= (3, 3)
+TRIGGER_ON_KILL = AIRFLOW_V_3_3_PLUS
 
 
 def job_event(
@@ -219,7 +217,7 @@ class HfJobTrigger(BaseTrigger):
         if ti is None:
             return False
         try:
-            if _AIRFLOW.major < 3:
+            if not AIRFLOW_V_3_PLUS:
                 state = await asyncio.wait_for(asyncio.to_thread(_task_state_from_db, ti), 15)
             else:
                 state = await _task_state_from_supervisor(ti)
@@ -242,12 +240,13 @@ class HfJobTrigger(BaseTrigger):
         """Follow the log from the cursor into the task log; ``False`` if it stopped early. Logs are best
         effort: they never decide the outcome (only a permanent error, such as a 404, is raised)."""
         try:
-            async for line in hook.iter_job_log_lines(
+            async for batch in hook.iter_job_log_batches(
                 self.job_id, namespace=self.namespace, cursor=self.log_cursor
             ):
-                self.log.info("%s", line.text)
-                self._tail.append(line.text)
-                self.log_cursor = line.index + 1
+                for text in batch.texts:
+                    self.log.info("%s", text)
+                self._tail.extend(batch.texts)
+                self.log_cursor = batch.next_cursor or self.log_cursor
         except HfJobsError as exc:
             if _is_permanent(exc):
                 raise

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from airflow_provider_hfjobs.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.integration.airflow_run import REPO, AirflowHome, count, make_airflow_home
 from tests.integration.conftest import TOKEN
 
@@ -114,6 +115,9 @@ def test_retry_reattaches_to_the_live_job_instead_of_starting_another(
     assert result.returncode == 0, text[-5000:]
     assert count(text, "worker lost after submitting job") >= 1
     assert count(text, "Re-attaching to Hugging Face job") == 1
+    # Airflow 3.3 remembers the job in task_state_store (one inspect); 2.11 finds it by its label.
+    how = "remembered in task_state_store" if AIRFLOW_V_3_3_PLUS else "found by its airflow-ti label"
+    assert count(text, f"started by an earlier try ({how})") == 1, text[-5000:]
     jobs = list(
         HfApi(endpoint=server.url, token=TOKEN).list_jobs(labels={"suite": "retry"}, namespace="alice")
     )

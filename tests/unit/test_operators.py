@@ -14,7 +14,7 @@ from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, Hf
 from airflow_provider_hfjobs.jobs import HardwareInfo, JobInfo
 from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator, HfUvJobOperator, validate_event
 from airflow_provider_hfjobs.sensors.hfjobs import HfJobSensor
-from airflow_provider_hfjobs.sse import LogLine
+from airflow_provider_hfjobs.sse import LogBatch
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 
 JOB_ID = "687fb701029421ae5549d998"
@@ -136,10 +136,10 @@ def test_deferrable_finishes_inline_when_already_terminal() -> None:
     op, hook = operator(deferrable=True)
     hook.run_job.return_value = job("SCHEDULING")
     hook.inspect_job.return_value = job("COMPLETED")
-    hook.iter_job_log_lines.return_value = iter([LogLine(1, "done", None)])
+    hook.iter_job_log_batches.return_value = iter([LogBatch([1], ["done"], [None])])
     ti = FakeTI()
     assert op.execute({"ti": ti}) == JOB_ID
-    hook.iter_job_log_lines.assert_called_once()
+    hook.iter_job_log_batches.assert_called_once()
 
 
 def test_fire_and_forget_returns_after_submit() -> None:
@@ -254,6 +254,61 @@ def test_completed_job_is_reused_only_on_a_retry(
     hook.run_job.return_value = job("SCHEDULING")
     op.execute({"ti": FakeTI(try_number=try_number, max_tries=max_tries)})
     assert hook.run_job.called is resubmits
+
+
+class FakeStateStore:
+    """``context["task_state_store"]`` of Airflow >= 3.3 (get/set, JSON values)."""
+
+    def __init__(self, values: dict[str, Any] | None = None, broken: bool = False) -> None:
+        self.values = dict(values or {})
+        self.broken = broken
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self.broken:
+            raise RuntimeError("no supervisor")
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        if self.broken:
+            raise RuntimeError("no supervisor")
+        self.values[key] = value
+
+
+def test_a_new_job_is_remembered_in_task_state_store() -> None:
+    op, hook = operator(wait_for_completion=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    store = FakeStateStore()
+    op.execute({"ti": FakeTI(), "task_state_store": store})
+    assert store.values == {"hf_job_id": JOB_ID}
+
+
+def test_a_remembered_live_job_is_reattached_without_a_list() -> None:
+    op, hook = operator(wait_for_completion=False, retries=2)
+    hook.inspect_job.return_value = job("RUNNING")
+    store = FakeStateStore({"hf_job_id": JOB_ID})
+    assert op.execute({"ti": FakeTI(try_number=2, max_tries=2), "task_state_store": store}) == JOB_ID
+    hook.inspect_job.assert_called_once_with(JOB_ID, namespace=None)
+    hook.list_jobs.assert_not_called()
+    hook.run_job.assert_not_called()
+
+
+def test_a_remembered_job_that_failed_falls_back_to_the_label_then_submits() -> None:
+    op, hook = operator(wait_for_completion=False, retries=2)
+    hook.inspect_job.return_value = job("ERROR", "exit code 1")
+    hook.list_jobs.return_value = [previous("ERROR", "2026-01-01T00:00:00Z")]
+    hook.run_job.return_value = job("SCHEDULING")
+    op.execute(
+        {"ti": FakeTI(try_number=2, max_tries=2), "task_state_store": FakeStateStore({"hf_job_id": JOB_ID})}
+    )
+    hook.list_jobs.assert_called_once()
+    hook.run_job.assert_called_once()
+
+
+def test_a_broken_task_state_store_never_fails_the_task() -> None:
+    op, hook = operator(wait_for_completion=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    assert op.execute({"ti": FakeTI(), "task_state_store": FakeStateStore(broken=True)}) == JOB_ID
+    hook.list_jobs.assert_called_once()  # the label lookup still ran
 
 
 def test_reattach_false_never_looks() -> None:

@@ -36,7 +36,7 @@ from airflow_provider_hfjobs.jobs import (
     task_instance_labels,
     validate_labels,
 )
-from airflow_provider_hfjobs.sse import MAX_LOG_LINE_CHARS, LogStreamParser, SSEDecoder
+from airflow_provider_hfjobs.sse import MAX_LOG_LINE_CHARS, LogStreamParser, SSEDecoder, _split_canonical
 
 # ---------------------------------------------------------------------------------------------- create
 SPECS = [
@@ -268,26 +268,77 @@ def test_task_instance_labels_are_valid_and_stable() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ SSE
-def stream(lines: list[str], marker: bool = True) -> bytes:
+def stream(lines: list[str], marker: bool = True, compact: bool = False) -> bytes:
+    """Log events as the Hub sends them (``compact``: its exact bytes, the parser's fast path) or spaced."""
     events = (["===== Job started at 2026-01-01 00:00:00 ====="] if marker else []) + lines
+    separators = (",", ":") if compact else (", ", ": ")
     return b"".join(
-        f"data: {json.dumps({'data': text, 'timestamp': f'2026-01-01T00:00:{i:02d}.000Z'})}\n\n".encode()
+        "data: {}\n\n".format(
+            json.dumps(
+                {"data": text, "timestamp": f"2026-01-01T00:00:{i:02d}.000Z"},
+                separators=separators,
+                ensure_ascii=not compact,
+            )
+        ).encode()
         for i, text in enumerate(events)
     )
+
+
+def texts(*batches) -> list[str]:
+    return [line.text for batch in batches for line in batch]
 
 
 LINES = ["plain", "", "ünïcode ✓", 'quotes "and" \\ backslashes', "data: inside", ": not a comment"]
 
 
-def test_every_chunking_gives_the_same_lines() -> None:
-    raw = stream(LINES)
-    raw = raw.replace(b"\n\n", b"\n: keep-alive\n\n", 2)
+PLAIN = ["plain", "", "ünïcode ✓", "data: inside", ": not a comment", "=====  not a marker", "x" * 100]
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("lines", [LINES, PLAIN])
+@pytest.mark.parametrize("keepalives", [0, 2])
+def test_every_chunking_gives_the_same_lines(compact: bool, lines: list[str], keepalives: int) -> None:
+    raw = stream(lines, compact=compact).replace(b"\n\n", b"\n\n: keep-alive\n\n", keepalives)
     for split in range(len(raw) + 1):
         parser = LogStreamParser()
-        got = parser.feed(raw[:split]) + parser.feed(raw[split:])
-        assert [line.text for line in got] == LINES
+        assert texts(parser.feed(raw[:split]), parser.feed(raw[split:])) == lines
+    for third in range(0, len(raw), 7):
+        parser = LogStreamParser()
+        got = texts(
+            parser.feed(raw[:third]), parser.feed(raw[third : 2 * third]), parser.feed(raw[2 * third :])
+        )
+        assert got == lines
     parser = LogStreamParser()
-    assert [line.text for b in raw for line in parser.feed(bytes([b]))] == LINES
+    assert [line.text for b in raw for line in parser.feed(bytes([b]))] == lines
+
+
+def test_the_hubs_own_event_shape_takes_the_fast_path() -> None:
+    raw = stream(PLAIN, compact=True)
+    found = _split_canonical(raw[: raw.rfind(b"\n\n")])
+    assert found is not None and found[0][1:] == PLAIN and found[2] is True
+    batch = LogStreamParser().feed(raw)
+    assert batch.texts == PLAIN and list(batch.indexes) == list(range(1, len(PLAIN) + 1))
+    assert batch.next_cursor == len(PLAIN) + 1
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        b'data: {"data":"a \\"quoted\\" word","timestamp":"2026-01-01T00:00:00Z"}',  # escapes
+        b'data: {"data":"x","timestamp":"t","extra":"y"}',  # another field
+        b'data: {"timestamp":"t","data":"x"}',  # other key order
+        b'data: {"data":"x","timestamp":"t"}\n: keep-alive',  # a comment inside the run
+        b'data: {"data":"x","timestamp":"t"}\ndata: {"data":"y","timestamp":"u"}',  # a two-line event
+        b'data:{"data":"x","timestamp":"t"}',  # no space after the colon
+    ],
+)
+def test_anything_but_the_hubs_exact_shape_is_left_to_the_full_decoder(event: bytes) -> None:
+    assert _split_canonical(event) is None
+    fast, full = LogStreamParser(), LogStreamParser()
+    fast_lines = texts(fast.feed(event + b"\n\n"))
+    # The same events with CRLF line ends never take the fast path: both readings must agree.
+    slow_lines = texts(full.feed(event.replace(b"\n", b"\r\n") + b"\r\n\r\n"))
+    assert fast_lines == slow_lines
 
 
 @pytest.mark.parametrize("newline", [b"\r\n", b"\r"])
@@ -295,25 +346,28 @@ def test_crlf_and_cr_line_ends(newline: bytes) -> None:
     raw = stream(LINES).replace(b"\n", newline)
     for split in range(len(raw) + 1):
         parser = LogStreamParser()
-        assert [line.text for line in parser.feed(raw[:split]) + parser.feed(raw[split:])] == LINES
+        assert texts(parser.feed(raw[:split]), parser.feed(raw[split:])) == LINES
 
 
-def test_cut_then_replay_delivers_each_line_once() -> None:
-    raw = stream(LINES)
+@pytest.mark.parametrize("compact", [False, True])
+def test_cut_then_replay_delivers_each_line_once(compact: bool) -> None:
+    raw = stream(LINES + PLAIN, compact=compact)
     for cut in range(len(raw) + 1):
         parser = LogStreamParser()
         first = parser.feed(raw[:cut])  # the connection drops here; an unfinished event is not dispatched
         parser.new_connection()
-        second = parser.feed(raw)
-        assert [line.text for line in first + second] == LINES
+        second = parser.feed(raw[: len(raw) // 2])
+        third = parser.feed(raw[len(raw) // 2 :])
+        assert texts(first, second, third) == LINES + PLAIN
         resumed = LogStreamParser(parser.cursor)
         assert resumed.feed(raw) == []
 
 
-def test_repeated_markers_are_dropped_but_counted() -> None:
-    raw = stream(["a"]) + stream(["b"])  # a retried job sends the marker again
+@pytest.mark.parametrize("compact", [False, True])
+def test_repeated_markers_are_dropped_but_counted(compact: bool) -> None:
+    raw = stream(["a"], compact=compact) + stream(["b"], compact=compact)  # a retried job sends it again
     parser = LogStreamParser()
-    assert [line.text for line in parser.feed(raw)] == ["a", "b"] and parser.cursor == 4
+    assert texts(parser.feed(raw)) == ["a", "b"] and parser.cursor == 4
 
 
 def test_metric_events_and_non_json_data_are_ignored() -> None:
@@ -332,9 +386,10 @@ def test_tail_then_full_replay_resumes_after_the_last_event() -> None:
     assert parser.cursor == 5
 
 
-def test_long_lines_are_bounded() -> None:
+@pytest.mark.parametrize("compact", [False, True])
+def test_long_lines_are_bounded(compact: bool) -> None:
     parser = LogStreamParser()
-    (line,) = parser.feed(stream(["x" * (MAX_LOG_LINE_CHARS + 10)], marker=False))
+    (line,) = parser.feed(stream(["x" * (MAX_LOG_LINE_CHARS + 10)], marker=False, compact=compact))
     assert len(line.text) < MAX_LOG_LINE_CHARS + 100 and line.text.endswith("10 more characters]")
     decoder = SSEDecoder()
     huge = b"data: " + b"y" * (3 << 20)

@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_hfjobs.exceptions import HfJobsConnectionError, HfJobsNotFoundError, HfJobsServerError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsCredentials
 from airflow_provider_hfjobs.jobs import JobInfo
-from airflow_provider_hfjobs.sse import LogLine
+from airflow_provider_hfjobs.sse import LogBatch
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 
 JOB_ID = "687fb701029421ae5549d998"
@@ -48,13 +48,13 @@ class FakeHook:
     async def get_credentials(self) -> HfJobsCredentials:
         return HfJobsCredentials(endpoint="http://hub.test", token="hf_secret_token_value", namespace="alice")
 
-    async def iter_job_log_lines(self, job_id: str, *, namespace: str, cursor: int):
+    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
         self.cursors.append(cursor)
         if isinstance(self.lines, Exception):
             raise self.lines
         for index, text in enumerate(self.lines, start=1):
             if index >= cursor:
-                yield LogLine(index, text, None)
+                yield LogBatch([index], [text], [None])
 
     async def cancel_job(self, job_id: str, *, namespace: str) -> None:
         self.cancelled.append(job_id)
@@ -225,11 +225,11 @@ async def test_task_state_unknown_means_user_action() -> None:
 
 async def test_log_stream_that_gives_up_is_caught_up_after_the_job_ends(monkeypatch) -> None:
     class GivesUpOnce(FakeHook):
-        async def iter_job_log_lines(self, job_id: str, *, namespace: str, cursor: int):
+        async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
             self.cursors.append(cursor)
             for index, text in enumerate(self.lines, start=1):
                 if index >= cursor:
-                    yield LogLine(index, text, None)
+                    yield LogBatch([index], [text], [None])
                 if len(self.cursors) == 1 and index == 2:
                     raise HfJobsConnectionError("the stream kept failing")
 
@@ -286,7 +286,7 @@ async def test_task_state_from_the_db_on_airflow_2(monkeypatch) -> None:
         asked.append((ti.dag_id, ti.task_id, ti.run_id, ti.map_index))
         return "failed"
 
-    monkeypatch.setattr(module, "_AIRFLOW", module.Version("2.11.2"))
+    monkeypatch.setattr(module, "AIRFLOW_V_3_PLUS", False)
     monkeypatch.setattr(module, "_task_state_from_db", from_db)
     trigger = HfJobTrigger(JOB_ID, "alice")
     trigger.task_instance = FakeTI(-1)

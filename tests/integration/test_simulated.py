@@ -1,0 +1,96 @@
+"""The local server's load-testing mode: scripted jobs in memory, no process, same HTTP API; and the
+request counts benchmarks read from ``/_local/stats``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
+from airflow_provider_hfjobs.jobs import JobStage
+from airflow_provider_hfjobs.local import LocalJobsServer
+from airflow_provider_hfjobs.local.simulated import Scenario
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "hf_sim_token"
+NS = "simulator"
+NO_SUCH_PROGRAM = ["/no/such/program"]  # never run: a simulated job only plays its script
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalJobsServer]:
+    with LocalJobsServer(token=TOKEN, namespace=NS, simulate=Scenario(duration=0.3, lines=5)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def hook(server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch) -> HfJobsHook:
+    conn = {"conn_type": "hf_jobs", "host": server.url, "password": TOKEN, "extra": {"namespace": NS}}
+    monkeypatch.setenv("AIRFLOW_CONN_HF_SIM", json.dumps(conn))
+    return HfJobsHook("hf_sim")
+
+
+def test_a_simulated_job_plays_its_script(hook: HfJobsHook) -> None:
+    job = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM)
+    lines = list(hook.fetch_job_logs(job.id, follow=True))
+    assert [line.split(" of job ")[0] for line in lines] == [f"line {i}" for i in range(5)]
+    assert all(len(line) == 60 for line in lines)
+    assert hook.wait_for_job(job.id, poll_interval=0.05, timeout=30).stage is JobStage.COMPLETED
+
+
+def test_a_job_overrides_the_script_through_its_environment(hook: HfJobsHook) -> None:
+    env = {"HFJOBS_SIM_STAGE": "error", "HFJOBS_SIM_LINES": "2", "HFJOBS_SIM_DURATION": "0"}
+    job = hook.wait_for_job(
+        hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env=env).id, poll_interval=0.05
+    )
+    assert (job.stage, job.message, len(list(hook.fetch_job_logs(job.id)))) == (
+        JobStage.ERROR,
+        "exit code 1",
+        2,
+    )
+    bad = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env={"HFJOBS_SIM_LINES": "many"})
+    bad = hook.wait_for_job(bad.id, poll_interval=0.05)
+    assert bad.stage is JobStage.ERROR and "HFJOBS_SIM" not in bad.message and "lines='many'" in bad.message
+
+
+def test_a_simulated_job_can_be_cancelled(hook: HfJobsHook) -> None:
+    job = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env={"HFJOBS_SIM_DURATION": "300"})
+    hook.cancel_job(job.id)
+    assert hook.inspect_job(job.id).stage is JobStage.CANCELED
+
+
+def test_stats_count_api_requests_by_kind(server: LocalJobsServer, hook: HfJobsHook) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"{server.url}/_local/stats"
+    assert requests.get(url, timeout=10).status_code == 401
+    job = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env={"HFJOBS_SIM_DURATION": "0"})
+    requests.delete(url, headers=auth, timeout=10)
+    hook.inspect_job(job.id)
+    list(hook.fetch_job_logs(job.id))
+    stats = requests.get(url, headers=auth, timeout=10).json()
+    assert stats["requests"] == {"inspect": 1, "logs": 1} and stats["total"] == 2
+    assert stats["jobs"]["COMPLETED"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("duration=soon", "not a number"),
+        ("stage=RUNNING", "not one of"),
+        ("speed=1", "unknown scenario keys"),
+    ],
+)
+def test_bad_scenarios_are_refused(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Scenario.parse(spec)
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_hfjobs.local", "serve", "--simulate", spec],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--simulate" in result.stderr and message in result.stderr
