@@ -8,6 +8,7 @@ The script comes from the job's environment, falling back to the server's defaul
 (``hfjobs-local serve --simulate duration=5,lines=10``)::
 
     HFJOBS_SIM_DURATION=5  HFJOBS_SIM_LINES=10  HFJOBS_SIM_STAGE=COMPLETED  HFJOBS_SIM_LINE_BYTES=60
+    HFJOBS_SIM_PHASE=random   (or aligned: jobs created together print together)
 
 Use it to measure clients, never to check what a job does: the command is recorded and ignored.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from dataclasses import dataclass, fields, replace
 
 from airflow_provider_hfjobs.jobs import JobStage
@@ -32,12 +34,17 @@ class Scenario:
     lines: int = 10
     stage: str = "COMPLETED"
     line_bytes: int = 60
+    #: ``random``: each job prints at its own phase within the line interval (real jobs do not print in
+    #: lockstep); ``aligned``: all jobs created together print together (the worst case for a watcher).
+    phase: str = "random"
 
     def __post_init__(self) -> None:
         if self.duration < 0 or self.lines < 0 or self.line_bytes < 1:
             raise ValueError("duration and lines must not be negative, line_bytes must be positive")
         if self.stage not in (JobStage.COMPLETED, JobStage.ERROR, JobStage.CANCELED):
             raise ValueError(f"stage {self.stage!r} is not one of COMPLETED, ERROR, CANCELED")
+        if self.phase not in ("RANDOM", "ALIGNED", "random", "aligned"):
+            raise ValueError(f"phase {self.phase!r} is not one of random, aligned")
 
     @classmethod
     def parse(cls, spec: str) -> Scenario:
@@ -121,8 +128,9 @@ class SimulatedRunner:
         job.mark_running()
         begin = loop.time()
         gap = scenario.duration / scenario.lines if scenario.lines else 0.0
+        offset = random.Random(job.id).uniform(0, gap) if scenario.phase.lower() == "random" else 0.0
         for index in range(scenario.lines):
-            await asyncio.sleep(max(0.0, begin + index * gap - loop.time()))
+            await asyncio.sleep(max(0.0, begin + offset + index * gap - loop.time()))
             text = f"line {index} of job {job.id} "
             job.add_line(text + "." * max(0, scenario.line_bytes - len(text)))
         await asyncio.sleep(max(0.0, begin + scenario.duration - loop.time()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -32,6 +33,8 @@ EVENT_STATUS = {
 EVENT_STATUSES = frozenset({"success", "error", "cancelled", "timeout"})
 #: How many of the job's last log lines travel in the event (for the failure message).
 EVENT_LOG_LINES = 20
+#: Longest random wait before a trigger's first request (see ``_watch``).
+START_SPREAD_SECONDS = 2.0
 #: Airflow 3.3 calls ``on_kill`` when a user stops a deferred task; before, the trigger is only cancelled.
 TRIGGER_ON_KILL = AIRFLOW_V_3_3_PLUS
 
@@ -136,6 +139,10 @@ class HfJobTrigger(BaseTrigger):
         url = job_url("https://huggingface.co", self.namespace, self.job_id)
         async with self._hook() as hook:
             try:
+                # Thousands of triggers (re)started at once would look up their connection and open their
+                # streams in one burst, holding the triggerer's loop and hitting the API together: each waits
+                # a random moment first (at most two seconds, or its poll interval).
+                await asyncio.sleep(random.uniform(0, min(START_SPREAD_SECONDS, self.poll_interval)))
                 url = job_url((await hook.get_credentials()).endpoint, self.namespace, self.job_id)
                 remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
                 async with asyncio.timeout(remaining):
@@ -230,6 +237,9 @@ class HfJobTrigger(BaseTrigger):
         if not self.stream_logs:
             return await self._poll(hook)
         complete = await self._stream_logs(hook)
+        final = getattr(hook, "last_terminal_job", None)
+        if complete and final is not None and final.id == self.job_id:
+            return final  # the stream ended on this terminal job: no need to ask again
         job = await self._poll(hook)
         if not complete:
             # The stream gave up early: the finished job's log is complete now, show what was missed.

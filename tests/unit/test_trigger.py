@@ -18,6 +18,14 @@ from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 JOB_ID = "687fb701029421ae5549d998"
 
 
+@pytest.fixture(autouse=True)
+def no_start_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers wait a random moment before their first request (spreading a triggerer restart); not here."""
+    from airflow_provider_hfjobs.triggers import hfjobs as module
+
+    monkeypatch.setattr(module, "START_SPREAD_SECONDS", 0.0)
+
+
 def job(stage: str, message: str | None = None) -> JobInfo:
     return JobInfo.from_api(
         {
@@ -292,3 +300,10 @@ async def test_task_state_from_the_db_on_airflow_2(monkeypatch) -> None:
     trigger.task_instance = FakeTI(-1)
     assert await trigger._task_still_deferred() is False
     assert asked == [("dag", "train", "manual__1", -1)]
+
+
+async def test_a_stream_that_ended_on_the_terminal_job_needs_no_second_look(monkeypatch) -> None:
+    hook = FakeHook(["a"], [])
+    hook.last_terminal_job = job("ERROR", "exit code 3")  # what the async hook keeps from its last look
+    (event,) = await events(HfJobTrigger(JOB_ID, "alice"), hook, monkeypatch)
+    assert (event["status"], event["message"], hook.inspected) == ("error", "exit code 3", 0)
