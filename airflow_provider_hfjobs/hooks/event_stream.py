@@ -167,6 +167,30 @@ class EventStream:
             self._protocol.transport.close()
 
 
+async def get_once(
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    ssl_context: ssl.SSLContext,
+    timeout: float,
+    limit: int = 1 << 20,
+) -> tuple[int, httpx.Headers, bytes] | None:
+    """One plain GET on a fresh connection (status, headers, body); ``None`` if a proxy applies or it
+    failed in any way: the caller then asks through httpx, with its retries and error reporting."""
+    try:
+        stream = await open_event_stream(
+            url, headers, ssl_context=ssl_context, connect_timeout=timeout, read_timeout=timeout
+        )
+        if stream is None:
+            return None
+        try:
+            return stream.status_code, stream.headers, await stream.read_all(limit)
+        finally:
+            stream.close()
+    except EventStreamError:
+        return None
+
+
 async def open_event_stream(
     url: str,
     headers: Mapping[str, str],
@@ -202,11 +226,10 @@ async def open_event_stream(
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         raise EventStreamError(f"could not connect to {host}:{port} ({type(exc).__name__}: {exc})") from exc
     authority = host if parts.port is None else f"{host}:{parts.port}"
-    request = h11.Request(
-        method="GET",
-        target=target,
-        headers=[("Host", authority), *headers.items(), ("Accept", "text/event-stream")],
-    )
+    fields = [("Host", authority), *headers.items()]
+    if not any(name.lower() == "accept" for name, _ in fields):
+        fields.append(("Accept", "text/event-stream"))
+    request = h11.Request(method="GET", target=target, headers=fields)
     assert protocol.transport is not None
     protocol.transport.write(protocol.parser.send(request) + protocol.parser.send(h11.EndOfMessage()))
     deadline = loop.time() + read_timeout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import platform
 import ssl
@@ -22,12 +23,10 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-import requests
-import urllib3
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
 from airflow_provider_hfjobs import __version__
@@ -37,7 +36,12 @@ from airflow_provider_hfjobs.exceptions import (
     HfJobsConnectionError,
     HfJobsInputError,
 )
-from airflow_provider_hfjobs.hooks.event_stream import EventStreamError, EventStreamTimeout, open_event_stream
+from airflow_provider_hfjobs.hooks.event_stream import (
+    EventStreamError,
+    EventStreamTimeout,
+    get_once,
+    open_event_stream,
+)
 from airflow_provider_hfjobs.jobs import (
     CREATE_NOT_APPLIED_STATUS,
     DEFAULT_ENDPOINT,
@@ -61,6 +65,9 @@ from airflow_provider_hfjobs.jobs import (
     validate_namespace,
 )
 from airflow_provider_hfjobs.sse import LogBatch, LogLine, LogReconnect, LogStreamParser
+
+if TYPE_CHECKING:
+    import requests  # imported where used: it costs a DAG file parse 35 ms, and only the sync hook needs it
 
 #: Read timeout of a followed log stream: four missed 30 s keep-alives, as ``huggingface_hub``.
 FOLLOW_READ_TIMEOUT = 120.0
@@ -199,6 +206,8 @@ class HfJobsHook(_HfJobsHookBase):
 
     @cached_property
     def session(self) -> requests.Session:
+        import requests
+
         session = requests.Session()
         session.headers.update({"User-Agent": user_agent(), "Accept": "application/json"})
         return session
@@ -235,6 +244,8 @@ class HfJobsHook(_HfJobsHookBase):
         retry: bool = True,
     ) -> requests.Response:
         """One request with the retry policy; an HTTP error becomes one provider exception."""
+        import requests
+
         target = url or f"{self.endpoint}{path}"
         attempts = RetryAttempts(self.retry_policy if retry else RetryPolicy(max_retries=0))
         while True:
@@ -366,6 +377,8 @@ class HfJobsHook(_HfJobsHookBase):
         job, so it is never blindly re-sent: first look the job up by its submission label, and re-send
         only if it is not there. A refused connection, 408 or 429 means nothing was created.
         """
+        import requests
+
         labels = spec.setdefault("labels", {})
         submission = labels.setdefault(SUBMISSION_LABEL, uuid.uuid4().hex)
         url = f"{self.endpoint}/api/jobs/{quote(namespace)}"
@@ -545,6 +558,8 @@ class HfJobsHook(_HfJobsHookBase):
         terminal is re-opened after a short pause; a stream that is cut is re-opened at once (within the
         retry policy), whatever the stage. Without ``follow``, returns once the current log is drained.
         """
+        import requests
+
         ns = self._ns(namespace)
         validate_job_id(job_id)
         if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 0):
@@ -782,11 +797,24 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                 self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
                 await asyncio.sleep(delay)
                 continue
-            job = await self.inspect_job(job_id, namespace=ns)
+            job = await self._inspect_after_stream(job_id, ns, creds)
             if job.is_terminal:
                 self.last_terminal_job = job
                 return
             await asyncio.sleep(reconnect.after_clean_end())
+
+    async def _inspect_after_stream(self, job_id: str, ns: str, creds: HfJobsCredentials) -> JobInfo:
+        """The stage check after a stream ended: a single plain GET (no httpx client is built for the one
+        request most triggers ever make besides the stream); any trouble, and httpx asks again, retrying."""
+        answer = await get_once(
+            f"{creds.endpoint}/api/jobs/{quote(ns)}/{job_id}",
+            {"User-Agent": user_agent(), "Authorization": f"Bearer {creds.token}", "Accept": "application/json"},
+            ssl_context=shared_ssl_context(), timeout=self.request_timeout,
+        )  # fmt: skip
+        if answer is not None and answer[0] == 200:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                return JobInfo.from_api(json.loads(answer[2]), creds.endpoint)
+        return await self.inspect_job(job_id, namespace=ns)
 
     @contextlib.asynccontextmanager
     async def _log_stream(
@@ -840,6 +868,9 @@ def _connection_refused(exc: BaseException) -> bool:
 def _is_read_timeout(exc: requests.RequestException) -> bool:
     """A read timeout, however ``requests`` reports it: mid-body it arrives as a ``ConnectionError``
     wrapping urllib3's ``ReadTimeoutError``, not as ``requests.ReadTimeout``."""
+    import requests
+    import urllib3
+
     return isinstance(exc, requests.exceptions.ReadTimeout) or any(
         isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
     )

@@ -175,3 +175,24 @@ def test_a_proxy_in_the_environment_leaves_the_stream_to_httpx(monkeypatch) -> N
         assert opened is None
     finally:
         event_stream._environment_proxies.cache_clear()
+
+
+async def test_get_once_reads_a_whole_answer_and_gives_up_quietly() -> None:
+    async def script(reader, writer):
+        body = b'{"id": "abc"}'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+
+    server, url, requests = await serve(script)
+    async with server:
+        answer = await event_stream.get_once(
+            url, {"Accept": "application/json"}, ssl_context=shared_ssl_context(), timeout=5
+        )
+    assert answer is not None and answer[0] == 200 and answer[2] == b'{"id": "abc"}'
+    assert requests[0].lower().count(b"accept:") == 1 and b"accept: application/json" in requests[0].lower()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+        assert await event_stream.get_once(refused, {}, ssl_context=shared_ssl_context(), timeout=1) is None

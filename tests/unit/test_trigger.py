@@ -23,7 +23,7 @@ def no_start_spread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Triggers wait a random moment before their first request (spreading a triggerer restart); not here."""
     from airflow_provider_hfjobs.triggers import hfjobs as module
 
-    monkeypatch.setattr(module, "START_SPREAD_SECONDS", 0.0)
+    monkeypatch.setattr(module, "START_COST_SECONDS", 0.0)
 
 
 def job(stage: str, message: str | None = None) -> JobInfo:

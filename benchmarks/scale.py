@@ -1,0 +1,165 @@
+"""Scale: N concurrent ``HfJobTrigger.run()`` coroutines in one event loop, as one triggerer runs them.
+
+    .venv/bin/python benchmarks/scale.py                      # N = 100, 500, 1000, 2000, streaming and not
+    .venv/bin/python benchmarks/scale.py --n 2000 --modes stream
+
+Jobs are simulated by the local server (``--simulate``, another process): each runs ``--duration``
+seconds and prints ``--lines`` lines. Every line a trigger reads is logged as in a triggerer's trigger
+runner: structlog, JSON, one unbuffered write per event (to a discarding file instead of the supervisor). Measured in this process only: CPU
+seconds, peak RSS, the largest event-loop lag of a 50 ms ticker, API calls per job (counted by the
+server), and completion-detection latency (the server's ``finishedAt`` → the trigger's event).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (
+    CONN_ID,
+    NAMESPACE,
+    GcPauses,
+    LoopLag,
+    SimulatedServer,
+    Usage,
+    percentile,
+    rss_mb,
+    save,
+    simulated_server,
+    table,
+)
+
+COLUMNS = [
+    "triggers", "logs", "lines/job", "wall s", "CPU s", "avg cores", "peak RSS MB", "max loop lag ms",
+    "p99 loop lag ms", "max GC pause ms",
+    "API calls/job", "max calls/job", "latency p50 s", "latency p99 s", "events ok", "server CPU s",
+]  # fmt: skip
+
+
+def quiet_task_logger() -> None:
+    """Log as a triggerer's trigger runner does: structlog, every event as JSON written unbuffered to the
+    supervisor's channel (here a discarding file), so each trigger log line costs what it costs there."""
+    from airflow.sdk.log import configure_logging, reset_logging
+
+    reset_logging()
+    channel = open(os.devnull, "wb", buffering=0)  # noqa: SIM115 - open for the whole run
+    configure_logging(json_output=True, output=channel, sending_to_supervisor=True)
+    sys.excepthook = sys.__excepthook__  # a benchmark's own errors must still show
+
+
+async def watch(
+    job_ids: list[str], stream: bool, poll_interval: float
+) -> tuple[dict[str, float], dict, LoopLag]:
+    from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+
+    moments: dict[str, float] = {}
+    statuses: dict[str, str] = {}
+    lag = LoopLag()
+    lag.start()
+
+    async def one(job_id: str) -> None:
+        trigger = HfJobTrigger(job_id, NAMESPACE, CONN_ID, poll_interval=poll_interval, stream_logs=stream)
+        async for event in trigger.run():
+            moments[job_id] = time.time()
+            statuses[job_id] = event.payload["status"]
+
+    await asyncio.gather(*(one(job_id) for job_id in job_ids))
+    lag.stop()
+    return moments, statuses, lag
+
+
+def run(n: int, stream: bool, duration: float, lines: int, poll_interval: float, server, phase: str) -> dict:
+    job_ids = server.create_jobs(n, duration=duration, lines=lines, phase=phase)
+    server.reset_stats()
+    usage, server_cpu = Usage().start(), server.cpu_seconds()
+    with GcPauses() as gc_pauses:
+        moments, statuses, lag = asyncio.run(watch(job_ids, stream, poll_interval))
+    usage.stop()
+    server_cpu = server.cpu_seconds() - server_cpu
+    stats = server.stats(per_job=True)
+    calls = [stats.get("per_job", {}).get(job_id, 0) for job_id in job_ids]
+    ends = server.finished_at(job_ids)
+    latency = [moments[j] - ends[j] for j in job_ids if j in ends and j in moments]
+    return {
+        "triggers": n,
+        "logs": f"streamed ({phase})" if stream else f"poll {poll_interval:g}s",
+        "lines/job": lines if stream else 0,
+        "wall s": usage.wall,
+        "CPU s": usage.cpu,
+        "avg cores": usage.cpu / usage.wall,
+        "peak RSS MB": usage.peak_rss_mb,
+        "max loop lag ms": lag.max * 1000,
+        "p99 loop lag ms": lag.p99 * 1000,
+        "max GC pause ms": max(gc_pauses.pauses, default=0.0) * 1000,
+        "API calls/job": sum(calls) / n,
+        "max calls/job": max(calls),
+        "latency p50 s": percentile(latency, 0.5),
+        "latency p99 s": percentile(latency, 0.99),
+        "events ok": f"{sum(s == 'success' for s in statuses.values())}/{n}",
+        "server CPU s": server_cpu,
+        "requests by kind": stats["requests"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000, 2000])
+    parser.add_argument("--modes", nargs="+", choices=["stream", "poll"], default=["stream", "poll"])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds each simulated job runs")
+    parser.add_argument("--lines", type=int, default=10, help="log lines each job prints")
+    parser.add_argument("--poll-interval", type=float, default=5.0, help="stage poll interval without logs")
+    parser.add_argument(
+        "--phase", choices=["random", "aligned"], default="random",
+        help="random: each job prints at its own moments; aligned: all print together (worst case)",
+    )  # fmt: skip
+    parser.add_argument("--child", nargs=4, metavar=("URL", "PID", "N", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:  # one measurement in a fresh interpreter: no heap or GC history from earlier rows
+        url, pid, n, mode = args.child
+        quiet_task_logger()
+        import airflow_provider_hfjobs.triggers.hfjobs  # noqa: F401 - counted in the baseline
+
+        baseline = rss_mb()
+        server = SimulatedServer(url, SimpleNamespace(pid=int(pid)))  # type: ignore[arg-type]
+        server.use_as_default_connection()
+        row = run(int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase)
+        print(json.dumps({"rss_before_mb": baseline, **row}))
+        return 0
+
+    rows = []
+    options = ["--duration", str(args.duration), "--lines", str(args.lines), "--poll-interval",
+               str(args.poll_interval), "--phase", args.phase]  # fmt: skip
+    with simulated_server() as server:
+        for n in args.n:
+            for mode in args.modes:
+                child = subprocess.run(
+                    [sys.executable, __file__, *options, "--child", server.url, str(server.process.pid), str(n), mode],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+                print(table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
+    print()
+    print(table(rows, COLUMNS))
+    path = save(
+        "scale",
+        {"command": " ".join(["benchmarks/scale.py", *(argv or sys.argv[1:])]), "args": vars(args), "rows": rows},
+    )  # fmt: skip
+    print(
+        f"\nRSS before any trigger: {rows[0]['rss_before_mb']:.0f} MB (the interpreter, Airflow and the provider)"
+    )
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
