@@ -110,6 +110,17 @@ class _StreamProtocol(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    def next_cycle(self) -> bool:
+        """Ready the connection for another request, if the last exchange left it reusable."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.error is not None or not self.ended:
+            return False
+        if self.parser.our_state is not h11.DONE or self.parser.their_state is not h11.DONE:
+            return False
+        self.parser.start_next_cycle()
+        self.head, self.body, self.buffered, self.ended = None, [], 0, False
+        return True
+
 
 class EventStream:
     """An open event stream: ``status_code``, ``headers``, then :meth:`read` until it returns ``b""``."""
@@ -167,28 +178,55 @@ class EventStream:
             self._protocol.transport.close()
 
 
-async def get_once(
-    url: str,
-    headers: Mapping[str, str],
-    *,
-    ssl_context: ssl.SSLContext,
-    timeout: float,
-    limit: int = 1 << 20,
-) -> tuple[int, httpx.Headers, bytes] | None:
-    """One plain GET on a fresh connection (status, headers, body); ``None`` if a proxy applies or it
-    failed in any way: the caller then asks through httpx, with its retries and error reporting."""
-    try:
-        stream = await open_event_stream(
-            url, headers, ssl_context=ssl_context, connect_timeout=timeout, read_timeout=timeout
-        )
-        if stream is None:
-            return None
-        try:
-            return stream.status_code, stream.headers, await stream.read_all(limit)
-        finally:
-            stream.close()
-    except EventStreamError:
+class KeptConnection:
+    """Successive plain GETs over one kept-alive HTTP/1.1 connection: a trigger's stage checks. Through
+    httpx each costs about 1 ms of CPU; here a fraction. :meth:`get` returns ``None`` when a proxy applies
+    or the request failed in any way: the caller then asks through httpx, with its retries and errors."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, timeout: float) -> None:
+        self._ssl_context = ssl_context
+        self._timeout = timeout
+        self._protocol: _StreamProtocol | None = None
+        self._origin: tuple[str, str | None, int | None] | None = None
+
+    async def get(
+        self, url: str, headers: Mapping[str, str], limit: int = 1 << 20
+    ) -> tuple[int, httpx.Headers, bytes] | None:
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.hostname, parts.port)
+        kept = self._protocol
+        if self._origin != origin or (
+            kept is not None
+            and (kept.error is not None or kept.transport is None or kept.transport.is_closing())
+        ):
+            self.close()  # another server, or the server closed the idle connection meanwhile
+        for reused in (self._protocol is not None, False):
+            protocol = self._protocol if reused else None
+            try:
+                stream = await open_event_stream(
+                    url, headers, ssl_context=self._ssl_context, connect_timeout=self._timeout,
+                    read_timeout=self._timeout, protocol=protocol,
+                )  # fmt: skip
+                if stream is None:
+                    return None
+                answer = stream.status_code, stream.headers, await stream.read_all(limit)
+            except EventStreamError:
+                self.close()
+                if reused:
+                    continue  # the server may have closed the idle connection: once more on a fresh one
+                return None
+            if stream._protocol.next_cycle():
+                self._protocol, self._origin = stream._protocol, origin
+            else:
+                stream.close()
+                self._protocol = None
+            return answer
         return None
+
+    def close(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = self._origin = None
 
 
 async def open_event_stream(
@@ -198,8 +236,10 @@ async def open_event_stream(
     ssl_context: ssl.SSLContext,
     connect_timeout: float,
     read_timeout: float,
+    protocol: _StreamProtocol | None = None,
 ) -> EventStream | None:
     """GET ``url`` and return once the response head is in; ``None`` if a proxy applies (use httpx).
+    ``protocol``: an open connection ready for its next request (see :class:`KeptConnection`).
 
     Raises :class:`EventStreamError` when the connection fails or breaks, :class:`EventStreamTimeout` when
     the head does not arrive within ``read_timeout``.
@@ -211,27 +251,19 @@ async def open_event_stream(
     port = parts.port or (443 if scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     loop = asyncio.get_running_loop()
-    protocol = _StreamProtocol()
-    try:
-        await asyncio.wait_for(
-            loop.create_connection(
-                lambda: protocol,
-                host,
-                port,
-                ssl=ssl_context if scheme == "https" else None,
-                server_hostname=host if scheme == "https" else None,
-            ),
-            connect_timeout,
-        )
-    except (OSError, TimeoutError, ssl.SSLError) as exc:
-        raise EventStreamError(f"could not connect to {host}:{port} ({type(exc).__name__}: {exc})") from exc
+    if protocol is None:
+        protocol = await _connect(scheme, host, port, ssl_context, connect_timeout)
     authority = host if parts.port is None else f"{host}:{parts.port}"
     fields = [("Host", authority), *headers.items()]
     if not any(name.lower() == "accept" for name, _ in fields):
         fields.append(("Accept", "text/event-stream"))
-    request = h11.Request(method="GET", target=target, headers=fields)
     assert protocol.transport is not None
-    protocol.transport.write(protocol.parser.send(request) + protocol.parser.send(h11.EndOfMessage()))
+    try:
+        request = h11.Request(method="GET", target=target, headers=fields)
+        protocol.transport.write(protocol.parser.send(request) + protocol.parser.send(h11.EndOfMessage()))
+    except h11.ProtocolError as exc:
+        protocol.transport.close()
+        raise EventStreamError(f"could not send the request ({exc})") from exc
     deadline = loop.time() + read_timeout
     while protocol.head is None:
         if protocol.error is not None:
@@ -246,3 +278,23 @@ async def open_event_stream(
         finally:
             protocol.waiter = None
     return EventStream(protocol, read_timeout)
+
+
+async def _connect(
+    scheme: str, host: str, port: int, ssl_context: ssl.SSLContext, timeout: float
+) -> _StreamProtocol:
+    protocol = _StreamProtocol()
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().create_connection(
+                lambda: protocol,
+                host,
+                port,
+                ssl=ssl_context if scheme == "https" else None,
+                server_hostname=host if scheme == "https" else None,
+            ),
+            timeout,
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        raise EventStreamError(f"could not connect to {host}:{port} ({type(exc).__name__}: {exc})") from exc
+    return protocol

@@ -39,7 +39,7 @@ from airflow_provider_hfjobs.exceptions import (
 from airflow_provider_hfjobs.hooks.event_stream import (
     EventStreamError,
     EventStreamTimeout,
-    get_once,
+    KeptConnection,
     open_event_stream,
 )
 from airflow_provider_hfjobs.jobs import (
@@ -657,6 +657,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
     _client: httpx.AsyncClient | None = None
     #: The terminal job a followed log stream ended on (saves the caller asking for it again).
     last_terminal_job: JobInfo | None = None
+    _kept: KeptConnection | None = None
 
     async def get_credentials(self) -> HfJobsCredentials:
         if self._credentials is None:
@@ -680,6 +681,9 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -705,13 +709,28 @@ class HfJobsAsyncHook(_HfJobsHookBase):
     async def _json(
         self, method: str, path: str, *, action: str, namespace: str | None = None, job_id: str | None = None
     ) -> Any:
-        client, creds = await self._http()
+        creds = await self.get_credentials()
         attempts = RetryAttempts(self.retry_policy)
         while True:
+            if method == "GET" and (answer := await self._kept_get(f"{creds.endpoint}{path}", creds)):
+                status, headers, content = answer
+                if status < 400:
+                    try:
+                        return json.loads(content)
+                    except ValueError:
+                        return None
+                failure: Exception = error_for_response(
+                    status, content, headers, action=action, namespace=namespace, job_id=job_id
+                )
+                delay = attempts.after(failure, status_code=status, headers=headers)
+                self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
+                await asyncio.sleep(delay)
+                continue
+            client, _ = await self._http()
             try:
                 response = await client.request(method, f"{creds.endpoint}{path}")
             except httpx.TransportError as exc:
-                failure: Exception = HfJobsConnectionError(
+                failure = HfJobsConnectionError(
                     f"Could not {action}: {creds.endpoint} is unreachable ({type(exc).__name__})."
                 )
                 delay = attempts.after(failure)
@@ -797,24 +816,25 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                 self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
                 await asyncio.sleep(delay)
                 continue
-            job = await self._inspect_after_stream(job_id, ns, creds)
+            job = await self.inspect_job(job_id, namespace=ns)
             if job.is_terminal:
                 self.last_terminal_job = job
                 return
             await asyncio.sleep(reconnect.after_clean_end())
 
-    async def _inspect_after_stream(self, job_id: str, ns: str, creds: HfJobsCredentials) -> JobInfo:
-        """The stage check after a stream ended: a single plain GET (no httpx client is built for the one
-        request most triggers ever make besides the stream); any trouble, and httpx asks again, retrying."""
-        answer = await get_once(
-            f"{creds.endpoint}/api/jobs/{quote(ns)}/{job_id}",
-            {"User-Agent": user_agent(), "Authorization": f"Bearer {creds.token}", "Accept": "application/json"},
-            ssl_context=shared_ssl_context(), timeout=self.request_timeout,
-        )  # fmt: skip
-        if answer is not None and answer[0] == 200:
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                return JobInfo.from_api(json.loads(answer[2]), creds.endpoint)
-        return await self.inspect_job(job_id, namespace=ns)
+    async def _kept_get(
+        self, url: str, creds: HfJobsCredentials
+    ) -> tuple[int, Mapping[str, str], bytes] | None:
+        """A GET over the hook's kept-alive lean connection (stage polls: a fraction of httpx's CPU each);
+        ``None``: a proxy applies or the connection failed, and httpx asks instead."""
+        if self._kept is None:
+            self._kept = KeptConnection(shared_ssl_context(), self.request_timeout)
+        headers = {
+            "User-Agent": user_agent(),
+            "Authorization": f"Bearer {creds.token}",
+            "Accept": "application/json",
+        }
+        return await self._kept.get(url, headers)
 
     @contextlib.asynccontextmanager
     async def _log_stream(

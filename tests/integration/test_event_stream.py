@@ -177,22 +177,41 @@ def test_a_proxy_in_the_environment_leaves_the_stream_to_httpx(monkeypatch) -> N
         event_stream._environment_proxies.cache_clear()
 
 
-async def test_get_once_reads_a_whole_answer_and_gives_up_quietly() -> None:
-    async def script(reader, writer):
-        body = b'{"id": "abc"}'
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (len(body), body)
-        )
+async def test_a_kept_connection_serves_successive_gets_and_recovers_when_the_server_closes_it() -> None:
+    connections: list[int] = []
 
-    server, url, requests = await serve(script)
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        served = 0
+        while served < 2:  # two answers per connection, then the server closes it (as idle servers do)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            assert head.lower().count(b"accept:") == 1 and b"accept: application/json" in head.lower()
+            body = b'{"n": %d}' % served
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await writer.drain()
+            served += 1
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/jobs/ns/abc"
+    kept = event_stream.KeptConnection(shared_ssl_context(), timeout=5)
     async with server:
-        answer = await event_stream.get_once(
-            url, {"Accept": "application/json"}, ssl_context=shared_ssl_context(), timeout=5
-        )
-    assert answer is not None and answer[0] == 200 and answer[2] == b'{"id": "abc"}'
-    assert requests[0].lower().count(b"accept:") == 1 and b"accept: application/json" in requests[0].lower()
+        bodies = []
+        for _ in range(5):
+            answer = await kept.get(url, {"Accept": "application/json"})
+            assert answer is not None and answer[0] == 200
+            bodies.append(answer[2])
+            await asyncio.sleep(0.05)  # let a closing server's FIN arrive, as between two polls
+        kept.close()
+    assert bodies == [b'{"n": 0}', b'{"n": 1}', b'{"n": 0}', b'{"n": 1}', b'{"n": 0}']
+    assert len(connections) == 3  # two GETs per connection: it was kept, and replaced once closed
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{sock.getsockname()[1]}/x"
-        assert await event_stream.get_once(refused, {}, ssl_context=shared_ssl_context(), timeout=1) is None
+        assert await event_stream.KeptConnection(shared_ssl_context(), timeout=1).get(refused, {}) is None
