@@ -4,16 +4,21 @@
     .venv/bin/python benchmarks/scale.py --n 2000 --modes stream
 
 Jobs are simulated by the local server (``--simulate``, another process): each runs ``--duration``
-seconds and prints ``--lines`` lines. Every line a trigger reads is logged as in a triggerer's trigger
+seconds and prints ``--lines`` lines. ``--ends spread``: each job's duration is drawn from ±50% of it, so
+2,000 jobs of 20 s end at 100 a second, the steady rate of any 2,000 concurrent jobs of that mean length;
+``--ends burst``: all end within the second or so it took to create them (a 2,000-way mapped task). Every line a trigger reads is logged as in a triggerer's trigger
 runner: structlog, JSON, one unbuffered write per event (to a discarding file instead of the supervisor). Measured in this process only: CPU
 seconds, peak RSS, the largest event-loop lag of a 50 ms ticker, API calls per job (counted by the
-server), and completion-detection latency (the server's ``finishedAt`` → the trigger's event).
+server), the connections they came on, and completion-detection latency (the server's ``finishedAt`` → the
+trigger's event). "base full GC ms" is one full collection before any trigger: the process's heap is mostly
+Airflow's, and every full collection during the run stops the loop at least that long.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -39,9 +44,10 @@ from benchmarks.common import (
 )
 
 COLUMNS = [
-    "triggers", "logs", "lines/job", "wall s", "CPU s", "avg cores", "peak RSS MB", "max loop lag ms",
-    "p99 loop lag ms", "max GC pause ms",
-    "API calls/job", "max calls/job", "latency p50 s", "latency p99 s", "events ok", "server CPU s",
+    "triggers", "logs", "ends", "wall s", "CPU s", "avg cores", "peak RSS MB", "max loop lag ms",
+    "p99 loop lag ms", "max GC pause ms", "base full GC ms",
+    "API calls/job", "max calls/job", "connections/job", "latency p50 s", "latency p99 s", "events ok",
+    "server CPU s",
 ]  # fmt: skip
 
 
@@ -77,8 +83,18 @@ async def watch(
     return moments, statuses, lag
 
 
-def run(n: int, stream: bool, duration: float, lines: int, poll_interval: float, server, phase: str) -> dict:
-    job_ids = server.create_jobs(n, duration=duration, lines=lines, phase=phase)
+def base_full_gc_ms() -> float:
+    gc.collect()
+    started = time.perf_counter()
+    gc.collect()
+    return (time.perf_counter() - started) * 1000
+
+
+def run(
+    n: int, stream: bool, duration: float, lines: int, poll_interval: float, server, phase: str, ends: str
+) -> dict:
+    jitter = duration / 2 if ends == "spread" else 0.0
+    job_ids = server.create_jobs(n, duration=duration, lines=lines, phase=phase, jitter=jitter)
     server.reset_stats()
     usage, server_cpu = Usage().start(), server.cpu_seconds()
     with GcPauses() as gc_pauses:
@@ -87,12 +103,13 @@ def run(n: int, stream: bool, duration: float, lines: int, poll_interval: float,
     server_cpu = server.cpu_seconds() - server_cpu
     stats = server.stats(per_job=True)
     calls = [stats.get("per_job", {}).get(job_id, 0) for job_id in job_ids]
+    connections = [stats.get("per_job_connections", {}).get(job_id, 0) for job_id in job_ids]
     ends = server.finished_at(job_ids)
     latency = [moments[j] - ends[j] for j in job_ids if j in ends and j in moments]
     return {
         "triggers": n,
-        "logs": f"streamed ({phase})" if stream else f"poll {poll_interval:g}s",
-        "lines/job": lines if stream else 0,
+        "logs": f"streamed, {lines} lines ({phase})" if stream else f"poll {poll_interval:g}s",
+        "ends": f"spread {duration - jitter:g}-{duration + jitter:g} s" if jitter else "burst",
         "wall s": usage.wall,
         "CPU s": usage.cpu,
         "avg cores": usage.cpu / usage.wall,
@@ -102,6 +119,7 @@ def run(n: int, stream: bool, duration: float, lines: int, poll_interval: float,
         "max GC pause ms": max(gc_pauses.pauses, default=0.0) * 1000,
         "API calls/job": sum(calls) / n,
         "max calls/job": max(calls),
+        "connections/job": sum(connections) / n,
         "latency p50 s": percentile(latency, 0.5),
         "latency p99 s": percentile(latency, 0.99),
         "events ok": f"{sum(s == 'success' for s in statuses.values())}/{n}",
@@ -121,19 +139,27 @@ def main(argv: list[str] | None = None) -> int:
         "--phase", choices=["random", "aligned"], default="random",
         help="random: each job prints at its own moments; aligned: all print together (worst case)",
     )  # fmt: skip
-    parser.add_argument("--child", nargs=4, metavar=("URL", "PID", "N", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ends", nargs="+", choices=["spread", "burst"], default=["spread"],
+        help="spread: durations ±50%% (steady state); burst: all jobs end within about a second",
+    )  # fmt: skip
+    parser.add_argument(
+        "--child", nargs=5, metavar=("URL", "PID", "N", "MODE", "ENDS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
 
     if args.child:  # one measurement in a fresh interpreter: no heap or GC history from earlier rows
-        url, pid, n, mode = args.child
+        url, pid, n, mode, ends = args.child
         quiet_task_logger()
         import airflow_provider_hfjobs.triggers.hfjobs  # noqa: F401 - counted in the baseline
 
-        baseline = rss_mb()
+        baseline, base_gc = rss_mb(), base_full_gc_ms()
         server = SimulatedServer(url, SimpleNamespace(pid=int(pid)))  # type: ignore[arg-type]
         server.use_as_default_connection()
-        row = run(int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase)
-        print(json.dumps({"rss_before_mb": baseline, **row}))
+        row = run(
+            int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase, ends
+        )  # fmt: skip
+        print(json.dumps({"rss_before_mb": baseline, "base full GC ms": base_gc, **row}))
         return 0
 
     rows = []
@@ -141,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
                str(args.poll_interval), "--phase", args.phase]  # fmt: skip
     with simulated_server() as server:
         for n in args.n:
-            for mode in args.modes:
-                child = subprocess.run(
-                    [sys.executable, __file__, *options, "--child", server.url, str(server.process.pid), str(n), mode],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-                print(table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
+            for ends in args.ends:
+                for mode in args.modes:
+                    child = subprocess.run(
+                        [sys.executable, __file__, *options, "--child", server.url, str(server.process.pid),
+                         str(n), mode, ends],
+                        capture_output=True, text=True, check=True,
+                    )  # fmt: skip
+                    rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+                    print(table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
     print()
     print(table(rows, COLUMNS))
     path = save(

@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 _HOME = tempfile.mkdtemp(prefix="hfjobs-airflow-home-")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = _HOME
@@ -19,3 +21,12 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_UPDATE_CHECK"] = "1"
 os.environ["HF_HUB_DISABLE_EXPERIMENTAL_WARNING"] = "1"
 os.environ["HF_HOME"] = os.path.join(_HOME, "hf-home")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_async_credentials() -> None:
+    """Tests point one connection id at different servers in one process: no test may see the async
+    hook's recent credentials from another."""
+    from airflow_provider_hfjobs.hooks.hfjobs import _recent_credentials
+
+    _recent_credentials.clear()

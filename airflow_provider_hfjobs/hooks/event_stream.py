@@ -12,10 +12,11 @@ uses httpx then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 import h11
@@ -179,9 +180,10 @@ class EventStream:
 
 
 class KeptConnection:
-    """Successive plain GETs over one kept-alive HTTP/1.1 connection: a trigger's stage checks. Through
-    httpx each costs about 1 ms of CPU; here a fraction. :meth:`get` returns ``None`` when a proxy applies
-    or the request failed in any way: the caller then asks through httpx, with its retries and errors."""
+    """One kept-alive HTTP/1.1 connection for a trigger's GETs: its log streams and its stage checks, one
+    after the other. A stage check through httpx costs about 1 ms of CPU, here a fraction; and the check
+    that follows a stream's end reuses the stream's connection instead of opening (over TLS: handshaking)
+    another. A failure on a connection that sat idle is retried once on a fresh one."""
 
     def __init__(self, ssl_context: ssl.SSLContext, timeout: float) -> None:
         self._ssl_context = ssl_context
@@ -192,6 +194,31 @@ class KeptConnection:
     async def get(
         self, url: str, headers: Mapping[str, str], limit: int = 1 << 20
     ) -> tuple[int, httpx.Headers, bytes] | None:
+        """A short GET's ``(status, headers, body)``; ``None`` when a proxy applies or the request failed in
+        any way: the caller then asks through httpx, with its retries and errors."""
+        try:
+            async with self.stream(url, headers, self._timeout) as stream:
+                if stream is None:
+                    return None
+                return stream.status_code, stream.headers, await stream.read_all(limit)
+        except EventStreamError:
+            return None
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, url: str, headers: Mapping[str, str], read_timeout: float
+    ) -> AsyncIterator[EventStream | None]:
+        """An event stream over this connection (``None``: a proxy applies). Raises
+        :class:`EventStreamError` as :func:`open_event_stream` does. A stream read to its end leaves the
+        connection kept for the next request; any other exit closes it."""
+        stream = await self._open(url, headers, read_timeout)
+        try:
+            yield stream
+        finally:
+            if stream is not None:
+                self._release(stream)
+
+    async def _open(self, url: str, headers: Mapping[str, str], read_timeout: float) -> EventStream | None:
         parts = urlsplit(url)
         origin = (parts.scheme, parts.hostname, parts.port)
         kept = self._protocol
@@ -201,27 +228,25 @@ class KeptConnection:
         ):
             self.close()  # another server, or the server closed the idle connection meanwhile
         for reused in (self._protocol is not None, False):
-            protocol = self._protocol if reused else None
+            protocol, self._protocol = (self._protocol if reused else None), None
             try:
                 stream = await open_event_stream(
                     url, headers, ssl_context=self._ssl_context, connect_timeout=self._timeout,
-                    read_timeout=self._timeout, protocol=protocol,
+                    read_timeout=read_timeout, protocol=protocol,
                 )  # fmt: skip
-                if stream is None:
-                    return None
-                answer = stream.status_code, stream.headers, await stream.read_all(limit)
             except EventStreamError:
-                self.close()
                 if reused:
                     continue  # the server may have closed the idle connection: once more on a fresh one
-                return None
-            if stream._protocol.next_cycle():
-                self._protocol, self._origin = stream._protocol, origin
-            else:
-                stream.close()
-                self._protocol = None
-            return answer
-        return None
+                raise
+            self._origin = origin
+            return stream
+        return None  # not reached: the fresh attempt returns or raises
+
+    def _release(self, stream: EventStream) -> None:
+        if stream._protocol.next_cycle():
+            self._protocol = stream._protocol
+        else:
+            stream.close()
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

@@ -40,7 +40,6 @@ from airflow_provider_hfjobs.hooks.event_stream import (
     EventStreamError,
     EventStreamTimeout,
     KeptConnection,
-    open_event_stream,
 )
 from airflow_provider_hfjobs.jobs import (
     CREATE_NOT_APPLIED_STATUS,
@@ -644,6 +643,33 @@ def shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class _RecentCredentials:
+    """Credentials looked up in the last few seconds, by connection id, for this process.
+
+    A triggerer (re)starting thousands of triggers on one connection would otherwise ask Airflow for it
+    thousands of times in a burst (about a millisecond each, on the event loop: half of a trigger's start).
+    Kept only briefly, so an edited connection is used by the next task within seconds."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._entries: dict[str, tuple[float, HfJobsCredentials]] = {}
+
+    def get(self, conn_id: str) -> HfJobsCredentials | None:
+        entry = self._entries.get(conn_id)
+        if entry is None or time.monotonic() - entry[0] > self.seconds:
+            return None
+        return entry[1]
+
+    def put(self, conn_id: str, credentials: HfJobsCredentials) -> None:
+        self._entries[conn_id] = (time.monotonic(), credentials)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_recent_credentials = _RecentCredentials(seconds=5.0)
+
+
 class HfJobsAsyncHook(_HfJobsHookBase):
     """The async twin of :class:`HfJobsHook` for triggers: ``httpx.AsyncClient``, no blocking call.
 
@@ -661,18 +687,20 @@ class HfJobsAsyncHook(_HfJobsHookBase):
 
     async def get_credentials(self) -> HfJobsCredentials:
         if self._credentials is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
-
-            try:
-                conn = await get_async_connection(self.hf_conn_id)
-            except AirflowNotFoundException:
-                self._credentials = self._credentials_from(None, None)
-            else:
-                self._credentials = self._credentials_from(conn, await get_async_extra_dejson(conn))
+            self._credentials = _recent_credentials.get(self.hf_conn_id) or await self._look_up_credentials()
         return self._credentials
+
+    async def _look_up_credentials(self) -> HfJobsCredentials:
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        try:
+            conn = await get_async_connection(self.hf_conn_id)
+        except AirflowNotFoundException:
+            credentials = self._credentials_from(None, None)
+        else:
+            credentials = self._credentials_from(conn, await get_async_extra_dejson(conn))
+        _recent_credentials.put(self.hf_conn_id, credentials)
+        return credentials
 
     async def __aenter__(self) -> HfJobsAsyncHook:
         return self
@@ -822,19 +850,23 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                 return
             await asyncio.sleep(reconnect.after_clean_end())
 
+    def _kept_connection(self) -> KeptConnection:
+        if self._kept is None:
+            self._kept = KeptConnection(shared_ssl_context(), self.request_timeout)
+        return self._kept
+
     async def _kept_get(
         self, url: str, creds: HfJobsCredentials
     ) -> tuple[int, Mapping[str, str], bytes] | None:
-        """A GET over the hook's kept-alive lean connection (stage polls: a fraction of httpx's CPU each);
-        ``None``: a proxy applies or the connection failed, and httpx asks instead."""
-        if self._kept is None:
-            self._kept = KeptConnection(shared_ssl_context(), self.request_timeout)
+        """A GET over the hook's kept-alive lean connection (stage polls: a fraction of httpx's CPU each;
+        the check after a log stream reuses its connection); ``None``: a proxy applies or the connection
+        failed, and httpx asks instead."""
         headers = {
             "User-Agent": user_agent(),
             "Authorization": f"Bearer {creds.token}",
             "Accept": "application/json",
         }
-        return await self._kept.get(url, headers)
+        return await self._kept_connection().get(url, headers)
 
     @contextlib.asynccontextmanager
     async def _log_stream(
@@ -843,21 +875,15 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         """One log connection as (status, headers, body chunks): the lean transport of :mod:`.event_stream`
         (a fraction of httpx's CPU per chunk), or httpx when a proxy applies."""
         headers = {"User-Agent": user_agent(), "Authorization": f"Bearer {creds.token}"}
-        stream = await open_event_stream(
-            url, headers, ssl_context=shared_ssl_context(), connect_timeout=self.request_timeout,
-            read_timeout=FOLLOW_READ_TIMEOUT,
-        )  # fmt: skip
-        if stream is not None:
+        async with self._kept_connection().stream(url, headers, FOLLOW_READ_TIMEOUT) as stream:
+            if stream is not None:
 
-            async def chunks() -> AsyncIterator[bytes]:
-                while data := await stream.read():
-                    yield data
+                async def chunks() -> AsyncIterator[bytes]:
+                    while data := await stream.read():
+                        yield data
 
-            try:
                 yield stream.status_code, stream.headers, chunks()
-            finally:
-                stream.close()
-            return
+                return
         client, _ = await self._http()
         timeout = httpx.Timeout(self.request_timeout, read=FOLLOW_READ_TIMEOUT)
         async with client.stream(

@@ -98,12 +98,16 @@ def request_kind(method: str, path: str) -> str:
 
 
 class RequestCounter:
-    """ASGI middleware counting API requests by kind (benchmarks read them from ``GET /_local/stats``)."""
+    """ASGI middleware counting API requests by kind, and by job with the connections they came on
+    (benchmarks read them from ``GET /_local/stats``)."""
 
-    def __init__(self, app: ASGIApp, counts: Counter[str], per_job: Counter[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, counts: Counter[str], per_job: Counter[str], peers: dict[str, set[Any]]
+    ) -> None:
         self.app = app
         self.counts = counts
         self.per_job = per_job
+        self.peers = peers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/_local/"):
@@ -111,6 +115,7 @@ class RequestCounter:
             parts = scope["path"].strip("/").split("/")
             if len(parts) >= 4 and parts[:2] == ["api", "jobs"]:
                 self.per_job[parts[3]] += 1
+                self.peers.setdefault(parts[3], set()).add(scope.get("client"))
         await self.app(scope, receive, send)
 
 
@@ -199,6 +204,7 @@ def create_app(
     injector = faults or FaultInjector()
     counts: Counter[str] = Counter()
     per_job: Counter[str] = Counter()
+    peers: dict[str, set[Any]] = {}  # job id -> client (host, port) of each connection its requests used
 
     def authorized(request: Request) -> bool:
         given = request.headers.get("authorization", "")
@@ -387,17 +393,20 @@ def create_app(
             job.wake()
 
     async def stats_control(request: Request) -> Response:
-        """``GET``: API requests served, by kind (and by job with ``?per_job=1``), and jobs by stage;
+        """``GET``: API requests served, by kind (and by job, with the connections they used, with
+        ``?per_job=1``), and jobs by stage;
         ``DELETE``: reset the counts."""
         if not authorized(request):
             return unauthorized()
         if request.method == "DELETE":
             counts.clear()
             per_job.clear()
+            peers.clear()
         stages = Counter(job.stage.value for job in store.all())
         body: dict[str, Any] = {"requests": dict(counts), "total": sum(counts.values()), "jobs": dict(stages)}
         if request.query_params.get("per_job"):
             body["per_job"] = dict(per_job)
+            body["per_job_connections"] = {job_id: len(clients) for job_id, clients in peers.items()}
         return JSONResponse(body)
 
     async def not_found(request: Request) -> Response:
@@ -436,7 +445,7 @@ def create_app(
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.add_middleware(FaultMiddleware, injector=injector)
-    app.add_middleware(RequestCounter, counts=counts, per_job=per_job)
+    app.add_middleware(RequestCounter, counts=counts, per_job=per_job, peers=peers)
     app.add_middleware(ProtocolHeaders)
     app.state.store = store
     app.state.runner = runner

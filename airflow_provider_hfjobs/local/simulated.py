@@ -1,7 +1,7 @@
 """The simulated runner: a load-testing mode of the local Jobs server. No process is started.
 
 Each job plays a script on the server's event loop: RUNNING at once, ``lines`` log lines spread evenly over
-``duration`` seconds, then the final ``stage``. Thousands of concurrent jobs fit on two cores, so a
+``duration`` seconds (give or take ``jitter``, drawn per job), then the final ``stage``. Thousands of concurrent jobs fit on two cores, so a
 benchmark can watch as many jobs as a busy triggerer does. Jobs are kept in memory only.
 
 The script comes from the job's environment, falling back to the server's defaults
@@ -9,6 +9,8 @@ The script comes from the job's environment, falling back to the server's defaul
 
     HFJOBS_SIM_DURATION=5  HFJOBS_SIM_LINES=10  HFJOBS_SIM_STAGE=COMPLETED  HFJOBS_SIM_LINE_BYTES=60
     HFJOBS_SIM_PHASE=random   (or aligned: jobs created together print together)
+    HFJOBS_SIM_JITTER=0       (seconds: each job runs duration ± up to this, so jobs started together
+                              end over a window, as jobs do, instead of all in the same second)
 
 Use it to measure clients, never to check what a job does: the command is recorded and ignored.
 """
@@ -37,10 +39,14 @@ class Scenario:
     #: ``random``: each job prints at its own phase within the line interval (real jobs do not print in
     #: lockstep); ``aligned``: all jobs created together print together (the worst case for a watcher).
     phase: str = "random"
+    #: Each job's duration is ``duration`` ± up to ``jitter`` seconds (uniform, fixed per job id).
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.duration < 0 or self.lines < 0 or self.line_bytes < 1:
             raise ValueError("duration and lines must not be negative, line_bytes must be positive")
+        if not 0 <= self.jitter <= self.duration:
+            raise ValueError(f"jitter {self.jitter:g} must be between 0 and the duration ({self.duration:g})")
         if self.stage not in (JobStage.COMPLETED, JobStage.ERROR, JobStage.CANCELED):
             raise ValueError(f"stage {self.stage!r} is not one of COMPLETED, ERROR, CANCELED")
         if self.phase not in ("RANDOM", "ALIGNED", "random", "aligned"):
@@ -48,7 +54,7 @@ class Scenario:
 
     @classmethod
     def parse(cls, spec: str) -> Scenario:
-        """``duration=5,lines=10,stage=ERROR,line_bytes=60`` (the CLI form); empty: the defaults."""
+        """``duration=5,lines=10,stage=ERROR,line_bytes=60,jitter=2`` (the CLI form); empty: the defaults."""
         return cls().with_values(dict(_pairs(spec)))
 
     def with_values(self, values: dict[str, str]) -> Scenario:
@@ -127,12 +133,14 @@ class SimulatedRunner:
         loop = asyncio.get_running_loop()
         job.mark_running()
         begin = loop.time()
-        gap = scenario.duration / scenario.lines if scenario.lines else 0.0
-        offset = random.Random(job.id).uniform(0, gap) if scenario.phase.lower() == "random" else 0.0
+        draw = random.Random(job.id)
+        duration = scenario.duration + draw.uniform(-scenario.jitter, scenario.jitter)
+        gap = duration / scenario.lines if scenario.lines else 0.0
+        offset = draw.uniform(0, gap) if scenario.phase.lower() == "random" else 0.0
         for index in range(scenario.lines):
             await asyncio.sleep(max(0.0, begin + offset + index * gap - loop.time()))
             text = f"line {index} of job {job.id} "
             job.add_line(text + "." * max(0, scenario.line_bytes - len(text)))
-        await asyncio.sleep(max(0.0, begin + scenario.duration - loop.time()))
+        await asyncio.sleep(max(0.0, begin + duration - loop.time()))
         message = "exit code 1" if scenario.stage == JobStage.ERROR else None
         job.finish(JobStage(scenario.stage), message)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -113,3 +116,29 @@ def test_list_pagination_follows_link_headers(server: LocalJobsServer) -> None:
         url = response.links.get("next", {}).get("url")
         pages += 1
     assert pages == 2 and set(seen) == ids and len(seen) == len(ids)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads the server's sockets through /proc")
+def test_answers_leave_without_waiting_for_delayed_acks(server: LocalJobsServer) -> None:
+    """A kept-alive client (requests, the official client, our stage polls) must not wait ~40 ms per
+    request: the server's side of every connection has TCP_NODELAY (else Nagle holds the body until the
+    client's delayed ACK of the headers). Checked on the accepted socket itself, in this process."""
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as client:
+        client.sendall(
+            f"GET /api/whoami-v2 HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")  # the server has accepted and answered
+        accepted = []
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                candidate = socket.socket(fileno=os.dup(int(name)))
+            except OSError:
+                continue  # not a socket
+            with candidate:
+                try:
+                    if candidate.getpeername() == client.getsockname():
+                        accepted.append(candidate.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                except OSError:
+                    continue  # not a connected TCP socket
+    assert accepted and all(accepted), accepted

@@ -3,7 +3,9 @@ request counts benchmarks read from ``/_local/stats``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,6 +61,17 @@ def test_a_job_overrides_the_script_through_its_environment(hook: HfJobsHook) ->
     assert bad.stage is JobStage.ERROR and "HFJOBS_SIM" not in bad.message and "lines='many'" in bad.message
 
 
+def test_jitter_spreads_the_durations_of_jobs_started_together(hook: HfJobsHook) -> None:
+    """Each job runs duration ± jitter, drawn from its id: jobs created together end over a window."""
+    env = {"HFJOBS_SIM_DURATION": "0.4", "HFJOBS_SIM_JITTER": "0.4", "HFJOBS_SIM_LINES": "2"}
+    jobs = [hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env=env) for _ in range(6)]
+    jobs = [hook.wait_for_job(job.id, poll_interval=0.05, timeout=30) for job in jobs]
+    planned = [0.4 + random.Random(job.id).uniform(-0.4, 0.4) for job in jobs]
+    taken = [(job.finished_at - job.started_at).total_seconds() for job in jobs]
+    assert all(p - 0.01 <= t <= p + 5 for p, t in zip(planned, taken, strict=True)), (planned, taken)
+    assert len({round(p, 3) for p in planned}) == 6  # six ids, six durations
+
+
 def test_a_simulated_job_can_be_cancelled(hook: HfJobsHook) -> None:
     job = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env={"HFJOBS_SIM_DURATION": "300"})
     hook.cancel_job(job.id)
@@ -78,12 +91,35 @@ def test_stats_count_api_requests_by_kind(server: LocalJobsServer, hook: HfJobsH
     assert stats["jobs"]["COMPLETED"] >= 1
 
 
+def test_a_trigger_checks_the_stage_on_its_log_stream_connection(
+    server: LocalJobsServer, hook: HfJobsHook
+) -> None:
+    """A streaming trigger costs the API two requests on one connection: the stage check after the
+    stream's end reuses it (over TLS, one handshake per job instead of two)."""
+    from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    job = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env={"HFJOBS_SIM_DURATION": "0.3"})
+    requests.delete(f"{server.url}/_local/stats", headers=auth, timeout=10)
+
+    async def watch() -> list:
+        trigger = HfJobTrigger(job.id, NS, "hf_sim", poll_interval=0.1)
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(watch())
+    assert event["status"] == "success" and len(event["log_lines"]) == 5
+    stats = requests.get(f"{server.url}/_local/stats?per_job=1", headers=auth, timeout=10).json()
+    assert stats["per_job"][job.id] == 2 and stats["requests"] == {"logs": 1, "inspect": 1}
+    assert stats["per_job_connections"][job.id] == 1
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("duration=soon", "not a number"),
         ("stage=RUNNING", "not one of"),
         ("speed=1", "unknown scenario keys"),
+        ("duration=2,jitter=3", "between 0 and the duration"),
     ],
 )
 def test_bad_scenarios_are_refused(spec: str, message: str) -> None:

@@ -307,3 +307,21 @@ async def test_a_stream_that_ended_on_the_terminal_job_needs_no_second_look(monk
     hook.last_terminal_job = job("ERROR", "exit code 3")  # what the async hook keeps from its last look
     (event,) = await events(HfJobTrigger(JOB_ID, "alice"), hook, monkeypatch)
     assert (event["status"], event["message"], hook.inspected) == ("error", "exit code 3", 0)
+
+
+async def test_triggers_starting_together_share_one_connection_lookup(monkeypatch) -> None:
+    """Thousands of triggers (re)started at once ask Airflow for their connection once, not each; an edited
+    connection is read again once the few seconds pass."""
+    from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook, _recent_credentials
+
+    def connect_to(host: str) -> None:
+        conn = {"conn_type": "hf_jobs", "host": host, "password": "hf_x", "extra": {"namespace": "ns"}}
+        monkeypatch.setenv("AIRFLOW_CONN_HF_SHARED", json.dumps(conn))
+
+    connect_to("http://127.0.0.1:1")
+    first = await HfJobsAsyncHook("hf_shared").get_credentials()
+    connect_to("http://127.0.0.1:2")
+    second = await HfJobsAsyncHook("hf_shared").get_credentials()
+    assert first is second and second.endpoint == "http://127.0.0.1:1"
+    monkeypatch.setattr(_recent_credentials, "seconds", -1.0)  # every entry has expired
+    assert (await HfJobsAsyncHook("hf_shared").get_credentials()).endpoint == "http://127.0.0.1:2"
