@@ -12,11 +12,10 @@ uses httpx then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import h11
@@ -132,7 +131,14 @@ class EventStream:
         head = protocol.head
         assert head is not None
         self.status_code = head.status_code
-        self.headers = httpx.Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
+        self._done: Callable[[EventStream], None] | None = None  # set by a KeptConnection
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """Built on demand: a stream's headers are only read when it failed."""
+        head = self._protocol.head
+        assert head is not None
+        return httpx.Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
 
     async def _wait(self) -> None:
         protocol = self._protocol
@@ -178,6 +184,14 @@ class EventStream:
         if self._protocol.transport is not None:
             self._protocol.transport.close()
 
+    async def aclose(self) -> None:
+        """Done with the stream: back to its :class:`KeptConnection` if it came from one, else closed."""
+        done, self._done = self._done, None
+        if done is not None:
+            done(self)
+        else:
+            self.close()
+
 
 class KeptConnection:
     """One kept-alive HTTP/1.1 connection for a trigger's GETs: its log streams and its stage checks, one
@@ -197,26 +211,26 @@ class KeptConnection:
         """A short GET's ``(status, headers, body)``; ``None`` when a proxy applies or the request failed in
         any way: the caller then asks through httpx, with its retries and errors."""
         try:
-            async with self.stream(url, headers, self._timeout) as stream:
-                if stream is None:
-                    return None
+            stream = await self.open_stream(url, headers, self._timeout)
+            if stream is None:
+                return None
+            try:
                 return stream.status_code, stream.headers, await stream.read_all(limit)
+            finally:
+                await stream.aclose()
         except EventStreamError:
             return None
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    async def open_stream(
         self, url: str, headers: Mapping[str, str], read_timeout: float
-    ) -> AsyncIterator[EventStream | None]:
-        """An event stream over this connection (``None``: a proxy applies). Raises
-        :class:`EventStreamError` as :func:`open_event_stream` does. A stream read to its end leaves the
-        connection kept for the next request; any other exit closes it."""
+    ) -> EventStream | None:
+        """An event stream over this connection (``None``: a proxy applies); raises
+        :class:`EventStreamError` as :func:`open_event_stream` does. ``aclose`` it: one read to its end
+        leaves the connection kept for the next request, any other closes it."""
         stream = await self._open(url, headers, read_timeout)
-        try:
-            yield stream
-        finally:
-            if stream is not None:
-                self._release(stream)
+        if stream is not None:
+            stream._done = self._release
+        return stream
 
     async def _open(self, url: str, headers: Mapping[str, str], read_timeout: float) -> EventStream | None:
         parts = urlsplit(url)

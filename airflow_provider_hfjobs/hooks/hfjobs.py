@@ -37,6 +37,7 @@ from airflow_provider_hfjobs.exceptions import (
     HfJobsInputError,
 )
 from airflow_provider_hfjobs.hooks.event_stream import (
+    EventStream,
     EventStreamError,
     EventStreamTimeout,
     KeptConnection,
@@ -822,20 +823,26 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         while True:
             parser.new_connection()
             try:
-                async with self._log_stream(url, creds) as (status, headers, chunks):
-                    if status >= 400:
-                        body = b"".join([chunk async for chunk in chunks])
-                        error = error_for_response(
-                            status, body, headers, action=f"read the logs of job {job_id}", namespace=ns,
-                            job_id=job_id,
-                        )  # fmt: skip
-                        await asyncio.sleep(reconnect.after_http_error(error))
-                        continue
-                    async for chunk in chunks:
-                        batch = parser.feed(chunk)
-                        if batch:
-                            reconnect.progressed()
-                            yield batch
+                stream = await self._open_log_stream(url, creds)
+                try:
+                    if stream.status_code >= 400:
+                        body, headers = await stream.read_all(), stream.headers
+                    else:
+                        body = headers = None
+                        while chunk := await stream.read():
+                            batch = parser.feed(chunk)
+                            if batch:
+                                reconnect.progressed()
+                                yield batch
+                finally:
+                    await stream.aclose()
+                if body is not None:
+                    error = error_for_response(
+                        stream.status_code, body, headers, action=f"read the logs of job {job_id}", namespace=ns,
+                        job_id=job_id,
+                    )  # fmt: skip
+                    await asyncio.sleep(reconnect.after_http_error(error))
+                    continue
             except (httpx.ReadTimeout, EventStreamTimeout):
                 self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
                 continue
@@ -868,28 +875,47 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         }
         return await self._kept_connection().get(url, headers)
 
-    @contextlib.asynccontextmanager
-    async def _log_stream(
-        self, url: str, creds: HfJobsCredentials
-    ) -> AsyncIterator[tuple[int, Mapping[str, str], AsyncIterator[bytes]]]:
-        """One log connection as (status, headers, body chunks): the lean transport of :mod:`.event_stream`
-        (a fraction of httpx's CPU per chunk), or httpx when a proxy applies."""
+    async def _open_log_stream(self, url: str, creds: HfJobsCredentials) -> EventStream | _HttpxEventStream:
+        """One log connection: the lean transport of :mod:`.event_stream` over the hook's kept connection
+        (a fraction of httpx's CPU per chunk), or httpx when a proxy applies. Read it, then ``aclose`` it."""
         headers = {"User-Agent": user_agent(), "Authorization": f"Bearer {creds.token}"}
-        async with self._kept_connection().stream(url, headers, FOLLOW_READ_TIMEOUT) as stream:
-            if stream is not None:
-
-                async def chunks() -> AsyncIterator[bytes]:
-                    while data := await stream.read():
-                        yield data
-
-                yield stream.status_code, stream.headers, chunks()
-                return
+        stream = await self._kept_connection().open_stream(url, headers, FOLLOW_READ_TIMEOUT)
+        if stream is not None:
+            return stream
         client, _ = await self._http()
         timeout = httpx.Timeout(self.request_timeout, read=FOLLOW_READ_TIMEOUT)
-        async with client.stream(
-            "GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout
-        ) as response:
-            yield response.status_code, response.headers, response.aiter_bytes()
+        return await _HttpxEventStream.open(
+            client.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout)
+        )
+
+
+class _HttpxEventStream:
+    """An httpx streamed response with :class:`.EventStream`'s interface (used when a proxy applies)."""
+
+    def __init__(
+        self, opened: contextlib.AbstractAsyncContextManager[httpx.Response], response: httpx.Response
+    ):
+        self._opened = opened
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self._chunks = response.aiter_bytes()
+
+    @classmethod
+    async def open(cls, opened: contextlib.AbstractAsyncContextManager[httpx.Response]) -> _HttpxEventStream:
+        return cls(opened, await opened.__aenter__())
+
+    async def read(self) -> bytes:
+        """The next body bytes; ``b""`` at the end."""
+        try:
+            return await anext(self._chunks)
+        except StopAsyncIteration:
+            return b""
+
+    async def read_all(self) -> bytes:
+        return b"".join([chunk async for chunk in self._chunks])
+
+    async def aclose(self) -> None:
+        await self._opened.__aexit__(None, None, None)
 
 
 def _first_sentence(error: Exception) -> str:

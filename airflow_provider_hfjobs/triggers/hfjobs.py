@@ -140,64 +140,60 @@ class HfJobTrigger(BaseTrigger):
         return HfJobsAsyncHook(self.hf_conn_id, namespace=self.namespace)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        HfJobTrigger.running += 1
+        HfJobTrigger.running += 1  # one generator, not two: thousands of triggers, each a few objects less
         try:
-            async for event in self._run():
-                yield event
+            url = job_url("https://huggingface.co", self.namespace, self.job_id)
+            async with self._hook() as hook:
+                try:
+                    # Thousands of triggers (re)started at once would look up their connection and open their
+                    # streams in one burst, holding the triggerer's loop and hitting the API together: each waits
+                    # a random moment first (2 ms per running trigger: 20 ms for ten, 4 s for 2,000; at most
+                    # its poll interval).
+                    await asyncio.sleep(0)  # let the triggers started together all count themselves first
+                    spread = 2 * START_COST_SECONDS * HfJobTrigger.running
+                    await asyncio.sleep(random.uniform(0, min(spread, self.poll_interval)))
+                    url = job_url((await hook.get_credentials()).endpoint, self.namespace, self.job_id)
+                    remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
+                    async with asyncio.timeout(remaining):
+                        job = await self._watch(hook)
+                except asyncio.CancelledError:
+                    if not TRIGGER_ON_KILL and self.cancel_on_kill:
+                        # Before Airflow 3.3 this is all a trigger learns of a user stopping its task.
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await self._cancel_in_background()
+                    raise
+                except TimeoutError:
+                    self._event_sent = True
+                    yield TriggerEvent(
+                        job_event(
+                            "timeout",
+                            self.job_id,
+                            stage=None,
+                            url=url,
+                            log_lines=list(self._tail),
+                            cursor=self.log_cursor,
+                            message="the task's execution_timeout passed while the job was still running",
+                        )
+                    )
+                    return
+                except HfJobsError as exc:
+                    self._event_sent = True
+                    yield TriggerEvent(
+                        job_event(
+                            "error",
+                            self.job_id,
+                            stage=None,
+                            message=str(exc),
+                            url=url,
+                            log_lines=list(self._tail),
+                            cursor=self.log_cursor,
+                        )
+                    )
+                    return
+            self._event_sent = True
+            yield TriggerEvent(event_from_job(job, list(self._tail), self.log_cursor))
         finally:
             HfJobTrigger.running -= 1
-
-    async def _run(self) -> AsyncIterator[TriggerEvent]:
-        url = job_url("https://huggingface.co", self.namespace, self.job_id)
-        async with self._hook() as hook:
-            try:
-                # Thousands of triggers (re)started at once would look up their connection and open their
-                # streams in one burst, holding the triggerer's loop and hitting the API together: each waits
-                # a random moment first (2 ms per running trigger: 20 ms for ten, 4 s for 2,000; at most
-                # its poll interval).
-                await asyncio.sleep(0)  # let the triggers started together all count themselves first
-                spread = 2 * START_COST_SECONDS * HfJobTrigger.running
-                await asyncio.sleep(random.uniform(0, min(spread, self.poll_interval)))
-                url = job_url((await hook.get_credentials()).endpoint, self.namespace, self.job_id)
-                remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
-                async with asyncio.timeout(remaining):
-                    job = await self._watch(hook)
-            except asyncio.CancelledError:
-                if not TRIGGER_ON_KILL and self.cancel_on_kill:
-                    # Before Airflow 3.3 this is all a trigger learns of a user stopping its task.
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._cancel_in_background()
-                raise
-            except TimeoutError:
-                self._event_sent = True
-                yield TriggerEvent(
-                    job_event(
-                        "timeout",
-                        self.job_id,
-                        stage=None,
-                        url=url,
-                        log_lines=list(self._tail),
-                        cursor=self.log_cursor,
-                        message="the task's execution_timeout passed while the job was still running",
-                    )
-                )
-                return
-            except HfJobsError as exc:
-                self._event_sent = True
-                yield TriggerEvent(
-                    job_event(
-                        "error",
-                        self.job_id,
-                        stage=None,
-                        message=str(exc),
-                        url=url,
-                        log_lines=list(self._tail),
-                        cursor=self.log_cursor,
-                    )
-                )
-                return
-        self._event_sent = True
-        yield TriggerEvent(event_from_job(job, list(self._tail), self.log_cursor))
 
     async def on_kill(self) -> None:
         """Airflow >= 3.3 calls this when a user marks the deferred task failed or success, or clears it:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from airflow_provider_hfjobs.hooks import event_stream
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook, HfJobsHook
 from airflow_provider_hfjobs.jobs import JobStage, RetryPolicy
 from airflow_provider_hfjobs.local import LocalJobsServer
@@ -80,9 +81,16 @@ def test_sync_hook_survives(case: str, server: LocalJobsServer, hook: HfJobsHook
     assert [j.id for j in hook.list_jobs(labels={"fault": case})] == [job.id]
 
 
+@pytest.mark.parametrize("transport", ["lean", "httpx"])
 @pytest.mark.parametrize("case", list(FAULTS))
-def test_trigger_survives(case: str, server: LocalJobsServer, hook: HfJobsHook, monkeypatch) -> None:
-    job = hook.run_job(image="python:3.12", command=printer(8), labels={"trigger-fault": case})
+def test_trigger_survives(
+    case: str, transport: str, server: LocalJobsServer, hook: HfJobsHook, monkeypatch
+) -> None:
+    if transport == "httpx":  # as when a proxy applies: streams and stage checks go through httpx
+        monkeypatch.setattr(event_stream, "_proxied", lambda scheme, host: True)
+    job = hook.run_job(
+        image="python:3.12", command=printer(8), labels={"trigger-fault": f"{case}-{transport}"}
+    )
     for fault in FAULTS[case]:
         server.add_fault(Fault(**fault.to_json()))
     trigger = HfJobTrigger(job.id, NS, "hf_faults", poll_interval=0.1)
@@ -97,7 +105,7 @@ def test_trigger_survives(case: str, server: LocalJobsServer, hook: HfJobsHook, 
     assert event["status"] == "success", event
     assert event["log_lines"] == expected(8) and event["log_cursor"] == 9
     server.clear_faults()
-    assert [j.id for j in hook.list_jobs(labels={"trigger-fault": case})] == [job.id]
+    assert [j.id for j in hook.list_jobs(labels={"trigger-fault": f"{case}-{transport}"})] == [job.id]
 
 
 def test_create_whose_answer_is_lost_is_not_repeated(server: LocalJobsServer, hook: HfJobsHook) -> None:
