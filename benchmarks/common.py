@@ -196,14 +196,17 @@ class LoopLag:
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.lags: list[float] = []
+        self.moments: list[float] = []  # seconds from start() to each lag's tick
         self._task: asyncio.Task[None] | None = None
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
             before = loop.time()
             await asyncio.sleep(self.interval)
             self.lags.append(loop.time() - before - self.interval)
+            self.moments.append(before - started)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._tick())
@@ -220,21 +223,32 @@ class LoopLag:
     def p99(self) -> float:
         return percentile(self.lags, 0.99)
 
+    def max_after(self, seconds: float) -> float:
+        """The largest lag of the ticks that began ``seconds`` or more after start()."""
+        return max(
+            (lag for lag, at in zip(self.lags, self.moments, strict=True) if at >= seconds), default=0.0
+        )
+
 
 class GcPauses:
     """How long CPython's cyclic garbage collector stopped the process, per collection (``gc.callbacks``)."""
 
     def __init__(self) -> None:
         self.pauses: list[float] = []
-        self._started = 0.0
+        self.full: list[tuple[float, float]] = []  # (seconds into the run, pause) of each full collection
+        self._started = self._entered = 0.0
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.pauses.append(time.perf_counter() - self._started)
+            pause = time.perf_counter() - self._started
+            self.pauses.append(pause)
+            if info["generation"] == 2:
+                self.full.append((self._started - self._entered, pause))
 
     def __enter__(self) -> GcPauses:
+        self._entered = time.perf_counter()
         gc.callbacks.append(self._callback)
         return self
 

@@ -43,9 +43,10 @@ from benchmarks.common import (
     table,
 )
 
+FROZEN_HEAP = Path(__file__).resolve().parent / "frozen_heap"
 COLUMNS = [
     "triggers", "logs", "ends", "wall s", "CPU s", "avg cores", "peak RSS MB", "max loop lag ms",
-    "p99 loop lag ms", "max GC pause ms", "base full GC ms",
+    "max lag after start-up ms", "p99 loop lag ms", "max GC pause ms", "full GCs", "base full GC ms", "heap",
     "API calls/job", "max calls/job", "connections/job", "latency p50 s", "latency p99 s", "events ok",
     "server CPU s",
 ]  # fmt: skip
@@ -93,6 +94,8 @@ def base_full_gc_ms() -> float:
 def run(
     n: int, stream: bool, duration: float, lines: int, poll_interval: float, server, phase: str, ends: str
 ) -> dict:
+    from airflow_provider_hfjobs.triggers.hfjobs import START_COST_SECONDS
+
     jitter = duration / 2 if ends == "spread" else 0.0
     job_ids = server.create_jobs(n, duration=duration, lines=lines, phase=phase, jitter=jitter)
     server.reset_stats()
@@ -115,8 +118,13 @@ def run(
         "avg cores": usage.cpu / usage.wall,
         "peak RSS MB": usage.peak_rss_mb,
         "max loop lag ms": lag.max * 1000,
+        # Triggers start over min(2 ms x N, poll interval) (START_COST_SECONDS); a second more to open.
+        "max lag after start-up ms": lag.max_after(min(2 * START_COST_SECONDS * n, poll_interval) + 1.0)
+        * 1000,
         "p99 loop lag ms": lag.p99 * 1000,
         "max GC pause ms": max(gc_pauses.pauses, default=0.0) * 1000,
+        "full GCs": len(gc_pauses.full),
+        "full GCs at s (ms)": ", ".join(f"{at:.1f} ({pause * 1000:.0f})" for at, pause in gc_pauses.full),
         "API calls/job": sum(calls) / n,
         "max calls/job": max(calls),
         "connections/job": sum(connections) / n,
@@ -144,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         help="spread: durations ±50%% (steady state); burst: all jobs end within about a second",
     )  # fmt: skip
     parser.add_argument(
+        "--freeze", action="store_true",
+        help="run each row with benchmarks/frozen_heap/airflow_local_settings.py (gc.freeze() on import)",
+    )  # fmt: skip
+    parser.add_argument(
         "--child", nargs=5, metavar=("URL", "PID", "N", "MODE", "ENDS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -159,12 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         row = run(
             int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase, ends
         )  # fmt: skip
-        print(json.dumps({"rss_before_mb": baseline, "base full GC ms": base_gc, **row}))
+        heap = "frozen on import" if gc.get_freeze_count() else "as imported"
+        print(json.dumps({"rss_before_mb": baseline, "base full GC ms": base_gc, "heap": heap, **row}))
         return 0
 
     rows = []
     options = ["--duration", str(args.duration), "--lines", str(args.lines), "--poll-interval",
                str(args.poll_interval), "--phase", args.phase]  # fmt: skip
+    env = dict(os.environ)
+    if args.freeze:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FROZEN_HEAP), env.get("PYTHONPATH")]))
     with simulated_server() as server:
         for n in args.n:
             for ends in args.ends:
@@ -172,14 +188,14 @@ def main(argv: list[str] | None = None) -> int:
                     child = subprocess.run(
                         [sys.executable, __file__, *options, "--child", server.url, str(server.process.pid),
                          str(n), mode, ends],
-                        capture_output=True, text=True, check=True,
+                        capture_output=True, text=True, check=True, env=env,
                     )  # fmt: skip
                     rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
                     print(table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
     print()
     print(table(rows, COLUMNS))
     path = save(
-        "scale",
+        "scale-frozen-heap" if args.freeze else "scale",
         {"command": " ".join(["benchmarks/scale.py", *(argv or sys.argv[1:])]), "args": vars(args), "rows": rows},
     )  # fmt: skip
     print(
