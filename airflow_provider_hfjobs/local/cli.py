@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     with server:
         print(f"Local Hugging Face Jobs server on {server.url} (namespace {server.namespace})", flush=True)
-        print(f"  export HF_ENDPOINT={server.url} HF_TOKEN={server.token}", flush=True)
+        # The built-in token is public; one the user chose may be a real HF token, never echoed.
+        token = server.token if server.token == DEFAULT_TOKEN else "<your --token>"
+        print(f"  export HF_ENDPOINT={server.url} HF_TOKEN={token}", flush=True)
         if simulate is not None:
             print(f"  load-testing mode: jobs are simulated ({simulate}), no process runs", flush=True)
         stopped.wait()

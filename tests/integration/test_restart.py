@@ -192,8 +192,9 @@ def start_cli(*args: str) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stdout is not None
-    first = process.stdout.readline()
+    first, second = process.stdout.readline(), process.stdout.readline()
     assert first.startswith("Local Hugging Face Jobs server on http://127.0.0.1:"), first
+    assert "export HF_ENDPOINT=" in second and TOKEN not in second, second  # a chosen token is never echoed
     return process, first.split()[6]
 
 
