@@ -119,6 +119,9 @@ class _StreamProtocol(asyncio.Protocol):
             return False
         self.parser.start_next_cycle()
         self.head, self.body, self.buffered, self.ended = None, [], 0, False
+        if self.paused:  # a reader that stopped early (read_all's limit) left the socket paused
+            self.paused = False
+            transport.resume_reading()
         return True
 
 

@@ -739,43 +739,39 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         self, method: str, path: str, *, action: str, namespace: str | None = None, job_id: str | None = None
     ) -> Any:
         creds = await self.get_credentials()
+        url = f"{creds.endpoint}{path}"
         attempts = RetryAttempts(self.retry_policy)
         while True:
-            if method == "GET" and (answer := await self._kept_get(f"{creds.endpoint}{path}", creds)):
-                status, headers, content = answer
+            try:
+                status, headers, content = await self._send(method, url, creds)
+            except httpx.TransportError as exc:
+                failure: Exception = HfJobsConnectionError(
+                    f"Could not {action}: {creds.endpoint} is unreachable ({type(exc).__name__})."
+                )
+                delay = attempts.after(failure)
+            else:
                 if status < 400:
                     try:
                         return json.loads(content)
                     except ValueError:
                         return None
-                failure: Exception = error_for_response(
+                failure = error_for_response(
                     status, content, headers, action=action, namespace=namespace, job_id=job_id
                 )
                 delay = attempts.after(failure, status_code=status, headers=headers)
-                self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
-                await asyncio.sleep(delay)
-                continue
-            client, _ = await self._http()
-            try:
-                response = await client.request(method, f"{creds.endpoint}{path}")
-            except httpx.TransportError as exc:
-                failure = HfJobsConnectionError(
-                    f"Could not {action}: {creds.endpoint} is unreachable ({type(exc).__name__})."
-                )
-                delay = attempts.after(failure)
-            else:
-                if response.status_code < 400:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        return None
-                failure = error_for_response(
-                    response.status_code, response.content, response.headers, action=action, namespace=namespace,
-                    job_id=job_id,
-                )  # fmt: skip
-                delay = attempts.after(failure, status_code=response.status_code, headers=response.headers)
             self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
             await asyncio.sleep(delay)
+
+    async def _send(
+        self, method: str, url: str, creds: HfJobsCredentials
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request's ``(status, headers, body)``: a GET over the kept lean connection when it can, else
+        (a proxy, a failed connection, any other method) through httpx, which raises its TransportError."""
+        if method == "GET" and (answer := await self._kept_get(url, creds)) is not None:
+            return answer
+        client, _ = await self._http()
+        response = await client.request(method, url)
+        return response.status_code, response.headers, response.content
 
     async def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         ns = validate_namespace(namespace) if namespace else await self.get_namespace()

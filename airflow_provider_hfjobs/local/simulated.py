@@ -1,8 +1,9 @@
 """The simulated runner: a load-testing mode of the local Jobs server. No process is started.
 
 Each job plays a script on the server's event loop: RUNNING at once, ``lines`` log lines spread evenly over
-``duration`` seconds (give or take ``jitter``, drawn per job), then the final ``stage``. Thousands of concurrent jobs fit on two cores, so a
-benchmark can watch as many jobs as a busy triggerer does. Jobs are kept in memory only.
+``duration`` seconds (give or take ``jitter``, drawn per job), then the final ``stage``. Thousands of
+concurrent jobs fit on two cores, so a benchmark can watch as many jobs as a busy triggerer does. Jobs are
+kept in memory only.
 
 The script comes from the job's environment, falling back to the server's defaults
 (``hfjobs-local serve --simulate duration=5,lines=10``)::

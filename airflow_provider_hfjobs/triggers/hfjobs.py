@@ -163,35 +163,24 @@ class HfJobTrigger(BaseTrigger):
                             await self._cancel_in_background()
                     raise
                 except TimeoutError:
-                    self._event_sent = True
-                    yield TriggerEvent(
-                        job_event(
-                            "timeout",
-                            self.job_id,
-                            stage=None,
-                            url=url,
-                            log_lines=list(self._tail),
-                            cursor=self.log_cursor,
-                            message="the task's execution_timeout passed while the job was still running",
-                        )
+                    failure = (
+                        "timeout",
+                        "the task's execution_timeout passed while the job was still running",
                     )
-                    return
                 except HfJobsError as exc:
-                    self._event_sent = True
-                    yield TriggerEvent(
-                        job_event(
-                            "error",
-                            self.job_id,
-                            stage=None,
-                            message=str(exc),
-                            url=url,
-                            log_lines=list(self._tail),
-                            cursor=self.log_cursor,
-                        )
-                    )
-                    return
+                    failure = ("error", str(exc))
+                else:
+                    failure = None
             self._event_sent = True
-            yield TriggerEvent(event_from_job(job, list(self._tail), self.log_cursor))
+            if failure is None:
+                yield TriggerEvent(event_from_job(job, list(self._tail), self.log_cursor))
+            else:
+                status, message = failure
+                event = job_event(
+                    status, self.job_id, stage=None, message=message, url=url, log_lines=list(self._tail),
+                    cursor=self.log_cursor,
+                )  # fmt: skip
+                yield TriggerEvent(event)
         finally:
             HfJobTrigger.running -= 1
 
