@@ -35,6 +35,7 @@ from airflow_provider_hfjobs.jobs import (
     validate_labels,
 )
 from airflow_provider_hfjobs.links.hfjobs import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, HfJobLink
+from airflow_provider_hfjobs.masking import seal_mask_values
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, EVENT_STATUSES, HfJobTrigger
 
 JOB_XCOM_KEY = "job"
@@ -335,12 +336,24 @@ class HfJobRunOperator(BaseOperator):
             trigger=HfJobTrigger(
                 job_id=job.id, namespace=self.job_namespace, hf_conn_id=self.hf_conn_id,
                 poll_interval=self.poll_interval, stream_logs=self.stream_logs, deadline=deadline,
-                cancel_on_kill=self.cancel_on_kill,
+                cancel_on_kill=self.cancel_on_kill, mask_values_sealed=self._sealed_secrets(),
             ),
             method_name="execute_complete",
             timeout=defer_timeout(deadline, self.poll_interval),
         )  # fmt: skip
         raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
+
+    def _sealed_secrets(self) -> str | None:
+        """The secret values for the triggerer's masker, sealed (see :mod:`airflow_provider_hfjobs.masking`)."""
+        values = list(self.secrets.values()) if isinstance(self.secrets, Mapping) else []
+        sealed = seal_mask_values(values)
+        if sealed is None and any(isinstance(value, str) and value for value in values):
+            self.log.warning(
+                "No [core] fernet_key is configured, so the triggerer cannot be told this task's secret "
+                "values: a deferred job that prints one shows it in clear. Configure a Fernet key (the same "
+                "on workers and triggerers) or run with deferrable=False."
+            )
+        return sealed
 
     def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> str:
         event = validate_event(event)
@@ -351,12 +364,22 @@ class HfJobRunOperator(BaseOperator):
             self._cancel(reason=event["status"])
             raise HfJobFailedError(
                 failure_message(
-                    event["job_id"], None, event.get("message"), event.get("job_url", ""), event.get("log_lines") or []
+                    event["job_id"], None, event.get("message"), event.get("job_url", ""),
+                    self._log_tail(event["job_id"]),
                 ),
                 job_id=event["job_id"], stage=None, job_url=event.get("job_url", ""),
             )  # fmt: skip
         final = self.hook.inspect_job(event["job_id"], namespace=self.job_namespace)
-        return self._finish(context, final, list(event.get("log_lines") or []))
+        return self._finish(context, final, [])
+
+    def _log_tail(self, job_id: str) -> list[str]:
+        """The job's last lines for a failure message: one logs call, read here on the worker (events carry
+        no log text), masked by the worker's masker."""
+        try:
+            return list(self.hook.fetch_job_logs(job_id, namespace=self.job_namespace, tail=EVENT_LOG_LINES))
+        except HfJobsError as exc:
+            self.log.info("Could not read the log tail of job %s: %s", job_id, exc)
+            return []
 
     def _finish(self, context: Any, job: JobInfo, log_tail: list[str]) -> str:
         info = job.to_dict()
@@ -368,13 +391,7 @@ class HfJobRunOperator(BaseOperator):
         seconds = f" after {billed:.1f} s billed" if billed is not None else ""
         self.log.info("Hugging Face job %s %s on %s%s%s.", job.id, job.stage.value, job.flavor, seconds, cost)
         if not job.stage.is_success:
-            if not log_tail:  # logs were not followed: fetch the tail the failure message shows
-                try:
-                    log_tail = list(
-                        self.hook.fetch_job_logs(job.id, namespace=self.job_namespace, tail=EVENT_LOG_LINES)
-                    )
-                except HfJobsError as exc:
-                    self.log.info("Could not read the log tail of job %s: %s", job.id, exc)
+            log_tail = log_tail or self._log_tail(job.id)  # not followed here: read the tail once
             raise HfJobFailedError(
                 failure_message(job.id, job.stage.value, job.message, job.url, log_tail),
                 job_id=job.id, stage=job.stage.value, job_url=job.url,
@@ -414,6 +431,9 @@ class HfUvJobOperator(HfJobRunOperator):
     :param dependencies: extra requirements (``uv run --with``), on top of the script's PEP 723 header.
     :param python: Python version for ``uv run --python``.
     :param image: default ``ghcr.io/astral-sh/uv:python3.12-bookworm``.
+    :param allow_script_outside_dags_folder: a local ``script`` must lie under the DAG folder (or beside the
+        DAG file), so that a templated path cannot ship any file of the worker (``../../airflow.cfg``) into
+        the job; ``True`` lifts that.
 
     Everything else as :class:`HfJobRunOperator`.
     """
@@ -435,6 +455,7 @@ class HfUvJobOperator(HfJobRunOperator):
         dependencies: list[str] | None = None,
         python: str | None = None,
         image: str = DEFAULT_UV_IMAGE,
+        allow_script_outside_dags_folder: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(image=image, command=[], **kwargs)
@@ -442,15 +463,33 @@ class HfUvJobOperator(HfJobRunOperator):
         self.script_args = script_args
         self.dependencies = dependencies
         self.python = python
+        self.allow_script_outside_dags_folder = allow_script_outside_dags_folder
 
     def _script_path(self, context: Any) -> str:
-        """A relative script path is relative to the DAG file, not to wherever the worker runs."""
+        """A relative script path is relative to the DAG file, not to wherever the worker runs; the file
+        must lie under the DAG folder or the DAG file's folder (symlinks and ``..`` resolved first)."""
         script = self.script
-        if classify_uv_script(script) != "file" or Path(script).expanduser().is_absolute():
+        if classify_uv_script(script) != "file":
             return script
         dag = context.get("dag") or getattr(self, "dag", None)
         fileloc = getattr(dag, "fileloc", None)
-        return str(Path(fileloc).parent / script) if fileloc else script
+        dag_dir = Path(fileloc).parent if fileloc else None
+        path = Path(script).expanduser()
+        if not path.is_absolute() and dag_dir is not None:
+            path = dag_dir / path
+        resolved = path.resolve()
+        if self.allow_script_outside_dags_folder:
+            return str(resolved)
+        roots = {Path(conf.get("core", "dags_folder")).expanduser().resolve()}
+        if dag_dir is not None:
+            roots.add(dag_dir.resolve())
+        if not any(resolved.is_relative_to(root) for root in roots):
+            raise HfJobsInputError(
+                f"script {script!r} is outside the DAG folder ({', '.join(sorted(map(str, roots)))}): put the "
+                "script beside your DAGs, or pass allow_script_outside_dags_folder=True if shipping that file "
+                "into the job is intended."
+            )
+        return str(resolved)
 
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
         return self.hook.run_uv_job(

@@ -107,9 +107,14 @@ class HfJobSensor(BaseSensorOperator):
         if event["status"] == "success":
             self.log.info("Hugging Face job %s COMPLETED.", event["job_id"])
             return
+        tail: list[str] = []
+        if self.stream_logs:  # events carry no log text: the tail is read here, once
+            try:
+                tail = list(self.hook.fetch_job_logs(event["job_id"], tail=EVENT_LOG_LINES))
+            except HfJobsError as exc:
+                self.log.info("Could not read the log tail of job %s: %s", event["job_id"], exc)
         raise AirflowFailException(
             failure_message(
-                event["job_id"], event.get("stage"), event.get("message"), event.get("job_url", ""),
-                event.get("log_lines") or [],
+                event["job_id"], event.get("stage"), event.get("message"), event.get("job_url", ""), tail
             )
         )  # fmt: skip

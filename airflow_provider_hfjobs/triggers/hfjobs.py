@@ -1,9 +1,14 @@
 """``HfJobTrigger``: watch a Hugging Face job from the triggerer, streaming its log into the task log.
 
 Fully async (one ``httpx.AsyncClient`` per trigger, async connection lookup), so one triggerer can watch
-thousands of jobs. It yields exactly one event. Its kwargs are plain values only — job id, namespace,
-connection id, poll interval, stream flag, deadline, log cursor — never a token or a secret: they are
-stored in the metadata DB.
+thousands of jobs. It yields exactly one event, and the event carries no log line (Airflow logs every event
+and stores it in the metadata DB). Its kwargs are plain values — job id, namespace, connection id, poll
+interval, stream flag, deadline, log cursor — plus the task's secret values sealed with Airflow's Fernet key
+(:mod:`airflow_provider_hfjobs.masking`), never a token or a secret in clear.
+
+Each line is written once even when the triggerer restarts or the trigger moves to another triggerer: the
+trigger keeps its place in an XCom of the task (:mod:`.log_checkpoint`) and a resumed trigger continues
+after the last line shown.
 """
 
 from __future__ import annotations
@@ -12,15 +17,22 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from airflow.providers.common.compat.sdk import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
 from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
+from airflow_provider_hfjobs.masking import unseal_mask_values
+from airflow_provider_hfjobs.triggers.log_checkpoint import (
+    MAX_BATCH_LINES,
+    Checkpoint,
+    CheckpointStore,
+    checkpoint_store,
+)
 from airflow_provider_hfjobs.version_compat import AIRFLOW_V_3_3_PLUS, AIRFLOW_V_3_PLUS
 
 #: Event statuses, by terminal stage. Anything else is an error.
@@ -31,8 +43,12 @@ EVENT_STATUS = {
     JobStage.DELETED: "cancelled",
 }
 EVENT_STATUSES = frozenset({"success", "error", "cancelled", "timeout"})
-#: How many of the job's last log lines travel in the event (for the failure message).
+#: How many of the job's last log lines a failure message shows (read on the worker, never carried in events).
 EVENT_LOG_LINES = 20
+#: Seconds between two checkpointed writes of log lines, per trigger; lines arriving meanwhile wait and go
+#: out together. Scaled with the triggers running in the process (each write is a call into Airflow).
+CHECKPOINT_INTERVAL = 1.0
+CHECKPOINT_COST_SECONDS = 0.005
 #: About the CPU one trigger's start takes (connection lookup, connect, log replay). Starts are spread over
 #: twice that per trigger running in the process, so a triggerer starting thousands at once stays responsive.
 START_COST_SECONDS = 0.001
@@ -47,32 +63,22 @@ def job_event(
     stage: str | None,
     message: str | None,
     url: str,
-    log_lines: list[str],
     cursor: int,
 ) -> dict[str, Any]:
-    """The one event payload shape, plain JSON (trigger, operator and sensor build it the same way)."""
+    """The one event payload shape, plain JSON and no log text (Airflow logs and stores every event)."""
     return {
         "status": status,
         "job_id": job_id,
         "stage": stage,
         "message": message,
         "job_url": url,
-        "log_lines": list(log_lines),
         "log_cursor": cursor,
     }
 
 
-def event_from_job(job: JobInfo, log_lines: list[str], cursor: int) -> dict[str, Any]:
+def event_from_job(job: JobInfo, cursor: int) -> dict[str, Any]:
     status = EVENT_STATUS.get(job.stage, "error")
-    return job_event(
-        status,
-        job.id,
-        stage=job.stage.value,
-        message=job.message,
-        url=job.url,
-        log_lines=log_lines,
-        cursor=cursor,
-    )
+    return job_event(status, job.id, stage=job.stage.value, message=job.message, url=job.url, cursor=cursor)
 
 
 class HfJobTrigger(BaseTrigger):
@@ -90,6 +96,9 @@ class HfJobTrigger(BaseTrigger):
     :param cancel_on_kill: cancel the job when a user marks the deferred task failed or success, or clears
         it: ``on_kill`` on Airflow >= 3.3; before, the cancelled trigger checks that its task left DEFERRED
         (a triggerer restart or a trigger moving leaves it DEFERRED, and the job running).
+    :param mask_values_sealed: the task's secret values, sealed by
+        :func:`airflow_provider_hfjobs.masking.seal_mask_values`: registered with the triggerer's masker so
+        that a job printing one shows ``***``.
     """
 
     #: Triggers of this class running in this process (to spread their starts).
@@ -106,6 +115,7 @@ class HfJobTrigger(BaseTrigger):
         log_cursor: int = 0,
         max_consecutive_errors: int = 5,
         cancel_on_kill: bool = True,
+        mask_values_sealed: str | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -117,8 +127,10 @@ class HfJobTrigger(BaseTrigger):
         self.log_cursor = int(log_cursor)
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.cancel_on_kill = bool(cancel_on_kill)
+        self.mask_values_sealed = mask_values_sealed
         self._event_sent = False
-        self._tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
+        self._checkpoints: CheckpointStore | None = None
+        self._last_write = 0.0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -133,7 +145,17 @@ class HfJobTrigger(BaseTrigger):
                 "log_cursor": self.log_cursor,
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "cancel_on_kill": self.cancel_on_kill,
+                "mask_values_sealed": self.mask_values_sealed,
             },
+        )
+
+    def __repr__(self) -> str:
+        """Airflow logs this at every start: the sealed values are ciphertext, but noise there."""
+        sealed = "sealed" if self.mask_values_sealed else None
+        return (
+            f"<{type(self).__module__}.{type(self).__qualname__} job_id={self.job_id} "
+            f"namespace={self.namespace} hf_conn_id={self.hf_conn_id} stream_logs={self.stream_logs} "
+            f"log_cursor={self.log_cursor} mask_values={sealed}>"
         )
 
     def _hook(self) -> HfJobsAsyncHook:
@@ -153,6 +175,10 @@ class HfJobTrigger(BaseTrigger):
                     spread = 2 * START_COST_SECONDS * HfJobTrigger.running
                     await asyncio.sleep(random.uniform(0, min(spread, self.poll_interval)))
                     url = job_url((await hook.get_credentials()).endpoint, self.namespace, self.job_id)
+                    for value in unseal_mask_values(self.mask_values_sealed):
+                        mask_secret(value)
+                    if self.stream_logs:
+                        await self._resume_from_checkpoint()
                     remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
                     async with asyncio.timeout(remaining):
                         job = await self._watch(hook)
@@ -173,14 +199,14 @@ class HfJobTrigger(BaseTrigger):
                     failure = None
             self._event_sent = True
             if failure is None:
-                yield TriggerEvent(event_from_job(job, list(self._tail), self.log_cursor))
+                yield TriggerEvent(event_from_job(job, self.log_cursor))
             else:
                 status, message = failure
-                event = job_event(
-                    status, self.job_id, stage=None, message=message, url=url, log_lines=list(self._tail),
-                    cursor=self.log_cursor,
-                )  # fmt: skip
-                yield TriggerEvent(event)
+                yield TriggerEvent(
+                    job_event(
+                        status, self.job_id, stage=None, message=message, url=url, cursor=self.log_cursor
+                    )
+                )
         finally:
             HfJobTrigger.running -= 1
 
@@ -253,10 +279,7 @@ class HfJobTrigger(BaseTrigger):
             async for batch in hook.iter_job_log_batches(
                 self.job_id, namespace=self.namespace, cursor=self.log_cursor
             ):
-                for text in batch.texts:
-                    self.log.info("%s", text)
-                self._tail.extend(batch.texts)
-                self.log_cursor = batch.next_cursor or self.log_cursor
+                await self._show(batch.texts, batch.indexes)
         except HfJobsError as exc:
             if _is_permanent(exc):
                 raise
@@ -265,6 +288,77 @@ class HfJobTrigger(BaseTrigger):
             )
             return False
         return True
+
+    # ------------------------------------------------------------------------------ exactly-once log lines
+    async def _resume_from_checkpoint(self) -> None:
+        """Continue after the last line an earlier run of this trigger showed (a triggerer restart, or the
+        trigger moved to another triggerer), instead of the cursor it was deferred with."""
+        self._checkpoints = checkpoint_store(getattr(self, "task_instance", None))
+        if self._checkpoints is None:
+            return
+        try:
+            found = await self._checkpoints.load(self._checkpoint_id())
+        except Exception as exc:
+            self._checkpoints_failed(exc)
+            return
+        if found is None or found.showing <= self.log_cursor:
+            return
+        if found.shown < found.showing:
+            self.log.warning(
+                "The previous triggerer stopped while writing log events %d-%d of job %s: they follow again "
+                "and may already appear above (at most %d lines).",
+                found.shown + 1, found.showing, self.job_id, MAX_BATCH_LINES,
+            )  # fmt: skip
+        else:
+            self.log.info(
+                "Resuming the log of job %s after event %d, where the previous triggerer left it (a "
+                "triggerer restart or move): no line is repeated.",
+                self.job_id, found.shown,
+            )  # fmt: skip
+        self.log_cursor = max(self.log_cursor, found.shown)
+
+    def _checkpoint_id(self) -> str:
+        """A checkpoint belongs to one job and one try (a retry re-attaching to the job logs it anew)."""
+        ti = getattr(self, "task_instance", None)
+        return f"{self.job_id}#{getattr(ti, 'try_number', '')}"
+
+    def _checkpoints_failed(self, exc: Exception) -> None:
+        self._checkpoints = None
+        self.log.warning(
+            "Cannot keep the log position of job %s (%s: %s); a triggerer restart may repeat its lines.",
+            self.job_id, type(exc).__name__, exc,
+        )  # fmt: skip
+
+    async def _save(self, shown: int, showing: int) -> None:
+        if self._checkpoints is None:
+            return
+        try:
+            await self._checkpoints.save(Checkpoint(self._checkpoint_id(), shown, showing))
+        except Exception as exc:
+            self._checkpoints_failed(exc)
+
+    async def _show(self, texts: Sequence[str], indexes: Sequence[int]) -> None:
+        """Write lines to the task log, each step between two checkpoints: the lines about to be written,
+        then the lines written. A trigger killed between the two leaves a record saying which lines are
+        unsure (one step, at most :data:`MAX_BATCH_LINES`); killed anywhere else, it leaves the exact place.
+
+        Steps are paced (lines arriving meanwhile wait in the socket and go out in the next step), so a
+        busy log costs at most two checkpoint writes per interval."""
+        for start in range(0, len(texts), MAX_BATCH_LINES):
+            part = texts[start : start + MAX_BATCH_LINES]
+            end = indexes[start + len(part) - 1] + 1
+            if self._checkpoints is not None:
+                gap = max(CHECKPOINT_INTERVAL, CHECKPOINT_COST_SECONDS * HfJobTrigger.running)
+                wait = self._last_write + gap - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._save(self.log_cursor, end)
+            for text in part:
+                self.log.info("%s", text)
+            self.log_cursor = end
+            if self._checkpoints is not None:
+                await self._save(end, end)
+                self._last_write = time.monotonic()
 
     async def _poll(self, hook: HfJobsAsyncHook) -> JobInfo:
         failures = 0

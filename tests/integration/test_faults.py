@@ -20,6 +20,7 @@ from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local.faults import Fault
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 from tests.integration.airflow_run import count, make_airflow_home
+from tests.unit.test_trigger import recorded
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +95,7 @@ def test_trigger_survives(
     for fault in FAULTS[case]:
         server.add_fault(Fault(**fault.to_json()))
     trigger = HfJobTrigger(job.id, NS, "hf_faults", poll_interval=0.1)
+    log = recorded(trigger)
     monkeypatch.setattr(
         trigger, "_hook", lambda: HfJobsAsyncHook("hf_faults", namespace=NS, retry_policy=FAST)
     )
@@ -103,7 +105,8 @@ def test_trigger_survives(
 
     (event,) = asyncio.run(asyncio.wait_for(collect(), 120))
     assert event["status"] == "success", event
-    assert event["log_lines"] == expected(8) and event["log_cursor"] == 9
+    assert [text for text in log.texts("info") if text.startswith("line ")] == expected(8)
+    assert event["log_cursor"] == 9
     server.clear_faults()
     assert [j.id for j in hook.list_jobs(labels={"trigger-fault": f"{case}-{transport}"})] == [job.id]
 

@@ -24,6 +24,7 @@ from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook, HfJobsHook
 from airflow_provider_hfjobs.jobs import JobStage, RetryPolicy
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+from tests.unit.test_trigger import recorded
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +116,7 @@ def test_trigger_follows_a_job_across_a_restart(server, monkeypatch, tmp_path) -
     gate = tmp_path / "gate"
     job = hook.run_job(image="python:3.12", command=gated_job(gate), labels={"case": "trigger-restart"})
     trigger = HfJobTrigger(job.id, NS, "hf_restart", poll_interval=0.1)
+    log = recorded(trigger)
     monkeypatch.setattr(
         trigger, "_hook", lambda: HfJobsAsyncHook("hf_restart", namespace=NS, retry_policy=PATIENT)
     )
@@ -132,7 +134,7 @@ def test_trigger_follows_a_job_across_a_restart(server, monkeypatch, tmp_path) -
 
     (event,) = asyncio.run(asyncio.wait_for(run(), 120))
     assert event["status"] == "success", event
-    assert event["log_lines"] == expected(8)
+    assert [text for text in log.texts("info") if text.startswith("line ")] == expected(8)
     assert [j.id for j in hook.list_jobs(labels={"case": "trigger-restart"})] == [job.id]
 
 

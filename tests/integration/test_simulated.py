@@ -17,6 +17,7 @@ from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.jobs import JobStage
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local.simulated import Scenario
+from tests.unit.test_trigger import recorded
 
 pytestmark = pytest.mark.integration
 
@@ -102,12 +103,15 @@ def test_a_trigger_checks_the_stage_on_its_log_stream_connection(
     job = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env={"HFJOBS_SIM_DURATION": "0.3"})
     requests.delete(f"{server.url}/_local/stats", headers=auth, timeout=10)
 
+    trigger = HfJobTrigger(job.id, NS, "hf_sim", poll_interval=0.1)
+    log = recorded(trigger)
+
     async def watch() -> list:
-        trigger = HfJobTrigger(job.id, NS, "hf_sim", poll_interval=0.1)
         return [event.payload async for event in trigger.run()]
 
     (event,) = asyncio.run(watch())
-    assert event["status"] == "success" and len(event["log_lines"]) == 5
+    assert event["status"] == "success" and event["log_cursor"] == 6
+    assert len([text for text in log.texts("info") if text.startswith("line ")]) == 5
     stats = requests.get(f"{server.url}/_local/stats?per_job=1", headers=auth, timeout=10).json()
     assert stats["per_job"][job.id] == 2 and stats["requests"] == {"logs": 1, "inspect": 1}
     assert stats["per_job_connections"][job.id] == 1

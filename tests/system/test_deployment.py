@@ -9,6 +9,7 @@ the trigger's ``on_kill``; before: the cancelled trigger finds its task no longe
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
@@ -160,7 +161,9 @@ class Deployment:
         )  # fmt: skip
         assert response.status_code == 200, response.text
         content = response.json().get("content", [])
-        if isinstance(content, str):  # Airflow 2: the log as one text
+        if isinstance(content, str):  # Airflow 2: the repr of [(host, text), ...]; one line per record
+            with contextlib.suppress(ValueError, SyntaxError):
+                content = "\n".join(text for _host, text in ast.literal_eval(content))
             return content
         return "\n".join(
             entry.get("event", "") if isinstance(entry, dict) else str(entry) for entry in content

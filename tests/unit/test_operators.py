@@ -56,7 +56,7 @@ def operator(**kwargs: Any) -> tuple[HfJobRunOperator, mock.MagicMock]:
 
 def event(status: str, stage: str | None, **extra: Any) -> dict[str, Any]:
     return {"status": status, "job_id": JOB_ID, "stage": stage, "message": None, "job_url": URL,
-            "log_lines": ["l1", "l2"], "log_cursor": 3, **extra}  # fmt: skip
+            "log_cursor": 3, **extra}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -85,10 +85,13 @@ def test_success_event_returns_job_id_and_pushes_job_with_cost() -> None:
 def test_failed_stage_fails_with_url_and_log_tail(status: str, stage: str) -> None:
     op, hook = operator()
     hook.inspect_job.return_value = job(stage, "exit code 1" if stage == "ERROR" else None)
+    hook.fetch_job_logs.return_value = iter(["l1", "l2"])
     with pytest.raises(HfJobFailedError) as info:
         op.execute_complete({"ti": FakeTI()}, event(status, stage))
     text = str(info.value)
     assert stage in text and URL in text and "l1" in text and "l2" in text
+    # The tail comes from the job, read once on the worker: events carry no log text.
+    hook.fetch_job_logs.assert_called_once_with(JOB_ID, namespace="alice", tail=20)
     hook.cancel_job.assert_not_called()
 
 
@@ -188,6 +191,24 @@ def test_uv_relative_script_resolves_next_to_dag_file(tmp_path) -> None:
     assert op._script_path({"dag": dag}) == str(tmp_path / "scripts" / "train.py")
     op.script = "https://example.com/s.py"
     assert op._script_path({"dag": dag}) == "https://example.com/s.py"
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_uv_script_outside_the_dag_folder_is_refused(kind: str, tmp_path) -> None:
+    """A templated ``script`` must not ship any file of the worker (``../../airflow.cfg``) into the job."""
+    dags, outside = tmp_path / "dags", tmp_path / "home"
+    dags.mkdir(), outside.mkdir()
+    secret = outside / "airflow.cfg"
+    secret.write_text("[core]\nfernet_key = not-for-jobs\n")
+    (dags / "link.py").symlink_to(secret)
+    script = {"dotdot": "../home/airflow.cfg", "absolute": str(secret), "symlink": "link.py"}[kind]
+    op = HfUvJobOperator(task_id="t", script=script)
+    dag = mock.MagicMock(fileloc=str(dags / "dag.py"))
+    with pytest.raises(HfJobsInputError, match="outside the DAG folder") as info:
+        op._script_path({"dag": dag})
+    assert "not-for-jobs" not in str(info.value)
+    op.allow_script_outside_dags_folder = True  # the explicit opt-in
+    assert op._script_path({"dag": dag}) == str(secret)
 
 
 def test_sensor_fails_on_failed_job_and_soft_fail_skips() -> None:
@@ -323,4 +344,4 @@ def test_failure_without_followed_logs_still_shows_the_log_tail() -> None:
     hook.inspect_job.return_value = job("ERROR", "exit code 1")
     hook.fetch_job_logs.return_value = iter(["last words"])
     with pytest.raises(HfJobFailedError, match="last words"):
-        op.execute_complete({"ti": FakeTI()}, event("error", "ERROR", log_lines=[]))
+        op.execute_complete({"ti": FakeTI()}, event("error", "ERROR"))

@@ -75,11 +75,40 @@ class FakeHook:
         return answer
 
 
+class RecordingLog:
+    """Stands in for the trigger's logger: what the task log would show, formatted."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str]] = []
+
+    def _record(self, level: str, message: str, *args: Any, **_: Any) -> None:
+        self.records.append((level, message % args if args else message))
+
+    def info(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self._record("info", message, *args, **kwargs)
+
+    def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self._record("warning", message, *args, **kwargs)
+
+    def texts(self, level: str | None = None) -> list[str]:
+        return [text for lvl, text in self.records if level in (None, lvl)]
+
+
+def recorded(trigger: HfJobTrigger) -> RecordingLog:
+    trigger._log = RecordingLog()  # LoggingMixin.log returns _log once set
+    return trigger._log
+
+
 async def events(
     trigger: HfJobTrigger, hook: FakeHook, monkeypatch: pytest.MonkeyPatch
 ) -> list[dict[str, Any]]:
     monkeypatch.setattr(trigger, "_hook", lambda: hook)
     return [event.payload async for event in trigger.run()]
+
+
+def shown(log: RecordingLog, hook: FakeHook) -> list[str]:
+    """The job's lines the trigger wrote to the task log, in order."""
+    return [text for text in log.texts("info") if text in hook.lines]
 
 
 def test_serialize_round_trip_holds_only_plain_values() -> None:
@@ -100,17 +129,21 @@ def test_serialize_round_trip_holds_only_plain_values() -> None:
 async def test_terminal_stage_gives_one_event(stage: str, status: str, monkeypatch) -> None:
     hook = FakeHook(["a", "b"], [job(stage, "exit code 1" if stage == "ERROR" else None)])
     trigger = HfJobTrigger(JOB_ID, "alice")
+    log = recorded(trigger)
     (event,) = await events(trigger, hook, monkeypatch)
     assert event["status"] == status and event["stage"] == stage
-    assert event["log_lines"] == ["a", "b"] and event["log_cursor"] == 3
+    assert shown(log, hook) == ["a", "b"] and event["log_cursor"] == 3
     assert event["job_url"] == f"http://hub.test/jobs/alice/{JOB_ID}"
-    json.dumps(event)
+    # Airflow logs every event and stores it in the DB: no line of the job travels in it.
+    assert "log_lines" not in event and '"a"' not in json.dumps(event) and '"b"' not in json.dumps(event)
 
 
 async def test_resumed_trigger_starts_at_its_cursor(monkeypatch) -> None:
     hook = FakeHook(["a", "b", "c"], [job("COMPLETED")])
-    (event,) = await events(HfJobTrigger(JOB_ID, "alice", log_cursor=3), hook, monkeypatch)
-    assert hook.cursors == [3] and event["log_lines"] == ["c"] and event["log_cursor"] == 4
+    trigger = HfJobTrigger(JOB_ID, "alice", log_cursor=3)
+    log = recorded(trigger)
+    (event,) = await events(trigger, hook, monkeypatch)
+    assert hook.cursors == [3] and shown(log, hook) == ["c"] and event["log_cursor"] == 4
 
 
 async def test_deadline_passed_gives_timeout_event(monkeypatch) -> None:
@@ -242,8 +275,10 @@ async def test_log_stream_that_gives_up_is_caught_up_after_the_job_ends(monkeypa
                     raise HfJobsConnectionError("the stream kept failing")
 
     hook = GivesUpOnce(["a", "b", "c", "d"], [job("COMPLETED")])
-    (event,) = await events(HfJobTrigger(JOB_ID, "alice", poll_interval=0.001), hook, monkeypatch)
-    assert hook.cursors == [0, 3] and event["log_lines"] == ["a", "b", "c", "d"] and event["log_cursor"] == 5
+    trigger = HfJobTrigger(JOB_ID, "alice", poll_interval=0.001)
+    log = recorded(trigger)
+    (event,) = await events(trigger, hook, monkeypatch)
+    assert hook.cursors == [0, 3] and shown(log, hook) == ["a", "b", "c", "d"] and event["log_cursor"] == 5
 
 
 @pytest.mark.parametrize(

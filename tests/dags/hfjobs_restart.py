@@ -1,0 +1,27 @@
+"""Test DAG: deferred jobs for the triggerer restart tests: one prints 80 numbered lines over ~20 s, one
+prints a canary secret (from an environment Variable, so it is stored nowhere by Airflow) while deferred."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.common.compat.sdk import DAG
+
+from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator
+
+LINES = "import time\nfor i in range(1, 81):\n    print(f'restart line {i:02d}/80', flush=True)\n    time.sleep(0.25)"
+CANARY = (
+    "import os, time\nprint('canary start', flush=True)\nprint('the secret is', os.environ['CANARY'], flush=True)"
+    "\nprint('config: CANARY=' + os.environ['CANARY'], flush=True)\ntime.sleep(1)\nprint('canary end', flush=True)"
+)
+
+with DAG(dag_id="hfjobs_restart", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+    HfJobRunOperator(
+        task_id="lines", image="python:3.12", command=["python", "-c", LINES], deferrable=True, poll_interval=2,
+        retries=0, labels={"suite": "system-restart"},
+    )  # fmt: skip
+
+with DAG(dag_id="hfjobs_canary_deferred", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+    HfJobRunOperator(
+        task_id="prints_secret", image="python:3.12", command=["python", "-c", CANARY], deferrable=True,
+        poll_interval=2, retries=0, secrets={"CANARY": "{{ var.value.triggerer_canary }}"},
+    )  # fmt: skip

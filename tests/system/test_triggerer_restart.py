@@ -1,0 +1,278 @@
+"""Triggerers stopping mid-job, in a real deployment run as separate processes (Airflow 3: API server,
+scheduler, DAG processor; Airflow 2.11: webserver, scheduler) with triggerers the test starts and kills:
+
+- a triggerer stopped with SIGTERM, or killed with SIGKILL, then a new one started (every deploy does this);
+- two triggerers (HA), the one running the trigger killed: the other takes it over;
+
+each time the deferred task's log, as the REST API returns it, holds every line of the job exactly once and
+the event Airflow logs holds none. And a deferred job printing a secret shows it masked, the value found
+nowhere in the deployment's files (logs, metadata DB).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from airflow_provider_hfjobs.local import LocalJobsServer
+from tests.integration.airflow_run import REPO, count
+from tests.system.test_deployment import AIRFLOW_3, BIN, NS, TOKEN, Deployment, free_port, wait_for
+
+pytestmark = [pytest.mark.system, pytest.mark.airflow_db]
+
+CANARY = "hf_canary_triggerer_5e0c77d1a9"
+LINES = [f"restart line {i:02d}/80" for i in range(1, 81)]
+#: A resumed trigger's one-line notice when its predecessor died between two checkpoint writes.
+UNSURE = re.compile(r"log events (\d+)-(\d+) of job \S+: they follow again")
+
+
+class ComponentsDeployment(Deployment):
+    """Each Airflow component its own process group; triggerers started and stopped by the test."""
+
+    def __init__(self, home: Path, jobs: LocalJobsServer) -> None:
+        super().__init__(home, jobs)
+        (home / "dags" / "hfjobs_restart.py").write_text((REPO / "tests/dags/hfjobs_restart.py").read_text())
+        self.env.update(
+            # A killed triggerer's triggers move once its heartbeat is this old (default 30 s).
+            AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD="8",
+            AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
+            AIRFLOW_VAR_TRIGGERER_CANARY=CANARY,  # a Variable from the environment: stored nowhere
+        )
+        self.parts: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process's life
+        process = subprocess.Popen(
+            [str(BIN / "airflow"), *args], env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home,
+        )  # fmt: skip
+        self.parts[name] = process
+        return process
+
+    def start(self) -> None:
+        migrated = subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, timeout=180
+        )
+        assert migrated.returncode == 0, migrated.stderr[-2000:]
+        if AIRFLOW_3:
+            self.spawn("api-server", "api-server")
+            self.spawn("dag-processor", "dag-processor")
+        else:
+            created = subprocess.run(
+                [str(BIN / "airflow"), "users", "create", "--role", "Admin", "--username", "admin", "--password",
+                 "admin", "--email", "admin@example.invalid", "--firstname", "a", "--lastname", "b"],
+                env=self.env, capture_output=True, timeout=120,
+            )  # fmt: skip
+            assert created.returncode == 0, created.stderr[-2000:]
+            self.spawn("webserver", "webserver")
+        self.spawn("scheduler", "scheduler")
+        wait_for("the API server", self._healthy, timeout=240)
+        if AIRFLOW_3:
+            passwords = self.home / "simple_auth_manager_passwords.json.generated"
+            wait_for("the admin password", passwords.exists, timeout=30)
+            password = json.loads(passwords.read_text())["admin"]
+            token = requests.post(
+                f"{self.url}/auth/token", json={"username": "admin", "password": password}, timeout=10
+            )
+            token.raise_for_status()
+            self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        else:
+            self.session.auth = ("admin", "admin")
+
+    def _healthy(self) -> bool:
+        for name, process in self.parts.items():
+            assert process.poll() is None, f"{name} exited:\n{self.tail()}"
+        health = requests.get(
+            f"{self.url}/api/v2/monitor/health" if AIRFLOW_3 else f"{self.url}/health", timeout=5
+        )
+        if health.status_code != 200:
+            return False
+        body = health.json()
+        return all(body.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler"))
+
+    def start_triggerer(self, name: str) -> subprocess.Popen[bytes]:
+        # Each triggerer serves its logs on its own port: two on one machine would clash.
+        return self.spawn(name, "triggerer", AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()))
+
+    def signal(self, process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        """Signal a component's whole process group (as a container stop does) and wait until it is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        process.wait(timeout=60)
+        group = process.pid
+        wait_for(f"process group {group} to exit", lambda: not self._group(group), timeout=60, interval=0.2)
+
+    def _group(self, pgid: int) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    state, _ppid, group = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[:3]
+                    if state != b"Z" and int(group) == pgid:
+                        found.append(int(entry.name))
+        return found
+
+    def processes(self) -> list[int]:
+        marker = f"AIRFLOW_HOME={self.home}".encode()
+        groups = {process.pid for process in self.parts.values()}
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                state, _ppid, pgid = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[:3]
+                if state == b"Z":
+                    continue
+                if int(pgid) in groups or marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+        return found
+
+    def stop(self) -> None:
+        for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+            live = [process for process in self.parts.values() if process.poll() is None]
+            for process in live:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, sig)
+            deadline = time.monotonic() + grace
+            for process in live:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        left = wait_for_none_left(self.processes)
+        assert not left, f"processes left behind: {left}"
+
+    def tail(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-1500:]}" for path in self.home.glob("*.log")
+        )
+
+    def raw_log(self, dag_id: str, run_id: str, task_id: str) -> list[str]:
+        """The task log as the REST API returns it, one string per record (Airflow 3: each JSON record
+        whole, event payloads included; Airflow 2: each text line); none while the task has no try yet."""
+        response = self.api(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+            params={"full_content": "true"}, headers={"Accept": "application/json"},
+        )  # fmt: skip
+        if response.status_code == 404:
+            return []
+        assert response.status_code == 200, response.text
+        content = response.json().get("content", [])
+        if isinstance(content, str):  # Airflow 2: the repr of [(host, text), ...]
+            with contextlib.suppress(ValueError, SyntaxError):
+                content = "\n".join(text for _host, text in ast.literal_eval(content))
+            return content.splitlines()
+        return [json.dumps(entry) if isinstance(entry, dict) else str(entry) for entry in content]
+
+    def finish(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        return wait_for(
+            f"run {run_id} of {dag_id} to finish",
+            lambda: (s := self.run_state(dag_id, run_id)) in ("success", "failed") and s,
+            timeout=timeout,
+        )
+
+
+def wait_for_none_left(list_processes, timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := list_processes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.fixture(scope="module")
+def jobs() -> Iterator[LocalJobsServer]:
+    with LocalJobsServer(token=TOKEN, namespace=NS, max_concurrency=4) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    jobs: LocalJobsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ComponentsDeployment]:
+    deployment = ComponentsDeployment(tmp_path_factory.mktemp("components"), jobs)
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+@pytest.mark.parametrize(
+    ("sig", "standby"),
+    [(signal.SIGTERM, False), (signal.SIGKILL, False), (signal.SIGKILL, True)],
+    ids=["sigterm-then-new-triggerer", "sigkill-then-new-triggerer", "two-triggerers-one-killed"],
+)
+def test_each_line_once_when_the_triggerer_stops_mid_job(
+    deployment: ComponentsDeployment, sig: signal.Signals, standby: bool, request: pytest.FixtureRequest
+) -> None:
+    name = request.node.callspec.id
+    first = deployment.start_triggerer(f"{name}-first")
+    run_id = deployment.trigger("hfjobs_restart")
+    wait_for(
+        "25 lines in the task log",
+        lambda: any(LINES[24] in text for text in deployment.raw_log("hfjobs_restart", run_id, "lines")),
+        timeout=240,
+    )
+    second = deployment.start_triggerer(f"{name}-second") if standby else None
+    if second is not None:
+        time.sleep(3)  # the standby is up and heartbeating before the first dies (not a correctness wait)
+    deployment.signal(first, sig)
+    second = second or deployment.start_triggerer(f"{name}-second")
+    try:
+        state = deployment.finish("hfjobs_restart", run_id)
+        records = deployment.raw_log("hfjobs_restart", run_id, "lines")
+    finally:
+        deployment.signal(second, signal.SIGTERM)
+    text = "\n".join(records)
+    assert state == "success", text[-4000:]
+    unsure = [UNSURE.search(record) for record in records]
+    unsure = [match for match in unsure if match]
+    counts = {line: count(text, line) for line in LINES}
+    if not unsure:
+        assert all(n == 1 for n in counts.values()), {k: v for k, v in counts.items() if v != 1}
+    else:
+        # The only permitted repeat: the one declared step the killed triggerer was writing.
+        assert len(unsure) == 1 and all(n in (1, 2) for n in counts.values()), counts
+        first_event, last_event = map(int, unsure[0].groups())
+        assert sum(n - 1 for n in counts.values()) <= last_event - first_event + 1
+    resumed = [record for record in records if "Resuming the log of job" in record or UNSURE.search(record)]
+    assert resumed, "the resumed trigger said nothing about where it resumed"
+    # Airflow logs the event it fires (3.x "Trigger fired event", 2.11 "... fired: TriggerEvent<...>"): it
+    # carries no line of the job.
+    fired = [
+        record for record in records if "Trigger fired event" in record or ") fired: TriggerEvent" in record
+    ]
+    assert fired and not any("restart line" in record for record in fired), fired
+
+
+def test_a_deferred_job_printing_a_secret_shows_it_masked(deployment: ComponentsDeployment) -> None:
+    triggerer = deployment.start_triggerer("canary-triggerer")
+    try:
+        run_id = deployment.trigger("hfjobs_canary_deferred")
+        state = deployment.finish("hfjobs_canary_deferred", run_id)
+        text = "\n".join(deployment.raw_log("hfjobs_canary_deferred", run_id, "prints_secret"))
+    finally:
+        deployment.signal(triggerer, signal.SIGTERM)
+    assert state == "success", text[-4000:]
+    assert "canary start" in text and "canary end" in text, text[-4000:]
+    assert "the secret is ***" in text and "CANARY=***" in text, text[-4000:]
+    assert CANARY not in text
+    # Nowhere in the deployment's files either: task and trigger logs, component logs, the metadata DB.
+    leaks = [
+        str(path.relative_to(deployment.home))
+        for path in deployment.home.rglob("*")
+        if path.is_file() and CANARY.encode() in path.read_bytes()
+    ]
+    assert not leaks, leaks

@@ -1,0 +1,232 @@
+"""A resumed trigger (triggerer restart, trigger moved) continues after the last line shown, never from the
+cursor it was deferred with; the secrets of a deferred task reach the triggerer's masker sealed.
+
+The checkpoint store is stood in for here (the real ones, XCom through the trigger runner's supervisor on
+Airflow 3 and the metadata DB on Airflow 2, are exercised by tests/system against real triggerers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from airflow_provider_hfjobs import masking
+from airflow_provider_hfjobs.triggers import hfjobs as trigger_module
+from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+from airflow_provider_hfjobs.triggers.log_checkpoint import (
+    MAX_BATCH_LINES,
+    Checkpoint,
+    CheckpointStore,
+    checkpoint_store,
+)
+from tests.unit.test_trigger import JOB_ID, FakeHook, events, job, recorded, shown
+
+
+class FakeTI:
+    dag_id, task_id, run_id, map_index, try_number = "dag", "train", "manual__1", -1, 1
+
+
+class MemoryStore(CheckpointStore):
+    """One XCom row, kept in memory, shared by the triggers of one test (as the DB is across triggerers)."""
+
+    def __init__(self, value: Any = None, fail: bool = False) -> None:
+        super().__init__(FakeTI())
+        self.value, self.fail, self.history = value, fail, []
+
+    async def _get(self) -> Any:
+        if self.fail:
+            raise ConnectionError("supervisor gone")
+        return self.value
+
+    async def _set(self, value: dict[str, Any]) -> None:
+        if self.fail:
+            raise ConnectionError("supervisor gone")
+        self.value = value
+        self.history.append((value["shown"], value["showing"]))
+
+
+@pytest.fixture(autouse=True)
+def fast_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.0)
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_COST_SECONDS", 0.0)
+
+
+def with_store(trigger: HfJobTrigger, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> HfJobTrigger:
+    trigger.task_instance = FakeTI()
+    monkeypatch.setattr(trigger_module, "checkpoint_store", lambda ti: store)
+    return trigger
+
+
+LINES = [f"step {i}" for i in range(1, 9)]
+
+
+async def test_every_step_is_written_between_an_intent_and_a_confirmation(monkeypatch) -> None:
+    store = MemoryStore()
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    log = recorded(trigger)
+    await events(trigger, FakeHook(LINES[:3], [job("COMPLETED")]), monkeypatch)
+    assert shown(log, FakeHook(LINES)) == LINES[:3]
+    # FakeHook yields one line per batch, at indexes 1, 2, 3 (index 0: the replay's first event).
+    assert store.history == [(0, 2), (2, 2), (2, 3), (3, 3), (3, 4), (4, 4)]
+    assert store.value == {"job_id": f"{JOB_ID}#1", "shown": 4, "showing": 4}
+
+
+async def test_a_restarted_trigger_resumes_after_the_last_line_shown(monkeypatch) -> None:
+    """The triggerer died after the first trigger showed 5 lines: the new one shows the rest, once."""
+    store = MemoryStore()
+    first = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    first_log = recorded(first)
+    monkeypatch.setattr(first, "_hook", lambda: FakeHook(LINES[:5], [job("RUNNING")]))
+    run = first.run()
+    consumer = asyncio.ensure_future(anext(run, None))
+    while store.value is None or store.value["shown"] < 6 or store.value["showing"] != 6:
+        await asyncio.sleep(0.001)
+    consumer.cancel()  # as a triggerer that stops: the trigger is cancelled mid-watch
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+
+    # The resumed trigger has the kwargs the task deferred with: log_cursor 0.
+    second = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    second_log = recorded(second)
+    hook = FakeHook(LINES, [job("COMPLETED")])
+    (event,) = await events(second, hook, monkeypatch)
+    assert hook.cursors == [6]
+    both = shown(first_log, hook) + shown(second_log, hook)
+    assert both == LINES  # each line exactly once across the two triggerers
+    assert any("no line is repeated" in text for text in second_log.texts("info"))
+    assert event["log_cursor"] == 9
+
+
+async def test_a_trigger_killed_mid_write_says_which_lines_may_repeat(monkeypatch) -> None:
+    """Killed between the intent and the confirmation: the unsure lines follow again after one warning."""
+    store = MemoryStore({"job_id": f"{JOB_ID}#1", "shown": 3, "showing": 5})
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    log = recorded(trigger)
+    hook = FakeHook(LINES, [job("COMPLETED")])
+    await events(trigger, hook, monkeypatch)
+    assert hook.cursors == [3]
+    (warning,) = log.texts("warning")
+    assert "log events 4-5" in warning and "may already appear above" in warning
+    assert str(MAX_BATCH_LINES) in warning
+    assert shown(log, hook) == LINES[2:]
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        {"job_id": "another#1", "shown": 5, "showing": 5},  # another job's record
+        {"job_id": f"{JOB_ID}#0", "shown": 5, "showing": 5},  # an earlier try's (a retry logs anew)
+        {"job_id": f"{JOB_ID}#1", "shown": "5"},  # malformed
+        "garbage",
+    ],
+)
+async def test_records_of_other_jobs_tries_or_shapes_are_ignored(stale, monkeypatch) -> None:
+    store = MemoryStore(stale)
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    hook = FakeHook(LINES[:2], [job("COMPLETED")])
+    await events(trigger, hook, monkeypatch)
+    assert hook.cursors == [0]
+
+
+async def test_a_failing_store_never_fails_the_job_watch(monkeypatch) -> None:
+    store = MemoryStore(fail=True)
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    log = recorded(trigger)
+    hook = FakeHook(LINES[:3], [job("COMPLETED")])
+    (event,) = await events(trigger, hook, monkeypatch)
+    assert event["status"] == "success" and shown(log, hook) == LINES[:3]
+    (warning,) = log.texts("warning")
+    assert "may repeat its lines" in warning
+
+
+async def test_a_long_replay_is_written_in_bounded_steps(monkeypatch) -> None:
+    """The unsure window is one step: a replay of 450 lines in one chunk is three steps, not one."""
+
+    class OneBigChunk(FakeHook):
+        async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
+            from airflow_provider_hfjobs.sse import LogBatch
+
+            self.cursors.append(cursor)
+            yield LogBatch(list(range(1, 451)), [f"l{i}" for i in range(1, 451)], [None] * 450)
+
+    store = MemoryStore()
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    await events(trigger, OneBigChunk([], [job("COMPLETED")]), monkeypatch)
+    intents = [(shown_, showing) for shown_, showing in store.history if showing > shown_]
+    assert intents == [(0, 201), (201, 401), (401, 451)]
+
+
+async def test_steps_are_paced_so_a_busy_log_costs_few_writes(monkeypatch) -> None:
+    """Lines arriving while a step waits go out in the next one: writes per interval are bounded."""
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.05)
+    store = MemoryStore()
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    await events(trigger, FakeHook(LINES[:4], [job("COMPLETED")]), monkeypatch)
+    # Four one-line batches: four steps, each at least one interval after the previous.
+    assert len(store.history) == 8 and loop.time() - begin >= 3 * 0.05
+
+
+def test_checkpoint_values_round_trip_and_reject_other_jobs() -> None:
+    point = Checkpoint("j#1", 3, 5)
+    assert Checkpoint.from_value(point.to_value(), "j#1") == point
+    assert Checkpoint.from_value(point.to_value(), "k#1") is None
+    assert Checkpoint.from_value({"job_id": "j#1", "shown": 4}, "j#1") == Checkpoint("j#1", 4, 4)
+    assert Checkpoint.from_value({"job_id": "j#1", "shown": True}, "j#1") is None
+
+
+def test_no_task_instance_means_no_store() -> None:
+    assert checkpoint_store(None) is None
+    assert checkpoint_store(FakeTI()) is not None
+
+
+# ------------------------------------------------------------------------------------------------ masking
+def test_secret_values_travel_sealed_and_the_triggerer_masks_them(monkeypatch) -> None:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key()
+
+    class Key:
+        is_encrypted = True
+        _fernet = Fernet(key)
+
+        def encrypt(self, data: bytes) -> bytes:
+            return self._fernet.encrypt(data)
+
+        def decrypt(self, data: bytes) -> bytes:
+            return self._fernet.decrypt(data)
+
+    monkeypatch.setattr(masking, "_fernet", lambda: Key())
+    sealed = masking.seal_mask_values(["hf_canary_secret_1234", "", 7, "hf_canary_secret_1234"])
+    assert sealed and "hf_canary_secret_1234" not in sealed
+    trigger = HfJobTrigger(JOB_ID, "alice", mask_values_sealed=sealed)
+    _, kwargs = trigger.serialize()
+    assert "hf_canary_secret_1234" not in json.dumps(kwargs) and "hf_canary" not in repr(trigger)
+    assert masking.unseal_mask_values(sealed) == ["hf_canary_secret_1234"]
+
+
+def test_without_a_fernet_key_nothing_is_sent_and_the_task_says_so(monkeypatch) -> None:
+    from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator
+
+    monkeypatch.setattr(masking, "_fernet", lambda: None)
+    assert masking.seal_mask_values(["hf_canary_secret_1234"]) is None
+    assert masking.unseal_mask_values("gAAAA-not-readable") == []
+    op = HfJobRunOperator(task_id="t", image="python:3.12", command=["true"], secrets={"K": "hf_canary_x"})
+    warnings: list[str] = []
+    monkeypatch.setattr(op.log, "warning", lambda message, *args: warnings.append(message % args))
+    assert op._sealed_secrets() is None
+    assert len(warnings) == 1 and "fernet_key" in warnings[0] and "hf_canary_x" not in warnings[0]
+
+
+async def test_the_trigger_registers_unsealed_values_with_the_masker(monkeypatch) -> None:
+    masked: list[str] = []
+    monkeypatch.setattr(trigger_module, "mask_secret", masked.append)
+    monkeypatch.setattr(
+        trigger_module, "unseal_mask_values", lambda sealed: ["hf_canary_v"] if sealed else []
+    )
+    trigger = HfJobTrigger(JOB_ID, "alice", mask_values_sealed="sealed-blob")
+    await events(trigger, FakeHook(["x"], [job("COMPLETED")]), monkeypatch)
+    assert masked == ["hf_canary_v"]
