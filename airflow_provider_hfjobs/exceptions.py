@@ -19,6 +19,11 @@ class HfJobsConnectionError(HfJobsError):
     """The Jobs API could not be reached (after retries)."""
 
 
+class HfJobsTLSError(HfJobsConnectionError):
+    """The server's TLS certificate did not verify against the CA setting (never retried: no retry mends
+    it). The message names the host and the setting to change."""
+
+
 class HfJobsAPIError(HfJobsError):
     """The Jobs API answered with an HTTP error.
 

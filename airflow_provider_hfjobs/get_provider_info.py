@@ -48,7 +48,19 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "User or organization that owns the jobs. Empty: the token's user "
                         "(resolved once through whoami).",
                         "schema": {"type": ["string", "null"]},
-                    }
+                    },
+                    "ca_bundle": {
+                        "label": "CA bundle",
+                        "description": "Path of a CA file or directory to verify the endpoint's certificate "
+                        "against (a corporate proxy or private CA). Empty: REQUESTS_CA_BUNDLE, SSL_CERT_FILE or "
+                        "the system's CAs.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "verify": {
+                        "label": "Verify TLS certificates",
+                        "description": "Off only for testing: anyone on the network path could read the token.",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login", "extra"],

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from airflow_provider_hfjobs.exceptions import (
     HfJobsAPIError,
@@ -72,6 +73,16 @@ _TIMESTAMP_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$"
 )
 MAX_LABEL_LENGTH = 100
+
+# Most bytes read of one answer body; a server (or a proxy or captive portal in front of it) sending more is
+# not the Jobs API, and must not fill a worker's or the shared triggerer's memory. Read at call time, so a
+# test can lower them.
+#: An error answer: its message is in its first few hundred characters, the rest is cut off unread.
+MAX_ERROR_BODY_BYTES = 64 << 10
+#: A JSON answer (a job, whoami, the hardware list): a job is about 2 KB. More is an error.
+MAX_JSON_BODY_BYTES = 8 << 20
+#: One page of a job list: thousands of jobs. More is an error.
+MAX_LIST_PAGE_BYTES = 64 << 20
 
 
 class JobStage(StrEnum):
@@ -322,15 +333,22 @@ def build_job_spec(
 
 # ---------------------------------------------------------------------------------------------------- uv
 def classify_uv_script(script: str) -> str:
-    """``"url"`` for http(s) URLs, ``"inline"`` for Python source (it has a line break), else ``"file"``."""
+    """``"url"`` for https URLs, ``"inline"`` for Python source (it has a line break), else ``"file"``.
+
+    An ``http://`` URL is refused: the job runs the script with its secrets, and anyone on the path could
+    swap it."""
     if not isinstance(script, str) or not script.strip():
-        raise HfJobsInputError(
-            "script is required: a local .py path, an http(s) URL, or inline Python source."
-        )
-    if script.startswith(("http://", "https://")) and "\n" not in script:
-        return "url"
+        raise HfJobsInputError("script is required: a local .py path, an https URL, or inline Python source.")
     if "\n" in script:
         return "inline"
+    scheme = script.split("://", 1)[0].lower() if "://" in script else ""
+    if scheme == "https":
+        return "url"
+    if scheme == "http":
+        raise HfJobsInputError(
+            f"script URL {script!r} is plain http: the job runs it with its secrets, and anyone on the way "
+            "could change it. Serve it over https."
+        )
     return "file"
 
 
@@ -439,25 +457,44 @@ class JobInfo:
         return self.stage.is_terminal
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any], endpoint: str = DEFAULT_ENDPOINT) -> JobInfo:
-        """Parse a job object; accepts camelCase (server) and snake_case keys like ``huggingface_hub``."""
-        if not isinstance(data, Mapping) or "id" not in data:
-            raise ValueError(f"not a job object: {str(data)[:200]!r}")
+    def from_api(cls, data: Any, endpoint: str = DEFAULT_ENDPOINT) -> JobInfo:
+        """Parse a job object; accepts camelCase (server) and snake_case keys like ``huggingface_hub``.
 
+        Anything else a 2xx answer may carry (a list, a job without an id, a field of the wrong type, a bad
+        timestamp) is an :class:`HfJobsAPIError`, for the sync and async hooks alike: never a bare
+        ``KeyError`` or ``AttributeError`` that crashes a trigger. A job without ``status`` is still
+        SCHEDULING, as an unknown stage is still RUNNING: never taken for finished."""
+        job_id = data.get("id") if isinstance(data, Mapping) else None
+        if isinstance(job_id, bool) or not isinstance(job_id, (str, int)) or job_id == "":
+            raise _not_a_job(data, "no id")
+        try:
+            return cls._from_mapping(data, str(job_id), endpoint)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise _not_a_job(data, str(exc)) from None
+
+    @classmethod
+    def _from_mapping(cls, data: Mapping[str, Any], job_id: str, endpoint: str) -> JobInfo:
         def pick(camel: str, snake: str) -> Any:
             value = data.get(camel)
             return value if value is not None else data.get(snake)
 
-        owner = data.get("owner") or {}
-        status = data.get("status") or {}
-        durations = data.get("durations") or {}
+        def mapping(key: str) -> Mapping[str, Any]:
+            value = data.get(key) or {}
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{key} is a {type(value).__name__}, not an object")
+            return value
+
+        owner, status, durations = mapping("owner"), mapping("status"), mapping("durations")
+        stage = status.get("stage") or JobStage.SCHEDULING
+        if not isinstance(stage, str):
+            raise TypeError(f"status.stage is a {type(stage).__name__}, not a string")
         secrets = data.get("secrets") or []
         secret_names = sorted(secrets) if isinstance(secrets, (Mapping, list)) else []
         endpoint = endpoint.rstrip("/")
         owner_name = str(owner.get("name") or "")
         return cls(
-            id=str(data["id"]),
-            stage=JobStage.parse(status.get("stage") or JobStage.SCHEDULING),
+            id=job_id,
+            stage=JobStage.parse(stage),
             message=status.get("message"),
             owner_name=owner_name,
             owner_type=owner.get("type"),
@@ -477,7 +514,7 @@ class JobInfo:
             running_secs=durations.get("runningSecs", durations.get("running_secs")),
             total_secs=durations.get("totalSecs", durations.get("total_secs")),
             endpoint=endpoint,
-            url=job_url(endpoint, owner_name, str(data["id"])),
+            url=job_url(endpoint, owner_name, job_id),
         )
 
     @property
@@ -517,6 +554,13 @@ class JobInfo:
         }
 
 
+def _not_a_job(data: Any, problem: str) -> HfJobsAPIError:
+    return HfJobsAPIError(
+        f"The Jobs API answered something that is not a job ({problem}): {str(data)[:200]!r}.",
+        status_code=200,
+    )
+
+
 def job_url(endpoint: str, namespace: str, job_id: str) -> str:
     return f"{endpoint.rstrip('/')}/jobs/{namespace}/{job_id}"
 
@@ -534,7 +578,12 @@ class HardwareInfo:
     unit_label: str
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> HardwareInfo:
+    def from_api(cls, data: Any) -> HardwareInfo:
+        if not isinstance(data, Mapping) or not data.get("name"):
+            raise HfJobsAPIError(
+                f"The Jobs API answered something that is not a hardware flavor: {str(data)[:200]!r}.",
+                status_code=200,
+            )
         cost = data.get("unitCostUSD")
         if cost is None and data.get("unitCostMicroUSD") is not None:
             cost = data["unitCostMicroUSD"] / 1_000_000
@@ -584,6 +633,40 @@ def server_error_text(body: bytes | str | None, headers: Mapping[str, str] | Non
             parts.append(text[:300])
     unique = list(dict.fromkeys(part.strip() for part in parts if part and part.strip()))
     return " ".join(unique).replace("\n", " ") or None
+
+
+def body_limit(status_code: int, *, listing: bool = False) -> int:
+    """How many bytes of an answer's body to read: see :data:`MAX_ERROR_BODY_BYTES` and the others. A
+    transport reads at most this plus one byte, so that :func:`json_answer` can tell a body that was cut."""
+    if status_code >= 400:
+        return MAX_ERROR_BODY_BYTES
+    return MAX_LIST_PAGE_BYTES if listing else MAX_JSON_BODY_BYTES
+
+
+def json_answer(status_code: int, content: bytes, *, action: str, listing: bool = False) -> Any:
+    """The JSON of a 2xx answer read under :func:`body_limit`; anything else (a proxy's HTML page, a cut
+    or over-long body) is one :class:`HfJobsAPIError`, on the sync and async paths alike."""
+    limit = body_limit(status_code, listing=listing)
+    if len(content) > limit:
+        raise HfJobsAPIError(
+            f"Could not {action}: the server answered HTTP {status_code} with more than {_amount(limit)}, "
+            "more than the Jobs API ever sends; not read.",
+            status_code=status_code,
+        )
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        raise HfJobsAPIError(
+            f"Could not {action}: the server answered HTTP {status_code} without JSON.",
+            status_code=status_code,
+        ) from None
+
+
+def _amount(size: int) -> str:
+    for unit, shift in (("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift} {unit}"
+    return f"{size} bytes"
 
 
 def error_for_response(
@@ -785,12 +868,44 @@ def list_jobs_params(
 _LINK_RE = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 
 
-def next_page_url(link_header: str | None) -> str | None:
-    """The ``rel="next"`` target of a ``Link`` header, if any."""
+def next_page_url(link_header: str | None, page_url: str | None = None) -> str | None:
+    """The ``rel="next"`` target of a ``Link`` header, if any, resolved against ``page_url``.
+
+    A target on another origin (scheme, host, port) than ``page_url`` is refused with
+    :class:`HfJobsAPIError`: following it would send the token there, and stopping quietly would return a
+    partial list, which the create's duplicate check would trust."""
     if not link_header:
         return None
     match = _LINK_RE.search(link_header)
-    return match.group(1) if match else None
+    if not match:
+        return None
+    target = match.group(1).strip()
+    if page_url is None:
+        return target
+    target = urljoin(page_url, target)
+    origin = _origin(page_url)
+    if origin is None or _origin(target) != origin:
+        raise HfJobsAPIError(
+            f"Could not list all jobs: the server's next page is on {_shown_origin(target)}, not on the "
+            f"endpoint's origin {_shown_origin(page_url)}; not followed, so that the token is not sent there.",
+            status_code=200,
+        )
+    return target
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        return None  # a malformed port: never the endpoint's origin
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _shown_origin(url: str) -> str:
+    parts = urlsplit(url)
+    return repr(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}")
 
 
 def namespace_from_whoami(data: Mapping[str, Any]) -> str:

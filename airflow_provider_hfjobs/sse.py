@@ -24,8 +24,13 @@ from airflow_provider_hfjobs.jobs import JOB_STARTED_MARKER, RetryAttempts, Retr
 
 #: Longest log line handed on; longer lines are cut (Airflow 3 drops multi-MB lines: apache/airflow#66158).
 MAX_LOG_LINE_CHARS = 16_384
-#: Longest raw SSE line kept in memory; the rest of a longer line is discarded as it arrives.
+#: Longest raw SSE line kept in memory; the rest of a longer line is discarded as it arrives (a server
+#: sending a line that never ends costs at most this).
 MAX_SSE_LINE_BYTES = 1 << 20
+#: Most ``data:`` bytes kept for one event, over all its lines; the rest of a longer event is discarded as
+#: it arrives (a server sending ``data:`` lines and never the blank line that ends the event costs at most
+#: this). A cut event is still dispatched and counted: the cut JSON becomes a (cut) line of raw text.
+MAX_SSE_EVENT_BYTES = 1 << 20
 _EOL = re.compile(rb"\r\n|\r|\n")
 # The Hub's own event shape, ``data: {"data":"…","timestamp":"…"}`` then a blank line (compact JSON, data
 # first), is split by a handful of C-level scans per chunk instead of a decode and a json.loads per line.
@@ -46,11 +51,12 @@ class SSEEvent:
 class SSEDecoder:
     """Incremental SSE decoder: ``feed(bytes)`` returns the events completed by that chunk."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_overflow", "_skip_lf")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_overflow", "_size", "_skip_lf")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._data: list[str] = []
+        self._size = 0  # data bytes of the pending event, kept or not
         self._event = ""
         self._id: str | None = None
         self._skip_lf = False
@@ -112,6 +118,7 @@ class SSEDecoder:
                 return None
             event = SSEEvent("\n".join(self._data), self._event or "message", self._id)
             self._data = []
+            self._size = 0
             self._event = ""
             return event
         if line[:1] == b":":
@@ -119,13 +126,15 @@ class SSEDecoder:
         name, sep, value = line.partition(b":")
         if sep and value[:1] == b" ":
             value = value[1:]
-        text = value.decode("utf-8", "replace")
         if name == b"data":
-            self._data.append(text)
+            room = MAX_SSE_EVENT_BYTES - self._size
+            self._size += len(value) + 1
+            if room > 0:
+                self._data.append((value if len(value) <= room else value[:room]).decode("utf-8", "replace"))
         elif name == b"event":
-            self._event = text
-        elif name == b"id" and "\x00" not in text:
-            self._id = text
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id" and b"\x00" not in value:
+            self._id = value.decode("utf-8", "replace")
         return None
 
 

@@ -15,11 +15,13 @@ import asyncio
 import functools
 import ssl
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 import h11
 import httpx
+
+from airflow_provider_hfjobs.jobs import body_limit
 
 #: Stop reading from the socket while this much body is waiting for the reader.
 HIGH_WATER_BYTES = 1 << 20
@@ -46,11 +48,13 @@ def _proxied(scheme: str, host: str) -> bool:
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """Feeds socket bytes through h11; collects the response head, then the body, for one reader."""
+    """Feeds socket bytes through h11; collects the response head, then the body, for one reader. Bytes
+    nobody asked for (on an idle connection, or after the response's end) close the connection."""
 
     def __init__(self) -> None:
         self.parser = h11.Connection(our_role=h11.CLIENT)
         self.transport: asyncio.Transport | None = None
+        self.requested = False  # a request is out: bytes may come
         self.head: h11.Response | None = None
         self.body: list[bytes] = []
         self.buffered = 0
@@ -63,6 +67,9 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self.requested or self.ended or self.error is not None:
+            self._discard()  # bytes nobody asked for: after the response's end (or a malformed one), or idle
+            return
         try:
             self.parser.receive_data(data)
             while True:
@@ -76,9 +83,15 @@ class _StreamProtocol(asyncio.Protocol):
                     self.head = event
                 elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                     self.ended = True
+                    if self.parser.trailing_data[0]:
+                        self._discard()  # more bytes came with the end: no answer to anything we sent
+                    break
+                elif event is h11.PAUSED:
+                    self._discard()  # not reached (the end breaks first), but never spin on it
                     break
         except h11.RemoteProtocolError as exc:
             self.error = EventStreamError(f"malformed response: {exc}")
+            self._discard()
         if self.buffered > HIGH_WATER_BYTES and self.transport is not None and not self.paused:
             self.transport.pause_reading()
             self.paused = True
@@ -106,6 +119,13 @@ class _StreamProtocol(asyncio.Protocol):
             self.error = EventStreamError(f"the connection was lost ({exc or 'closed'})")
         self._wake()
 
+    def _discard(self) -> None:
+        """Stop reading and close: what the server sent cannot be trusted as the start of another answer
+        (a kept connection reused here could hand the next request a stale or forged one). The body read
+        so far stays for the reader; :meth:`next_cycle` refuses the closed connection."""
+        if self.transport is not None:
+            self.transport.close()
+
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
@@ -118,7 +138,7 @@ class _StreamProtocol(asyncio.Protocol):
         if self.parser.our_state is not h11.DONE or self.parser.their_state is not h11.DONE:
             return False
         self.parser.start_next_cycle()
-        self.head, self.body, self.buffered, self.ended = None, [], 0, False
+        self.head, self.body, self.buffered, self.ended, self.requested = None, [], 0, False, False
         if self.paused:  # a reader that stopped early (read_all's limit) left the socket paused
             self.paused = False
             transport.resume_reading()
@@ -175,13 +195,11 @@ class EventStream:
             protocol.transport.resume_reading()
         return data
 
-    async def read_all(self, limit: int = 1 << 20) -> bytes:
-        """The rest of a (short, error) body."""
-        parts, size = [], 0
-        while size < limit and (chunk := await self.read()):
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)
+    async def read_all(self, limit: int | None = None) -> bytes:
+        """The rest of a (short) body, cut after ``limit + 1`` bytes (by default :func:`.jobs.body_limit`
+        of the status), so that the caller can tell a body longer than ``limit``; a cut one leaves the
+        connection closed, not kept."""
+        return await read_capped(self.read, body_limit(self.status_code) if limit is None else limit)
 
     def close(self) -> None:
         if self._protocol.transport is not None:
@@ -194,6 +212,16 @@ class EventStream:
             done(self)
         else:
             self.close()
+
+
+async def read_capped(read: Callable[[], Awaitable[bytes]], limit: int) -> bytes:
+    """``read()`` until it gives ``b""`` or more than ``limit`` bytes are in; at most ``limit + 1`` bytes."""
+    parts, size = [], 0
+    while size <= limit and (chunk := await read()):
+        parts.append(chunk)
+        size += len(chunk)
+    body = b"".join(parts)
+    return body if size <= limit else body[: limit + 1]
 
 
 class KeptConnection:
@@ -209,10 +237,11 @@ class KeptConnection:
         self._origin: tuple[str, str | None, int | None] | None = None
 
     async def get(
-        self, url: str, headers: Mapping[str, str], limit: int = 1 << 20
+        self, url: str, headers: Mapping[str, str], limit: int | None = None
     ) -> tuple[int, httpx.Headers, bytes] | None:
-        """A short GET's ``(status, headers, body)``; ``None`` when a proxy applies or the request failed in
-        any way: the caller then asks through httpx, with its retries and errors."""
+        """A short GET's ``(status, headers, body)``, the body read by :meth:`EventStream.read_all`;
+        ``None`` when a proxy applies or the request failed in any way: the caller then asks through
+        httpx, with its retries and errors."""
         try:
             stream = await self.open_stream(url, headers, self._timeout)
             if stream is None:
@@ -289,6 +318,8 @@ async def open_event_stream(
     parts = urlsplit(url)
     scheme, host = parts.scheme, parts.hostname
     if scheme not in ("http", "https") or not host or _proxied(scheme, host):
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
         return None
     port = parts.port or (443 if scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -299,27 +330,30 @@ async def open_event_stream(
     fields = [("Host", authority), *headers.items()]
     if not any(name.lower() == "accept" for name, _ in fields):
         fields.append(("Accept", "text/event-stream"))
-    assert protocol.transport is not None
-    try:
-        request = h11.Request(method="GET", target=target, headers=fields)
-        protocol.transport.write(protocol.parser.send(request) + protocol.parser.send(h11.EndOfMessage()))
-    except h11.ProtocolError as exc:
-        protocol.transport.close()
-        raise EventStreamError(f"could not send the request ({exc})") from exc
-    deadline = loop.time() + read_timeout
-    while protocol.head is None:
-        if protocol.error is not None:
-            protocol.transport.close()
-            raise protocol.error
-        protocol.waiter = waiter = loop.create_future()
+    transport = protocol.transport
+    assert transport is not None
+    try:  # every way out but the response head closes the connection: a cancelled caller's too
         try:
-            await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            protocol.transport.close()
-            raise EventStreamTimeout(f"no response from {host}:{port} for {read_timeout:g} s") from None
-        finally:
-            protocol.waiter = None
-    return EventStream(protocol, read_timeout)
+            request = h11.Request(method="GET", target=target, headers=fields)
+            protocol.requested = True
+            transport.write(protocol.parser.send(request) + protocol.parser.send(h11.EndOfMessage()))
+        except h11.ProtocolError as exc:
+            raise EventStreamError(f"could not send the request ({exc})") from exc
+        deadline = loop.time() + read_timeout
+        while protocol.head is None:
+            if protocol.error is not None:
+                raise protocol.error
+            protocol.waiter = waiter = loop.create_future()
+            try:
+                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise EventStreamTimeout(f"no response from {host}:{port} for {read_timeout:g} s") from None
+            finally:
+                protocol.waiter = None
+        return EventStream(protocol, read_timeout)
+    except BaseException:
+        transport.close()
+        raise
 
 
 async def _connect(
@@ -337,6 +371,12 @@ async def _connect(
             ),
             timeout,
         )
-    except (OSError, TimeoutError, ssl.SSLError) as exc:
-        raise EventStreamError(f"could not connect to {host}:{port} ({type(exc).__name__}: {exc})") from exc
+    except BaseException as exc:
+        if protocol.transport is not None:
+            protocol.transport.close()  # connected just as the timeout or a cancellation struck
+        if isinstance(exc, (OSError, TimeoutError, ssl.SSLError)):
+            raise EventStreamError(
+                f"could not connect to {host}:{port} ({type(exc).__name__}: {exc})"
+            ) from exc
+        raise
     return protocol

@@ -11,20 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import platform
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import quote, urlsplit
 
 import httpx
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
@@ -35,12 +34,14 @@ from airflow_provider_hfjobs.exceptions import (
     HfJobsBadRequestError,
     HfJobsConnectionError,
     HfJobsInputError,
+    HfJobsTLSError,
 )
 from airflow_provider_hfjobs.hooks.event_stream import (
     EventStream,
     EventStreamError,
     EventStreamTimeout,
     KeptConnection,
+    read_capped,
 )
 from airflow_provider_hfjobs.jobs import (
     CREATE_NOT_APPLIED_STATUS,
@@ -52,11 +53,13 @@ from airflow_provider_hfjobs.jobs import (
     JobStage,
     RetryAttempts,
     RetryPolicy,
+    body_limit,
     build_job_spec,
     build_uv_command,
     classify_uv_script,
     default_uv_job_name,
     error_for_response,
+    json_answer,
     list_jobs_params,
     namespace_from_whoami,
     next_page_url,
@@ -73,6 +76,9 @@ if TYPE_CHECKING:
 FOLLOW_READ_TIMEOUT = 120.0
 #: Read timeout of a non-followed log read: the replay arrives at once, then the stream idles.
 NO_FOLLOW_READ_TIMEOUT = 5.0
+#: Where ``requests`` (the first two) and OpenSSL/httpx (the last two) look for CA certificates, in the
+#: order they are asked: both hooks and the lean transport verify against the same ones.
+CA_ENVIRONMENT = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,16 @@ class HfJobsCredentials:
     token: str
     namespace: str | None = None
     source: str = "connection"
+    #: A CA file or directory to verify the endpoint's certificate against (connection extra ``ca_bundle``).
+    ca_bundle: str | None = None
+    #: ``False`` (connection extra ``verify: false``): no certificate verification at all.
+    verify: bool = True
 
     def __repr__(self) -> str:
-        return f"HfJobsCredentials(endpoint={self.endpoint!r}, namespace={self.namespace!r}, token=***)"
+        return (
+            f"HfJobsCredentials(endpoint={self.endpoint!r}, namespace={self.namespace!r}, "
+            f"ca_bundle={self.ca_bundle!r}, verify={self.verify!r}, token=***)"
+        )
 
 
 def normalize_endpoint(host: str | None, port: int | None = None) -> str:
@@ -103,7 +116,8 @@ def normalize_endpoint(host: str | None, port: int | None = None) -> str:
 def credentials_from_connection(
     host: str | None, port: int | None, password: str | None, extra: Mapping[str, Any] | None
 ) -> HfJobsCredentials:
-    """Read an ``hf_jobs`` connection: host = Hub endpoint, password = token, extra ``namespace``."""
+    """Read an ``hf_jobs`` connection: host = Hub endpoint, password = token, extras ``namespace``,
+    ``ca_bundle`` (a CA file or directory) and ``verify`` (``false``: no certificate verification)."""
     extra = extra or {}
     token = (password or "").strip()
     if not token:
@@ -114,7 +128,43 @@ def credentials_from_connection(
     if namespace is not None:
         validate_namespace(str(namespace))
     endpoint = normalize_endpoint(host or extra.get("endpoint"), port)
-    return HfJobsCredentials(endpoint=endpoint, token=token, namespace=namespace)
+    ca_bundle = extra.get("ca_bundle") or extra.get("extra__hf_jobs__ca_bundle") or None
+    if ca_bundle is not None and not isinstance(ca_bundle, str):
+        raise HfJobsInputError(
+            f"the connection's ca_bundle extra must be the path of a CA file or directory; got {ca_bundle!r}."
+        )
+    verify = extra.get("verify", True)
+    if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "1", "0", "yes", "no", ""):
+        verify = verify.strip().lower() not in ("false", "0", "no")
+    if not isinstance(verify, bool):
+        raise HfJobsInputError(f"the connection's verify extra must be true or false; got {verify!r}.")
+    return HfJobsCredentials(
+        endpoint=endpoint, token=token, namespace=namespace, ca_bundle=ca_bundle, verify=verify
+    )
+
+
+def tls_verify_setting(
+    ca_bundle: str | None = None, verify: bool = True, environ: Mapping[str, str] = os.environ
+) -> str | bool:
+    """What to verify server certificates against: the one CA rule of both hooks and the lean transport.
+
+    ``False`` (no verification), else the connection's ``ca_bundle``, else the first of
+    :data:`CA_ENVIRONMENT` that is set (a file or a directory), else ``True``: certifi's bundle, as
+    ``requests`` and ``httpx`` use by default."""
+    if not verify:
+        return False
+    named = [("the connection's ca_bundle extra", ca_bundle)] + [
+        (name, environ.get(name)) for name in CA_ENVIRONMENT
+    ]
+    for source, path in named:
+        if path:
+            if not os.path.exists(path):
+                raise HfJobsInputError(
+                    f"{source} is {path!r}, which does not exist: point it at a PEM file (or a directory) of "
+                    "CA certificates."
+                )
+            return path
+    return True
 
 
 def credentials_from_environment(environ: Mapping[str, str], conn_id: str) -> HfJobsCredentials:
@@ -162,6 +212,18 @@ class _HfJobsHookBase(BaseHook):
         self.retry_policy = retry_policy or RetryPolicy()
         self.request_timeout = request_timeout
 
+    def _tls_verify(self, creds: HfJobsCredentials) -> str | bool:
+        """The CA setting of this hook's requests (:func:`tls_verify_setting`); verification turned off
+        is said loudly."""
+        setting = tls_verify_setting(creds.ca_bundle, creds.verify)
+        if setting is False:
+            self.log.warning(
+                "TLS certificate verification is OFF for %s (connection extra verify=false): anyone on the "
+                "network path can read the token and forge answers. Set the ca_bundle extra instead.",
+                creds.endpoint,
+            )
+        return setting
+
     def _credentials_from(self, conn: Any, extra: Mapping[str, Any] | None) -> HfJobsCredentials:
         """Credentials from a looked-up connection, or (``conn`` None: not found) from the environment;
         the token is registered with the secrets masker either way."""
@@ -182,8 +244,9 @@ class HfJobsHook(_HfJobsHookBase):
     """Talk to Hugging Face Jobs.
 
     :param hf_conn_id: an ``hf_jobs`` connection (host = Hub endpoint, empty for huggingface.co; password =
-        token; extra ``namespace``). If the default connection does not exist, ``HF_TOKEN`` and
-        ``HF_ENDPOINT`` are used, as ``huggingface_hub`` does.
+        token; extras ``namespace``, ``ca_bundle`` and ``verify``, see :func:`credentials_from_connection`).
+        If the default connection does not exist, ``HF_TOKEN`` and ``HF_ENDPOINT`` are used, as
+        ``huggingface_hub`` does. Certificates are verified as :func:`tls_verify_setting` says.
     :param namespace: user or organization owning the jobs; overrides the connection's. When neither says,
         it is resolved once through ``whoami`` (a heavily rate-limited endpoint) and cached.
     :param retry_policy: when and how long to retry connection errors, 408, 429 and 5xx.
@@ -211,6 +274,11 @@ class HfJobsHook(_HfJobsHookBase):
         session = requests.Session()
         session.headers.update({"User-Agent": user_agent(), "Accept": "application/json"})
         return session
+
+    @cached_property
+    def _verify(self) -> str | bool:
+        """Passed to every request: a session's ``verify`` loses to ``REQUESTS_CA_BUNDLE`` (psf/requests#3829)."""
+        return self._tls_verify(self.credentials)
 
     def close(self) -> None:
         if "session" in self.__dict__:
@@ -242,8 +310,10 @@ class HfJobsHook(_HfJobsHookBase):
         json_body: Any = None,
         url: str | None = None,
         retry: bool = True,
-    ) -> requests.Response:
-        """One request with the retry policy; an HTTP error becomes one provider exception."""
+        listing: bool = False,
+    ) -> _Answer:
+        """One request with the retry policy, its body read within :func:`.jobs.body_limit`; an HTTP
+        error becomes one provider exception."""
         import requests
 
         target = url or f"{self.endpoint}{path}"
@@ -251,23 +321,21 @@ class HfJobsHook(_HfJobsHookBase):
         while True:
             try:
                 response = self.session.request(
-                    method,
-                    target,
-                    params=params,
-                    json=json_body,
-                    headers=self._auth(),
-                    timeout=self.request_timeout,
-                )
+                    method, target, params=params, json=json_body, headers=self._auth(),
+                    timeout=self.request_timeout, stream=True, verify=self._verify,
+                )  # fmt: skip
+                content = _read_body(response, body_limit(response.status_code, listing=listing))
             except requests.RequestException as exc:
+                _raise_if_tls(exc, action, self.endpoint)
                 failure: Exception = HfJobsConnectionError(
                     f"Could not {action}: {self.endpoint} is unreachable ({type(exc).__name__})."
                 )
                 delay = attempts.after(failure)
             else:
                 if response.status_code < 400:
-                    return response
+                    return _Answer(response.status_code, response.headers, content)
                 failure = error_for_response(
-                    response.status_code, response.content, response.headers, action=action, namespace=namespace,
+                    response.status_code, content, response.headers, action=action, namespace=namespace,
                     job_id=job_id,
                 )  # fmt: skip
                 delay = attempts.after(failure, status_code=response.status_code, headers=response.headers)
@@ -275,14 +343,8 @@ class HfJobsHook(_HfJobsHookBase):
             time.sleep(delay)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._send(method, path, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise HfJobsAPIError(
-                f"Could not {kwargs['action']}: the server answered HTTP {response.status_code} without JSON.",
-                status_code=response.status_code,
-            ) from None
+        answer = self._send(method, path, **kwargs)
+        return json_answer(answer.status_code, answer.content, action=kwargs["action"])
 
     # ------------------------------------------------------------------------------------------------ API
     def whoami(self) -> dict[str, Any]:
@@ -389,11 +451,14 @@ class HfJobsHook(_HfJobsHookBase):
             headers: Mapping[str, str] | None = None
             try:
                 response = self.session.post(
-                    url, json=spec, headers=self._auth(), timeout=self.request_timeout
-                )
+                    url, json=spec, headers=self._auth(), timeout=self.request_timeout, stream=True,
+                    verify=self._verify,
+                )  # fmt: skip
+                content = _read_body(response, body_limit(response.status_code))
             except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
                 applied, failure = False, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
             except requests.ConnectionError as exc:
+                _raise_if_tls(exc, action, self.endpoint)  # the handshake failed: nothing was sent
                 # Refused before sending: nothing was created. Anything else may have reached the server.
                 applied = not _connection_refused(exc)
                 failure = HfJobsConnectionError(f"Could not {action}: {self.endpoint} is unreachable.")
@@ -401,12 +466,12 @@ class HfJobsHook(_HfJobsHookBase):
                 applied, failure = True, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
             else:
                 if response.status_code < 400:
-                    return JobInfo.from_api(response.json(), self.endpoint)
+                    return JobInfo.from_api(
+                        json_answer(response.status_code, content, action=action), self.endpoint
+                    )
                 status, headers = response.status_code, response.headers
                 applied = status not in CREATE_NOT_APPLIED_STATUS and status >= 500
-                failure = error_for_response(
-                    status, response.content, headers, action=action, namespace=namespace
-                )
+                failure = error_for_response(status, content, headers, action=action, namespace=namespace)
                 if status == 400 and isinstance(failure, HfJobsBadRequestError):
                     failure = self._explain_bad_create(spec, failure)
             delay = attempts.after(failure, status_code=status, headers=headers)
@@ -462,19 +527,24 @@ class HfJobsHook(_HfJobsHookBase):
         ns = self._ns(namespace)
         params: Any = list_jobs_params(status, labels)
         url: str | None = f"{self.endpoint}/api/jobs/{quote(ns)}"
+        action = f"list jobs in {ns!r}"
         while url:
-            response = self._send(
-                "GET", "", url=url, params=params, action=f"list jobs in {ns!r}", namespace=ns
-            )
-            for item in response.json():
+            answer = self._send("GET", "", url=url, params=params, action=action, namespace=ns, listing=True)
+            page = json_answer(answer.status_code, answer.content, action=action, listing=True)
+            if not isinstance(page, list):
+                raise HfJobsAPIError(
+                    f"Could not {action}: the server answered a {type(page).__name__}, not a list of jobs.",
+                    status_code=answer.status_code,
+                )
+            for item in page:
                 yield JobInfo.from_api(item, self.endpoint)
-            url, params = next_page_url(response.headers.get("Link")), None
+            url, params = next_page_url(answer.headers.get("Link"), url), None
 
     def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo | None:
         """``POST /api/jobs/{namespace}/{id}/cancel``; returns the job if the server sent it back."""
         ns = self._ns(namespace)
         validate_job_id(job_id)
-        response = self._send(
+        answer = self._send(
             "POST",
             f"/api/jobs/{quote(ns)}/{job_id}/cancel",
             action=f"cancel job {job_id}",
@@ -482,9 +552,11 @@ class HfJobsHook(_HfJobsHookBase):
             job_id=job_id,
         )
         try:
-            return JobInfo.from_api(response.json(), self.endpoint)
-        except ValueError:
-            return None
+            return JobInfo.from_api(
+                json_answer(answer.status_code, answer.content, action="cancel"), self.endpoint
+            )
+        except HfJobsAPIError:
+            return None  # the cancel was accepted; the answer just is not a job
 
     def list_jobs_hardware(self) -> list[HardwareInfo]:
         """``GET /api/jobs/hardware``: flavors and their prices."""
@@ -576,12 +648,13 @@ class HfJobsHook(_HfJobsHookBase):
             try:
                 with self.session.get(
                     url, params=params, headers={**self._auth(), "Accept": "text/event-stream"},
-                    stream=True, timeout=(10.0, read_timeout),
+                    stream=True, timeout=(10.0, read_timeout), verify=self._verify,
                 ) as response:  # fmt: skip
                     if response.status_code >= 400:
                         error = error_for_response(
-                            response.status_code, response.content, response.headers,
-                            action=f"read the logs of job {job_id}", namespace=ns, job_id=job_id,
+                            response.status_code, _read_body(response, body_limit(response.status_code)),
+                            response.headers, action=f"read the logs of job {job_id}", namespace=ns,
+                            job_id=job_id,
                         )  # fmt: skip
                         time.sleep(reconnect.after_http_error(error))
                         continue
@@ -603,6 +676,7 @@ class HfJobsHook(_HfJobsHookBase):
             except (
                 requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout
             ) as exc:  # fmt: skip
+                _raise_if_tls(exc, f"read the logs of job {job_id}", self.endpoint)
                 if _is_read_timeout(exc):
                     if not follow:
                         return  # the replay is drained; the stream only idles now
@@ -629,19 +703,44 @@ class HfJobsHook(_HfJobsHookBase):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra ``namespace`` field for the 2.11 form (3.x reads ``conn-fields``)."""
+        """Extra ``namespace`` and ``ca_bundle`` fields for the 2.11 form (3.x reads ``conn-fields``)."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
         from wtforms import StringField
 
-        return {"namespace": StringField(lazy_gettext("Namespace"), widget=BS3TextFieldWidget())}
+        return {
+            "namespace": StringField(lazy_gettext("Namespace"), widget=BS3TextFieldWidget()),
+            "ca_bundle": StringField(lazy_gettext("CA bundle (path)"), widget=BS3TextFieldWidget()),
+        }
+
+
+def shared_ssl_context(verify: str | bool | None = None) -> ssl.SSLContext:
+    """One TLS context per CA setting (``None``: the environment's, see :func:`tls_verify_setting`) for
+    every async client in the process. httpx builds a new one per client by default: about 27 ms of CPU
+    and 0.8 MB each, which for 2,000 triggers is a minute of CPU and 1.6 GB."""
+    return _ssl_context(tls_verify_setting() if verify is None else verify)
 
 
 @functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """One TLS context for every async client in the process. httpx builds a new one per client by default:
-    about 27 ms of CPU and 0.8 MB each, which for 2,000 triggers is a minute of CPU and 1.6 GB."""
-    return httpx.create_ssl_context()
+def _ssl_context(verify: str | bool) -> ssl.SSLContext:
+    if verify is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if verify is True:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    try:
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    except (OSError, ssl.SSLError) as exc:
+        raise HfJobsInputError(
+            f"the CA certificates at {verify!r} cannot be loaded ({exc}): point REQUESTS_CA_BUNDLE, "
+            "SSL_CERT_FILE or the connection's ca_bundle extra at a PEM file of CA certificates."
+        ) from None
 
 
 class _RecentCredentials:
@@ -723,7 +822,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
             self._client = httpx.AsyncClient(
                 headers={"User-Agent": user_agent(), "Authorization": f"Bearer {creds.token}"},
                 timeout=self.request_timeout,
-                verify=shared_ssl_context(),
+                verify=shared_ssl_context(self._tls_verify(creds)),
             )
         return self._client, creds
 
@@ -735,9 +834,15 @@ class HfJobsAsyncHook(_HfJobsHookBase):
             )
         return self._namespace
 
-    async def _json(
+    async def _json(self, method: str, path: str, *, action: str, **kwargs: Any) -> Any:
+        status, _, content = await self._call(method, path, action=action, **kwargs)
+        return json_answer(status, content, action=action)
+
+    async def _call(
         self, method: str, path: str, *, action: str, namespace: str | None = None, job_id: str | None = None
-    ) -> Any:
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request with the retry policy: a 2xx answer's ``(status, headers, body)``; an HTTP error
+        becomes one provider exception."""
         creds = await self.get_credentials()
         url = f"{creds.endpoint}{path}"
         attempts = RetryAttempts(self.retry_policy)
@@ -745,16 +850,14 @@ class HfJobsAsyncHook(_HfJobsHookBase):
             try:
                 status, headers, content = await self._send(method, url, creds)
             except httpx.TransportError as exc:
+                _raise_if_tls(exc, action, creds.endpoint)
                 failure: Exception = HfJobsConnectionError(
                     f"Could not {action}: {creds.endpoint} is unreachable ({type(exc).__name__})."
                 )
                 delay = attempts.after(failure)
             else:
                 if status < 400:
-                    try:
-                        return json.loads(content)
-                    except ValueError:
-                        return None
+                    return status, headers, content
                 failure = error_for_response(
                     status, content, headers, action=action, namespace=namespace, job_id=job_id
                 )
@@ -765,13 +868,17 @@ class HfJobsAsyncHook(_HfJobsHookBase):
     async def _send(
         self, method: str, url: str, creds: HfJobsCredentials
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """One request's ``(status, headers, body)``: a GET over the kept lean connection when it can, else
-        (a proxy, a failed connection, any other method) through httpx, which raises its TransportError."""
+        """One request's ``(status, headers, body)``, the body read within :func:`.jobs.body_limit`: a GET
+        over the kept lean connection when it can, else (a proxy, a failed connection, any other method)
+        through httpx, which raises its TransportError."""
         if method == "GET" and (answer := await self._kept_get(url, creds)) is not None:
             return answer
         client, _ = await self._http()
-        response = await client.request(method, url)
-        return response.status_code, response.headers, response.content
+        stream = await _HttpxEventStream.open(client.stream(method, url))
+        try:
+            return stream.status_code, stream.headers, await stream.read_all()
+        finally:
+            await stream.aclose()
 
     async def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         ns = validate_namespace(namespace) if namespace else await self.get_namespace()
@@ -788,7 +895,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
     async def cancel_job(self, job_id: str, *, namespace: str | None = None) -> None:
         ns = validate_namespace(namespace) if namespace else await self.get_namespace()
         validate_job_id(job_id)
-        await self._json(
+        await self._call(
             "POST",
             f"/api/jobs/{quote(ns)}/{job_id}/cancel",
             action=f"cancel job {job_id}",
@@ -843,6 +950,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                 self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
                 continue
             except (httpx.TransportError, EventStreamError) as exc:
+                _raise_if_tls(exc, f"read the logs of job {job_id}", creds.endpoint)
                 delay = reconnect.after_cut(job_id, type(exc).__name__)
                 self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
                 await asyncio.sleep(delay)
@@ -853,9 +961,9 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                 return
             await asyncio.sleep(reconnect.after_clean_end())
 
-    def _kept_connection(self) -> KeptConnection:
+    def _kept_connection(self, creds: HfJobsCredentials) -> KeptConnection:
         if self._kept is None:
-            self._kept = KeptConnection(shared_ssl_context(), self.request_timeout)
+            self._kept = KeptConnection(shared_ssl_context(self._tls_verify(creds)), self.request_timeout)
         return self._kept
 
     async def _kept_get(
@@ -869,13 +977,13 @@ class HfJobsAsyncHook(_HfJobsHookBase):
             "Authorization": f"Bearer {creds.token}",
             "Accept": "application/json",
         }
-        return await self._kept_connection().get(url, headers)
+        return await self._kept_connection(creds).get(url, headers)
 
     async def _open_log_stream(self, url: str, creds: HfJobsCredentials) -> EventStream | _HttpxEventStream:
         """One log connection: the lean transport of :mod:`.event_stream` over the hook's kept connection
         (a fraction of httpx's CPU per chunk), or httpx when a proxy applies. Read it, then ``aclose`` it."""
         headers = {"User-Agent": user_agent(), "Authorization": f"Bearer {creds.token}"}
-        stream = await self._kept_connection().open_stream(url, headers, FOLLOW_READ_TIMEOUT)
+        stream = await self._kept_connection(creds).open_stream(url, headers, FOLLOW_READ_TIMEOUT)
         if stream is not None:
             return stream
         client, _ = await self._http()
@@ -907,30 +1015,80 @@ class _HttpxEventStream:
         except StopAsyncIteration:
             return b""
 
-    async def read_all(self) -> bytes:
-        return b"".join([chunk async for chunk in self._chunks])
+    async def read_all(self, limit: int | None = None) -> bytes:
+        """As :meth:`.EventStream.read_all`: cut after ``limit + 1`` bytes (by default the status's
+        :func:`.jobs.body_limit`)."""
+        return await read_capped(self.read, body_limit(self.status_code) if limit is None else limit)
 
     async def aclose(self) -> None:
         await self._opened.__aexit__(None, None, None)
+
+
+class _Answer(NamedTuple):
+    """A sync answer, its body read within :func:`.jobs.body_limit`."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def _read_body(response: requests.Response, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a ``stream=True`` response's (decoded) body, then the response is
+    closed: a longer body is never read whole. A body read to its end leaves the connection pooled."""
+    parts, size = [], 0
+    with response:
+        for chunk in response.iter_content(chunk_size=64 << 10):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+    body = b"".join(parts)
+    return body if size <= limit else body[: limit + 1]
 
 
 def _first_sentence(error: Exception) -> str:
     return str(error).split(". ", 1)[0]
 
 
-def _connection_refused(exc: BaseException) -> bool:
+def _in_chain(exc: BaseException, match: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in ``exc``'s chain (cause, context, or a wrapped first argument, the way
+    requests and urllib3 wrap) that ``match`` accepts."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError) or "NewConnectionError" in type(current).__name__:
-            return True
+        if match(current):
+            return current
         current = (
             current.__cause__
             or current.__context__
             or (current.args[0] if current.args and isinstance(current.args[0], BaseException) else None)
         )
-    return False
+    return None
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    return (
+        _in_chain(
+            exc, lambda e: isinstance(e, ConnectionRefusedError) or "NewConnectionError" in type(e).__name__
+        )
+        is not None
+    )
+
+
+def _raise_if_tls(exc: BaseException, action: str, endpoint: str) -> None:
+    """A certificate that did not verify is said as one, and not retried, on every transport (requests,
+    httpx, the lean one); any other failure is left to the caller."""
+    cert = _in_chain(exc, lambda e: isinstance(e, ssl.SSLCertVerificationError))
+    if cert is None:
+        return
+    reason = getattr(cert, "verify_message", None) or str(cert)
+    host = urlsplit(endpoint).hostname or endpoint
+    raise HfJobsTLSError(
+        f"Could not {action}: TLS certificate verification failed for {host}: {reason}. If its certificate "
+        "comes from a private CA, set REQUESTS_CA_BUNDLE or the connection's ca_bundle extra to that CA's PEM "
+        "file."
+    ) from None
 
 
 def _is_read_timeout(exc: requests.RequestException) -> bool:

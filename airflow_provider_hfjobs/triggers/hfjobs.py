@@ -23,7 +23,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError
+from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError, HfJobsTLSError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
 from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
 from airflow_provider_hfjobs.masking import unseal_mask_values
@@ -419,5 +419,7 @@ def _task_state_from_db(ti: Any) -> str | None:
 
 
 def _is_permanent(error: HfJobsError) -> bool:
-    """Errors that no retry mends: bad token, no access, no such job."""
+    """Errors that no retry mends: bad token, no access, no such job, a certificate that does not verify."""
+    if isinstance(error, HfJobsTLSError):
+        return True
     return isinstance(error, HfJobsAPIError) and error.status_code in (401, 403, 404)

@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_hfjobs.exceptions import HfJobsConnectionError, HfJobsNotFoundError, HfJobsServerError
+from airflow_provider_hfjobs.exceptions import (
+    HfJobsConnectionError,
+    HfJobsNotFoundError,
+    HfJobsServerError,
+    HfJobsTLSError,
+)
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsCredentials
 from airflow_provider_hfjobs.jobs import JobInfo
 from airflow_provider_hfjobs.sse import LogBatch
@@ -174,8 +179,12 @@ async def test_too_many_errors_in_a_row_give_an_error_event(monkeypatch) -> None
     assert event["status"] == "error" and event["stage"] is None and "down" in event["message"]
 
 
-async def test_permanent_error_is_not_retried(monkeypatch) -> None:
-    hook = FakeHook([], [HfJobsNotFoundError("job gone", status_code=404), job("COMPLETED")])
+@pytest.mark.parametrize(
+    "permanent",
+    [HfJobsNotFoundError("job gone", status_code=404), HfJobsTLSError("TLS certificate verification failed")],
+)
+async def test_permanent_error_is_not_retried(permanent, monkeypatch) -> None:
+    hook = FakeHook([], [permanent, job("COMPLETED")])
     (event,) = await events(
         HfJobTrigger(JOB_ID, "alice", stream_logs=False, poll_interval=0.001), hook, monkeypatch
     )
