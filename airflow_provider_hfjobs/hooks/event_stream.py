@@ -326,7 +326,8 @@ async def open_event_stream(
     loop = asyncio.get_running_loop()
     if protocol is None:
         protocol = await _connect(scheme, host, port, ssl_context, connect_timeout)
-    authority = host if parts.port is None else f"{host}:{parts.port}"
+    bracketed = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets in Host
+    authority = bracketed if parts.port is None else f"{bracketed}:{parts.port}"
     fields = [("Host", authority), *headers.items()]
     if not any(name.lower() == "accept" for name, _ in fields):
         fields.append(("Accept", "text/event-stream"))

@@ -3,23 +3,29 @@
 Routes only; job records live in :mod:`.store`, processes in :mod:`.runner`, and the API's own rules
 (stages, labels, timestamps) in :mod:`airflow_provider_hfjobs.jobs`. Every response carries exactly one
 ``Date`` header and an ``X-Request-Id``; errors are ``{"error": "..."}``.
+
+A job is a command run as the developer, so the app answers only requests addressed to a loopback name
+(:class:`HostGuard`: a web page cannot reach it through DNS rebinding) and refuses state changes from
+other sites' pages; request bodies are capped (``MAX_BODY_BYTES``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -31,11 +37,18 @@ from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import FLAVORS, HARDWARE
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.simulated import SimulatedRunner
-from airflow_provider_hfjobs.local.store import JobRecord, JobStore, owner_id
+from airflow_provider_hfjobs.local.store import JobRecord, JobStore, LogCursor, owner_id
 
 RestartCallback = Callable[[float], None]
 
 PAGE_SIZE = 50
+#: Largest request body read (a create body is a few KiB; a bigger one is a mistake or an attack).
+MAX_BODY_BYTES = 1 << 20
+#: A body over the limit is still read (and dropped) up to this size, so that the client gets the 413
+#: instead of a connection reset mid-upload; past it the connection is closed.
+DRAIN_BYTES = 64 << 20
+#: Methods that change nothing: a cross-site page may send them (it cannot read the answers).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -66,6 +79,99 @@ class ProtocolHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def host_of(authority: str) -> str:
+    """The host of a ``Host`` header value, lower case, without port, brackets or a trailing dot."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    if authority.count(":") == 1:
+        authority = authority.rsplit(":", 1)[0]
+    return authority.rstrip(".")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1; also a bare ``::1:PORT`` (IPv6 without brackets)."""
+    if host == "localhost":
+        return True
+    candidates = [host, host.rsplit(":", 1)[0]] if host.count(":") > 1 else [host]
+    for candidate in candidates:
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(candidate).is_loopback:
+                return True
+    return False
+
+
+class HostGuard:
+    """ASGI middleware: only requests addressed to a loopback name or an allowed host, and no state
+    change sent by another site's page (``Origin``).
+
+    A page on evil.example can make the browser send requests to 127.0.0.1 (a form post) or, by
+    rebinding evil.example's DNS to 127.0.0.1, read the answers too; the ``Host`` and ``Origin`` headers
+    are the browser's own, so they say where the request really came from.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = ()) -> None:
+        self.app = app
+        self.allowed = frozenset(host_of(host) for host in allowed_hosts)
+
+    def allows(self, host: str) -> bool:
+        return "*" in self.allowed or host in self.allowed or is_loopback(host)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = host_of(headers.get("host", ""))
+        origin = headers.get("origin")
+        refusal: JSONResponse | None = None
+        if not host:
+            refusal = error(400, "A Host header is required")
+        elif not self.allows(host):
+            refusal = error(
+                421,
+                f"Host {host!r} is not allowed: this local Jobs server only answers requests addressed to "
+                f"127.0.0.1, localhost or [::1] (a guard against DNS rebinding). To reach it as {host!r}, "
+                f"start it with --allow-host {host} (allowed_hosts=[{host!r}] in LocalJobsServer).",
+            )
+        elif origin is not None and scope["method"] not in SAFE_METHODS:
+            origin_host = urlsplit(origin).hostname if origin != "null" else None
+            if origin_host is None or not self.allows(host_of(origin_host)):
+                refusal = error(
+                    403,
+                    f"Cross-site request from Origin {origin!r} refused: a web page may not change this "
+                    "local Jobs server. To allow that site, start the server with --allow-host "
+                    f"{origin_host or 'NAME'}.",
+                )
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The request body, or ``None`` if it is longer than ``limit``: never more than that in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > DRAIN_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > DRAIN_BYTES:
+            return None
+        if size <= limit:
+            chunks.append(chunk)
+        else:
+            chunks.clear()
+    return None if size > limit else b"".join(chunks)
+
+
+def too_large(limit: int = MAX_BODY_BYTES) -> JSONResponse:
+    size = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+    return error(413, f"Request body too large: the local Jobs server accepts at most {size}")
 
 
 class InjectedCut(Exception):
@@ -197,9 +303,11 @@ def create_app(
     page_size: int = PAGE_SIZE,
     faults: FaultInjector | None = None,
     on_restart: RestartCallback | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> Starlette:
     """The Starlette app of one local server: one token, one namespace, jobs kept in ``store`` and run by
-    ``runner``; ``on_restart(downtime)`` serves ``POST /_local/restart``."""
+    ``runner``; ``on_restart(downtime)`` serves ``POST /_local/restart``. Requests must be addressed to a
+    loopback name or one of ``allowed_hosts`` (``"*"``: any)."""
     closing = asyncio.Event()
     injector = faults or FaultInjector()
     counts: Counter[str] = Counter()
@@ -245,8 +353,11 @@ def create_app(
         ns = request.path_params["namespace"]
         if ns != namespace:
             return error(403, f"You don't have access to namespace {ns}")
+        body = await read_body(request)
+        if body is None:
+            return too_large()
         try:
-            spec, secret_values = _validate_spec(json.loads(await request.body() or b"null"))
+            spec, secret_values = _validate_spec(json.loads(body or b"null"))
         except (ValueError, UnicodeDecodeError) as exc:
             return error(400, str(exc))
         job = store.create(ns, spec, secret_values)
@@ -297,8 +408,11 @@ def create_app(
         job = job_or_error(request)
         if isinstance(job, Response):
             return job
+        raw = await read_body(request)
+        if raw is None:
+            return too_large()
         try:
-            body = json.loads(await request.body() or b"null")
+            body = json.loads(raw or b"null")
             labels = validate_labels(body.get("labels") if isinstance(body, dict) else None)
         except (ValueError, HfJobsInputError) as exc:
             return error(400, str(exc))
@@ -328,14 +442,21 @@ def create_app(
         return f"data: {payload}\n\n".encode()
 
     async def _log_events(job: JobRecord, tail: int | None, cut_after: int | None) -> AsyncIterator[bytes]:
-        """Marker, then the whole log (or its tail), then live lines until the job is terminal."""
+        """Marker, then the whole log (or its tail), then live lines until the job is terminal. Lines no
+        longer in memory are read back from the job's ``log.jsonl``, a batch at a time."""
         pending = [job.marker()]
-        sent = 0 if tail is None else max(0, len(job.log) - tail)
+        sent = 0 if tail is None else max(0, job.log_end - tail)  # index of the next line to send
+        on_disk = LogCursor()
         emitted = 0
         last_write = time.monotonic()
         while True:
-            pending += job.log[sent:]
-            sent = len(job.log)
+            if sent < job.log_start:
+                older = await asyncio.to_thread(job.read_log_file, on_disk, sent, job.log_start)
+                pending += older
+                sent = sent + len(older) if older else job.log_start  # the file is gone: skip
+            if sent >= job.log_start:
+                pending += job.lines_from(sent)
+                sent = job.log_end
             if pending:
                 if cut_after is not None:
                     if emitted + len(pending) >= cut_after:
@@ -352,7 +473,7 @@ def create_app(
                 raise InjectedCut(f"log stream of job {job.id} cut: server stopping")
             remaining = keepalive_interval - (time.monotonic() - last_write)
             changed = remaining > 0 and await job.wait_changed(remaining)
-            if not changed and sent >= len(job.log) and not job.stage.is_terminal:
+            if not changed and sent >= job.log_end and not job.stage.is_terminal:
                 yield b": keep-alive\n\n"
                 last_write = time.monotonic()
 
@@ -361,8 +482,11 @@ def create_app(
         if not authorized(request):
             return unauthorized()
         if request.method == "POST":
+            raw = await read_body(request)
+            if raw is None:
+                return too_large()
             try:
-                fault = Fault.from_json(json.loads(await request.body() or b"{}"))
+                fault = Fault.from_json(json.loads(raw or b"{}"))
             except (ValueError, TypeError) as exc:
                 return error(400, str(exc))
             injector.add(fault)
@@ -376,8 +500,11 @@ def create_app(
             return unauthorized()
         if on_restart is None:
             return error(404, "This server cannot restart itself")
+        raw = await read_body(request)
+        if raw is None:
+            return too_large()
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(raw or b"{}")
             downtime = float(body.get("downtime", 0.0))
         except (ValueError, TypeError, AttributeError) as exc:
             return error(400, f"downtime must be a number of seconds ({exc})")
@@ -446,6 +573,7 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.add_middleware(FaultMiddleware, injector=injector)
     app.add_middleware(RequestCounter, counts=counts, per_job=per_job, peers=peers)
+    app.add_middleware(HostGuard, allowed_hosts=allowed_hosts)  # before anything counts or faults
     app.add_middleware(ProtocolHeaders)
     app.state.store = store
     app.state.runner = runner

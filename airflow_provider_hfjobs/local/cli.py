@@ -1,7 +1,7 @@
 """``hfjobs-local``: run the local Hugging Face Jobs server.
 
-hfjobs-local serve --port 8910 --token hf_local --namespace local-user
-export HF_ENDPOINT=http://127.0.0.1:8910 HF_TOKEN=hf_local
+hfjobs-local serve --port 8910 --namespace local-user   # prints the export line with a fresh token
+export HF_ENDPOINT=http://127.0.0.1:8910 HF_TOKEN=hf_local_...
 hf jobs run python:3.12 python -c "print('hello')"
 """
 
@@ -13,7 +13,7 @@ import sys
 import threading
 
 from airflow_provider_hfjobs.local.faults import Fault
-from airflow_provider_hfjobs.local.server import DEFAULT_NAMESPACE, DEFAULT_TOKEN, LocalJobsServer
+from airflow_provider_hfjobs.local.server import DEFAULT_NAMESPACE, LocalJobsServer, UnsafeBindError
 from airflow_provider_hfjobs.local.simulated import Scenario
 
 
@@ -21,10 +21,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfjobs-local", description="A local Hugging Face Jobs server.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the Jobs API; each job runs as a local process")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs --token: jobs run commands as you)",
+    )
     serve.add_argument("--port", type=int, default=8910, help="port (default 8910; 0 for any free port)")
     serve.add_argument(
-        "--token", default=DEFAULT_TOKEN, help=f"the one accepted token (default {DEFAULT_TOKEN})"
+        "--token", default=None, help="the one accepted token (default: a random one, printed at start)"
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to NAME (repeatable; default: only 127.0.0.0/8, localhost, "
+        "[::1] and the --host address, against DNS rebinding; '*' allows any)",
     )
     serve.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the user the token belongs to")
     serve.add_argument(
@@ -75,18 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"hfjobs-local: --simulate: {exc}", file=sys.stderr)
         return 2
-    server = LocalJobsServer(
-        host=args.host, port=args.port, token=args.token, namespace=args.namespace,
-        max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval,
-        state_dir=args.state_dir, faults=faults, simulate=simulate,
-    )  # fmt: skip
+    try:
+        server = LocalJobsServer(
+            host=args.host, port=args.port, token=args.token, namespace=args.namespace,
+            max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval,
+            state_dir=args.state_dir, faults=faults, simulate=simulate, allowed_hosts=args.allow_host,
+        )  # fmt: skip
+    except UnsafeBindError as exc:
+        print(f"hfjobs-local: {exc}", file=sys.stderr)
+        return 2
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     with server:
         print(f"Local Hugging Face Jobs server on {server.url} (namespace {server.namespace})", flush=True)
-        # The built-in token is public; one the user chose may be a real HF token, never echoed.
-        token = server.token if server.token == DEFAULT_TOKEN else "<your --token>"
+        # A token made here is shown once, to its user; one the user chose may be a real HF token, never echoed.
+        token = server.token if server.token_generated else "<your --token>"
         print(f"  export HF_ENDPOINT={server.url} HF_TOKEN={token}", flush=True)
         if simulate is not None:
             print(f"  load-testing mode: jobs are simulated ({simulate}), no process runs", flush=True)

@@ -2,7 +2,10 @@
 
 Each job gets a shim (:mod:`.shim`): a detached process that runs the command in the job's own working
 directory and process group, with a small base environment plus the job's ``environment`` and
-``secrets``, and writes its output lines and outcome to files in the job's directory. The runner starts
+``secrets``, and writes its output lines and outcome to files in the job's directory. Nothing of the
+server's environment reaches the job, and its ``HOME`` is a fresh directory of its own: no saved Hugging
+Face token, git or cloud credentials of the developer's are found by accident. It is still a process of
+the developer, not a sandbox: it can read whatever they can. The runner starts
 shims, follows those files into the job record, and signals a shim to cancel. Because it only reads
 files, a restarted server resumes following jobs that kept running while it was down.
 
@@ -32,18 +35,27 @@ POLL_SECONDS = 0.05
 LIVENESS_SECONDS = 1.0
 
 
-def base_environment(workdir: str) -> dict[str, str]:
-    """What every job starts from: enough to run ``python``/``uv``, nothing of the server's own secrets."""
+def base_environment(workdir: str, home: str) -> dict[str, str]:
+    """What every job starts from: enough to run ``python``/``uv``, nothing of the server's environment
+    (``HF_TOKEN``, ``HF_HOME``, cloud keys) and a ``HOME`` of its own, as a cloud job starts."""
     python_dir = os.path.dirname(sys.executable)
     return {
         "PATH": os.pathsep.join([python_dir, "/usr/local/bin", "/usr/bin", "/bin"]),
-        "HOME": os.environ.get("HOME", workdir),
+        "HOME": home,
         "LANG": "C.UTF-8",
         "TMPDIR": workdir,
         "PYTHONUNBUFFERED": "1",  # live logs from print() without flush=True
         "UV_PYTHON_DOWNLOADS": "never",  # use the local interpreter, never fetch one
+        "UV_CACHE_DIR": uv_cache_dir(),  # packages only, no credentials: uv jobs start as fast as before
         "UV_NO_PROGRESS": "1",
     }
+
+
+def uv_cache_dir() -> str:
+    """The developer's uv cache, where uv itself would look (``UV_CACHE_DIR``, XDG, ``~/.cache/uv``)."""
+    if configured := os.environ.get("UV_CACHE_DIR"):
+        return configured
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "uv")
 
 
 def process_started(pid: int) -> int | None:
@@ -159,9 +171,14 @@ class ProcessRunner:
     async def _spawn(self, job: JobRecord) -> bool:
         """Start the job's shim; ``False`` (and the job in ERROR) if that fails."""
         assert job.directory is not None
-        workdir = job.directory / shim.WORK_DIR
-        workdir.mkdir(exist_ok=True)
-        env = {**base_environment(str(workdir)), **(job.spec.get("environment") or {}), **job.secrets}
+        workdir, home = job.directory / shim.WORK_DIR, job.directory / shim.HOME_DIR
+        workdir.mkdir(mode=0o700, exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
+        env = {
+            **base_environment(str(workdir), str(home)),
+            **(job.spec.get("environment") or {}),
+            **job.secrets,
+        }
         command = [*job.spec["command"], *(job.spec.get("arguments") or [])]
         watch_pid = 0 if self.keep_jobs else os.getpid()
         launcher = await asyncio.create_subprocess_exec(

@@ -1,6 +1,6 @@
 """``LocalJobsServer``: the local Jobs server in a background thread, for tests, demos and notebooks.
 
-with LocalJobsServer(token="t", namespace="alice") as server:
+with LocalJobsServer(namespace="alice") as server:  # a random token, in server.token
     HfApi(endpoint=server.url, token=server.token).run_job(...)
     server.restart(downtime=1.0)  # clients see the API go away and come back; jobs run on
 """
@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import ipaddress
+import secrets
 import shutil
 import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -23,10 +26,32 @@ from airflow_provider_hfjobs.local.app import create_app
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.simulated import Scenario, SimulatedRunner
-from airflow_provider_hfjobs.local.store import JobStore
+from airflow_provider_hfjobs.local.store import JobStore, private_directory
 
-DEFAULT_TOKEN = "hf_local_token"
 DEFAULT_NAMESPACE = "local-user"
+
+
+def generate_token() -> str:
+    """A fresh token for one server: whoever can send it runs commands as the developer."""
+    return f"hf_local_{secrets.token_urlsafe(24)}"
+
+
+def is_loopback_address(host: str) -> bool:
+    """Whether listening on ``host`` is reachable from this machine only (a name: all its addresses)."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+class UnsafeBindError(ValueError):
+    """Listening beyond loopback with a token nobody chose: anyone on the network could run commands."""
 
 
 class LocalJobsServer:
@@ -38,13 +63,18 @@ class LocalJobsServer:
     ``restart()`` stops serving and serves again from the same state, with jobs running on.
 
     ``simulate``: load-testing mode (:mod:`.simulated`): jobs play a script in memory, no process starts.
+
+    Safe by default, since every job runs a command as the developer: without ``token`` a random one is
+    made (``server.token``); only requests addressed to a loopback name are answered, plus the names in
+    ``allowed_hosts`` (``"*"``: any) and the address listened on; listening on a non-loopback address
+    needs a ``token`` of your own (:class:`UnsafeBindError` otherwise).
     """
 
     def __init__(
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        token: str = DEFAULT_TOKEN,
+        token: str | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         max_concurrency: int = 4,
         keepalive_interval: float = 30.0,
@@ -52,11 +82,23 @@ class LocalJobsServer:
         start_timeout: float = 15.0,
         faults: list[Fault] | None = None,
         simulate: Scenario | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if token is None and not is_loopback_address(host):
+            raise UnsafeBindError(
+                f"refusing to listen on {host} without a token of your own: every job runs a command as "
+                "you, and anyone who can reach that address could start one. Pass --token SECRET (token= "
+                "in LocalJobsServer), and --allow-host NAME for the name clients use; or listen on "
+                "127.0.0.1."
+            )
         self.host = host
-        self.token = token
+        #: Whether the token was made here (and may be shown): one the user chose may be a real HF token.
+        self.token_generated = token is None
+        self.token: str = generate_token() if token is None else token
+        wildcard = host in ("", "0.0.0.0", "::")
+        self.allowed_hosts = [*allowed_hosts, *([] if wildcard else [host])]
         self.namespace = namespace
         self.keepalive_interval = keepalive_interval
         self.start_timeout = start_timeout
@@ -91,7 +133,7 @@ class LocalJobsServer:
         return f"http://{host}:{self.port}"
 
     def start(self) -> LocalJobsServer:
-        os.makedirs(self.state_dir, exist_ok=True)
+        private_directory(Path(self.state_dir))  # job records, logs, secrets of waiting jobs
         config = uvicorn.Config(
             _LazyApp(self), log_level="warning", loop="auto" if self.simulate else "asyncio", lifespan="on",
             http="auto" if self.simulate else "h11",  # load tests: uvloop, httptools when installed
@@ -176,7 +218,7 @@ class _LazyApp:
             self._app = create_app(
                 token=owner.token, namespace=owner.namespace, runner=owner.runner, store=store,
                 keepalive_interval=owner.keepalive_interval, faults=owner.faults,
-                on_restart=owner.restart_in_background,
+                on_restart=owner.restart_in_background, allowed_hosts=owner.allowed_hosts,
             )  # fmt: skip
             owner.app = self._app
             owner.loop = asyncio.get_running_loop()

@@ -5,6 +5,9 @@ session), runs the command in its own process group, writes every output line wi
 printed to ``log.jsonl`` and, at the end, the outcome to ``exit.json``, both in the job's directory. The
 server only reads those files and signals the shim, so it can stop and start again while jobs run on.
 
+Its files are private (0600, directories 0700) whatever the umask; the command itself runs with the
+server's umask in ``work/``, with ``home/`` as its ``HOME``.
+
 The shim enforces the job's timeout itself and, on SIGTERM (cancel), stops the command: SIGTERM to its
 process group, SIGKILL after a grace period. With ``--watch-pid`` it also does that when the server
 process disappears (a server without a state directory cannot pick its jobs up again).
@@ -38,11 +41,19 @@ TICK_SECONDS = 0.25
 LOG_FILE = "log.jsonl"
 EXIT_FILE = "exit.json"
 WORK_DIR = "work"
+HOME_DIR = "home"
+
+
+def open_private(path: str, flags: int) -> int:
+    """A file descriptor on ``path``, created (or made) mode 0600 whatever the umask."""
+    descriptor = os.open(path, flags | os.O_CREAT, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return descriptor
 
 
 def write_json_atomically(path: str, data: dict) -> None:
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as handle:
         json.dump(data, handle)
     os.replace(tmp, path)
 
@@ -65,7 +76,8 @@ class Shim:
         self.command = command
         self.stop_reason: str | None = None  # "canceled", "timeout" or "server gone"
         self.kill_at: float | None = None
-        self.log = open(os.path.join(job_dir, LOG_FILE), "ab", buffering=0)  # noqa: SIM115
+        descriptor = open_private(os.path.join(job_dir, LOG_FILE), os.O_WRONLY | os.O_APPEND)
+        self.log = open(descriptor, "ab", buffering=0)  # noqa: SIM115
 
     def emit(self, lines: list[bytes]) -> None:
         now = time.time()
@@ -82,7 +94,7 @@ class Shim:
         # A handler, not SIG_IGN: the command must not inherit an ignored SIGTERM.
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("canceled"))
         workdir = os.path.join(self.job_dir, WORK_DIR)
-        os.makedirs(workdir, exist_ok=True)
+        os.makedirs(workdir, mode=0o700, exist_ok=True)
         try:
             process = subprocess.Popen(
                 self.command,

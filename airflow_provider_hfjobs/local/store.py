@@ -5,9 +5,15 @@ lines, renders itself as the API's job JSON (camelCase, ``...Z`` timestamps, sec
 wakes the log streams that wait on it whenever a line arrives or the stage changes.
 
 With a root directory, every job has ``jobs/<id>/``: ``job.json`` (the record, rewritten atomically on
-every change), ``secrets.json`` (mode 0600: a job still waiting must get its secrets after a restart) and
-the files the job's shim writes (``log.jsonl``, ``exit.json``, ``work/``; see :mod:`.shim`). A new
-server on the same root loads them all, so a restart loses no job and no line.
+every change), ``secrets.json`` (a job still waiting must get its secrets after a restart; removed as
+soon as the job's process holds them or the job ends) and the files the job's shim writes (``log.jsonl``,
+``exit.json``, ``work/``, ``home/``; see :mod:`.shim`). Directories are 0700 and files 0600 whatever the
+umask: they hold secrets and the job's output. A new server on the same root loads them all, so a
+restart loses no job and no line.
+
+A job's log can be far larger than memory: only its newest lines (``LOG_MEMORY_BUDGET``) are kept in
+``log``; a reader further back reads ``log.jsonl`` (:meth:`JobRecord.read_log_file`). Jobs without a
+directory (load-testing mode) keep every line: their size is what the scenario asked for.
 """
 
 from __future__ import annotations
@@ -29,16 +35,35 @@ from airflow_provider_hfjobs.local.shim import LOG_FILE, write_json_atomically
 
 RECORD_FILE = "job.json"
 SECRETS_FILE = "secrets.json"
-#: What ``job.json`` holds besides the spec (the log and secrets have their own files).
+#: What ``job.json`` holds besides the spec (the log and secret values have their own files).
 _PERSISTED = (
     "id", "namespace", "spec", "created_at", "stage", "message", "started_at", "finished_at",
-    "cancel_requested", "pid", "pid_started",
+    "cancel_requested", "pid", "pid_started", "secret_names",
 )  # fmt: skip
+#: Characters of log text (plus ``LINE_OVERHEAD`` per line) kept in memory per job; older lines stay in
+#: ``log.jsonl`` only. Read at each append, so tests can lower it.
+LOG_MEMORY_BUDGET = 1 << 20
+LINE_OVERHEAD = 64
+#: Bytes of ``log.jsonl`` read at once.
+READ_CHUNK = 1 << 20
 
 
 def owner_id(namespace: str) -> str:
     """A stable 24-hex id for a namespace, shaped like the Hub's ids."""
     return hashlib.sha256(f"owner:{namespace}".encode()).hexdigest()[:24]
+
+
+@dataclass
+class LogCursor:
+    """Where one reader of ``log.jsonl`` is: line ``index`` starts at byte ``offset``."""
+
+    index: int = 0
+    offset: int = 0
+
+
+def _entry(raw: bytes) -> tuple[float, str]:
+    entry = json.loads(raw)
+    return entry["t"], entry["line"]
 
 
 @dataclass
@@ -58,12 +83,21 @@ class JobRecord:
     #: The job's shim process and its start time (``/proc`` clock ticks: a reused pid is not the shim).
     pid: int | None = None
     pid_started: int | None = None
+    #: What the API shows of the secrets; the values go once the job's process holds them.
+    secret_names: list[str] = field(default_factory=list)
     #: Where the job's files live (``None``: in memory only).
     directory: Path | None = None
     #: Bytes of ``log.jsonl`` already turned into ``log`` lines.
     log_offset: int = 0
+    #: The newest lines; ``log_start`` older ones were dropped from memory (they stay in ``log.jsonl``).
     log: list[tuple[float, str]] = field(default_factory=list)
+    log_start: int = 0
+    log_size: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.secret_names:
+            self.secret_names = sorted(self.secrets)
 
     # ------------------------------------------------------------------------------------ state changes
     def _notify(self) -> None:
@@ -75,14 +109,45 @@ class JobRecord:
         self._notify()
 
     def add_line(self, text: str, moment: float | None = None) -> None:
-        self.log.append((time.time() if moment is None else moment, text))
+        self._append([(time.time() if moment is None else moment, text)])
         self._notify()
+
+    def _append(self, entries: list[tuple[float, str]]) -> None:
+        """Add lines, then drop the oldest down to 3/4 of the budget once it is exceeded (amortized).
+        Only lines ``log.jsonl`` also holds: a job in memory only (simulated) keeps every line."""
+        self.log.extend(entries)
+        self.log_size += sum(len(text) + LINE_OVERHEAD for _, text in entries)
+        if self.log_size <= LOG_MEMORY_BUDGET or self.directory is None:
+            return
+        keep, dropped = LOG_MEMORY_BUDGET * 3 // 4, 0
+        while dropped < len(self.log) - 1 and self.log_size > keep:
+            self.log_size -= len(self.log[dropped][1]) + LINE_OVERHEAD
+            dropped += 1
+        del self.log[:dropped]
+        self.log_start += dropped
+
+    @property
+    def log_end(self) -> int:
+        """How many lines the job has printed (as far as read): the index after the newest."""
+        return self.log_start + len(self.log)
+
+    def lines_from(self, index: int) -> list[tuple[float, str]]:
+        """The lines in memory from line ``index`` on (all of them if ``index`` is older)."""
+        return self.log[max(0, index - self.log_start) :]
 
     def mark_running(self, pid: int | None = None, pid_started: int | None = None) -> None:
         self.stage, self.message, self.started_at = JobStage.RUNNING, None, time.time()
         self.pid, self.pid_started = pid, pid_started
         self.save()
+        if pid is not None:  # its process has the secrets now: none on disk any longer than that
+            self.forget_secrets()
         self._notify()
+
+    def forget_secrets(self) -> None:
+        """Drop the secret values, in memory and on disk; the names stay."""
+        self.secrets = {}
+        if self.directory is not None:
+            (self.directory / SECRETS_FILE).unlink(missing_ok=True)
 
     def request_cancel(self) -> None:
         self.cancel_requested = True
@@ -98,6 +163,7 @@ class JobRecord:
             return
         self.stage, self.message, self.finished_at = stage, message, time.time()
         self.save()
+        self.forget_secrets()
         self._notify()
 
     # ------------------------------------------------------------------------------------- persistence
@@ -110,30 +176,86 @@ class JobRecord:
     @classmethod
     def load(cls, directory: Path) -> JobRecord:
         record = json.loads((directory / RECORD_FILE).read_text(encoding="utf-8"))
-        secret_values = json.loads((directory / SECRETS_FILE).read_text(encoding="utf-8"))
+        secrets_file = directory / SECRETS_FILE
+        try:
+            secret_values = json.loads(secrets_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:  # the job started (or ended) before: its values are gone on purpose
+            secret_values = {}
         job = cls(**{**record, "stage": JobStage(record["stage"]), "secrets": secret_values})
         job.directory = directory
+        if job.stage is not JobStage.SCHEDULING and secrets_file.exists():  # a server died mid-way
+            job.save()  # the names first (an older job.json has none), then the values go
+            job.forget_secrets()
+        job._skip_to_log_tail()
         job.read_log()
         return job
+
+    def _skip_to_log_tail(self) -> None:
+        """Before loading a log too large for memory: count, without parsing, the lines it will drop."""
+        if self.directory is None:
+            return
+        try:
+            with open(self.directory / LOG_FILE, "rb") as handle:
+                skip = os.fstat(handle.fileno()).st_size - LOG_MEMORY_BUDGET
+                if skip <= self.log_offset:
+                    return
+                handle.seek(self.log_offset)
+                while self.log_offset < skip:
+                    chunk = handle.read(min(READ_CHUNK, skip - self.log_offset))
+                    end = chunk.rfind(b"\n") + 1
+                    if not end:
+                        break
+                    self.log_start += chunk.count(b"\n")
+                    self.log_offset += end
+                    handle.seek(self.log_offset)
+        except FileNotFoundError:
+            return
 
     def read_log(self) -> None:
         """Take the complete lines the shim appended to ``log.jsonl`` since the last call."""
         if self.directory is None:
             return
+        added = False
         try:
             with open(self.directory / LOG_FILE, "rb") as handle:
                 handle.seek(self.log_offset)
-                data = handle.read()
+                while data := handle.read(READ_CHUNK):
+                    end = data.rfind(b"\n") + 1
+                    if not end:
+                        break  # a line still being written (a record is far shorter than a chunk)
+                    self._append([_entry(raw) for raw in data[:end].splitlines()])
+                    self.log_offset += end
+                    added = True
+                    handle.seek(self.log_offset)
         except FileNotFoundError:
             return
-        end = data.rfind(b"\n") + 1
-        if not end:
-            return
-        for raw in data[:end].splitlines():
-            entry = json.loads(raw)
-            self.log.append((entry["t"], entry["line"]))
-        self.log_offset += end
-        self._notify()
+        if added:
+            self._notify()
+
+    def read_log_file(
+        self, cursor: LogCursor, start: int, stop: int, limit: int = 2000
+    ) -> list[tuple[float, str]]:
+        """Lines ``start`` up to ``stop`` (at most ``limit``) read from ``log.jsonl``, for a reader behind
+        the lines in memory; ``cursor`` moves past them. Blocking: run it in a thread."""
+        if self.directory is None:
+            return []
+        if cursor.index > start:
+            cursor.index = cursor.offset = 0
+        lines: list[tuple[float, str]] = []
+        try:
+            with open(self.directory / LOG_FILE, "rb") as handle:
+                handle.seek(cursor.offset)
+                while cursor.index < stop and len(lines) < limit:
+                    raw = handle.readline()
+                    if not raw.endswith(b"\n"):
+                        break
+                    if cursor.index >= start:
+                        lines.append(_entry(raw))
+                    cursor.index += 1
+                    cursor.offset += len(raw)
+        except FileNotFoundError:
+            return []
+        return lines
 
     async def wait_changed(self, timeout: float) -> bool:
         """Wait for the next line or stage change; ``False`` when ``timeout`` passed first."""
@@ -183,7 +305,7 @@ class JobRecord:
             "command": list(self.spec.get("command") or []),
             "arguments": list(self.spec.get("arguments") or []),
             "environment": dict(self.spec.get("environment") or {}),
-            "secrets": sorted(self.secrets),
+            "secrets": list(self.secret_names),
             "flavor": self.spec.get("flavor"),
             "labels": self.labels,
             "timeoutSeconds": self.timeout_seconds,
@@ -199,6 +321,12 @@ class JobRecord:
         return self.created_at, f"===== Job started at {moment:%Y-%m-%d %H:%M:%S} ====="
 
 
+def private_directory(path: Path) -> None:
+    """``path`` (and missing parents) as a directory only its owner can enter, whatever the umask."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 class JobStore:
     """All jobs of the server, newest last; kept under ``root`` when one is given."""
 
@@ -206,7 +334,7 @@ class JobStore:
         self._jobs: dict[str, JobRecord] = {}
         self.root = None if root is None else Path(root) / "jobs"
         if self.root is not None:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_directory(self.root)
             for directory in sorted(self.root.iterdir()):
                 if (directory / RECORD_FILE).exists():
                     job = JobRecord.load(directory)
@@ -216,7 +344,7 @@ class JobStore:
         job = JobRecord(id=secrets.token_hex(12), namespace=namespace, spec=spec, secrets=secret_values)
         if self.root is not None:
             job.directory = self.root / job.id
-            job.directory.mkdir()
+            job.directory.mkdir(mode=0o700)
             descriptor = os.open(job.directory / SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 json.dump(secret_values, handle)

@@ -149,10 +149,16 @@ def test_a_new_server_on_the_same_state_directory_takes_over(monkeypatch, tmp_pa
         running = hook.run_job(
             image="python:3.12", command=gated_job(gate), secrets={"TOKEN_FOR_JOB": "s3cr3t-value"}
         )
-        waiting = hook.run_job(image="python:3.12", command=["python", "-c", "print('second')"])
+        waiting = hook.run_job(
+            image="python:3.12",
+            command=["python", "-c", "import os; print('second', os.environ['WAITING'])"],
+            secrets={"WAITING": "w4it"},
+        )
         wait_for("the first lines", lambda: printed_first_lines(gate))
         assert hook.inspect_job(waiting.id).stage is JobStage.SCHEDULING
-    secrets_file = Path(state) / "jobs" / running.id / "secrets.json"
+    # A waiting job's secret values are kept (0600) for the server that starts it; a running one's are not.
+    assert not (Path(state) / "jobs" / running.id / "secrets.json").exists()
+    secrets_file = Path(state) / "jobs" / waiting.id / "secrets.json"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     gate.touch()  # the job runs on while no server is up
     with LocalJobsServer(token=TOKEN, namespace=NS, state_dir=state, max_concurrency=1) as second:
@@ -160,7 +166,8 @@ def test_a_new_server_on_the_same_state_directory_takes_over(monkeypatch, tmp_pa
         assert hook.wait_for_job(running.id, poll_interval=0.05, timeout=30).stage is JobStage.COMPLETED
         assert list(hook.fetch_job_logs(running.id)) == expected(8)
         assert hook.wait_for_job(waiting.id, poll_interval=0.05, timeout=30).stage is JobStage.COMPLETED
-        assert list(hook.fetch_job_logs(waiting.id)) == ["second"]
+        assert list(hook.fetch_job_logs(waiting.id)) == ["second w4it"]  # its secret, kept across
+        assert not secrets_file.exists()
         again = hook.inspect_job(done.id)
         assert (again.stage, again.created_at, list(hook.fetch_job_logs(done.id))) == (
             JobStage.COMPLETED,

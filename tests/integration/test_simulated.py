@@ -73,6 +73,18 @@ def test_jitter_spreads_the_durations_of_jobs_started_together(hook: HfJobsHook)
     assert len({round(p, 3) for p in planned}) == 6  # six ids, six durations
 
 
+def test_a_long_simulated_log_is_replayed_whole(hook: HfJobsHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-memory log budget holds only for lines also on disk: a simulated job has nowhere else to
+    replay them from (``benchmarks/logs.py`` replays 100,000 lines)."""
+    from airflow_provider_hfjobs.local import store
+
+    monkeypatch.setattr(store, "LOG_MEMORY_BUDGET", 16 << 10)
+    env = {"HFJOBS_SIM_LINES": "3000", "HFJOBS_SIM_DURATION": "0"}
+    job = hook.wait_for_job(hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env=env).id)
+    lines = list(hook.fetch_job_logs(job.id))
+    assert [line.split(" of job ")[0] for line in lines] == [f"line {i}" for i in range(3000)]
+
+
 def test_a_simulated_job_can_be_cancelled(hook: HfJobsHook) -> None:
     job = hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env={"HFJOBS_SIM_DURATION": "300"})
     hook.cancel_job(job.id)
