@@ -32,6 +32,7 @@ from airflow_provider_hfjobs.triggers.log_checkpoint import (
     Checkpoint,
     CheckpointStore,
     checkpoint_store,
+    step_budget,
 )
 from airflow_provider_hfjobs.version_compat import AIRFLOW_V_3_3_PLUS, AIRFLOW_V_3_PLUS
 
@@ -45,10 +46,10 @@ EVENT_STATUS = {
 EVENT_STATUSES = frozenset({"success", "error", "cancelled", "timeout"})
 #: How many of the job's last log lines a failure message shows (read on the worker, never carried in events).
 EVENT_LOG_LINES = 20
-#: Seconds between two checkpointed writes of log lines, per trigger; lines arriving meanwhile wait and go
-#: out together. Scaled with the triggers running in the process (each write is a call into Airflow).
+#: Least seconds between two display steps of one trigger (its lines arriving meanwhile go out together); a
+#: backlog and the stream's last lines do not wait for it. All triggers share a budget of steps besides
+#: (:func:`.log_checkpoint.step_budget`).
 CHECKPOINT_INTERVAL = 1.0
-CHECKPOINT_COST_SECONDS = 0.005
 #: About the CPU one trigger's start takes (connection lookup, connect, log replay). Starts are spread over
 #: twice that per trigger running in the process, so a triggerer starting thousands at once stays responsive.
 START_COST_SECONDS = 0.001
@@ -130,7 +131,7 @@ class HfJobTrigger(BaseTrigger):
         self.mask_values_sealed = mask_values_sealed
         self._event_sent = False
         self._checkpoints: CheckpointStore | None = None
-        self._last_write = 0.0
+        self._last_step = 0.0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -276,10 +277,15 @@ class HfJobTrigger(BaseTrigger):
         """Follow the log from the cursor into the task log; ``False`` if it stopped early. Logs are best
         effort: they never decide the outcome (only a permanent error, such as a 404, is raised)."""
         try:
-            async for batch in hook.iter_job_log_batches(
-                self.job_id, namespace=self.namespace, cursor=self.log_cursor
-            ):
-                await self._show(batch.texts, batch.indexes)
+            if self._checkpoints is None:
+                async for batch in hook.iter_job_log_batches(
+                    self.job_id, namespace=self.namespace, cursor=self.log_cursor
+                ):
+                    for text in batch.texts:
+                        self.log.info("%s", text)
+                    self.log_cursor = batch.next_cursor or self.log_cursor
+            else:
+                await self._stream_logs_checkpointed(hook)
         except HfJobsError as exc:
             if _is_permanent(exc):
                 raise
@@ -337,28 +343,74 @@ class HfJobTrigger(BaseTrigger):
         except Exception as exc:
             self._checkpoints_failed(exc)
 
-    async def _show(self, texts: Sequence[str], indexes: Sequence[int]) -> None:
-        """Write lines to the task log, each step between two checkpoints: the lines about to be written,
-        then the lines written. A trigger killed between the two leaves a record saying which lines are
-        unsure (one step, at most :data:`MAX_BATCH_LINES`); killed anywhere else, it leaves the exact place.
+    async def _stream_logs_checkpointed(self, hook: HfJobsAsyncHook) -> None:
+        """Follow the log, writing its lines in checkpointed steps (:meth:`_step`). The stream is read
+        all along by its own task, so lines that arrive while a step waits for its turn go out together in
+        the next one, and the stream's end is seen at once. Raises the stream's error once every line
+        received before it is written."""
+        batches: asyncio.Queue[Any] = asyncio.Queue()
 
-        Steps are paced (lines arriving meanwhile wait in the socket and go out in the next step), so a
-        busy log costs at most two checkpoint writes per interval."""
-        for start in range(0, len(texts), MAX_BATCH_LINES):
-            part = texts[start : start + MAX_BATCH_LINES]
-            end = indexes[start + len(part) - 1] + 1
-            if self._checkpoints is not None:
-                gap = max(CHECKPOINT_INTERVAL, CHECKPOINT_COST_SECONDS * HfJobTrigger.running)
-                wait = self._last_write + gap - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                await self._save(self.log_cursor, end)
-            for text in part:
-                self.log.info("%s", text)
-            self.log_cursor = end
-            if self._checkpoints is not None:
-                await self._save(end, end)
-                self._last_write = time.monotonic()
+        async def read() -> None:
+            try:
+                async for batch in hook.iter_job_log_batches(
+                    self.job_id, namespace=self.namespace, cursor=self.log_cursor
+                ):
+                    batches.put_nowait(batch)
+            finally:
+                batches.put_nowait(None)  # the end, clean or not
+
+        reader = asyncio.ensure_future(read())
+        texts: list[str] = []
+        indexes: list[int] = []
+        ended = False
+
+        def take(batch: Any) -> None:
+            nonlocal ended
+            if batch is None:
+                ended = True
+            else:
+                texts.extend(batch.texts)
+                indexes.extend(batch.indexes)
+
+        try:
+            backlog = False
+            while texts or not ended:
+                if not texts:
+                    take(await batches.get())
+                    continue
+                if not backlog:  # the trigger's interval, cut short by the stream's end (the last lines)
+                    deadline = self._last_step + CHECKPOINT_INTERVAL
+                    while not ended and (remaining := deadline - time.monotonic()) > 0:
+                        try:
+                            take(await asyncio.wait_for(batches.get(), remaining))
+                        except TimeoutError:
+                            break
+                budget = step_budget()
+                if budget is not None:
+                    await budget.acquire()
+                while not batches.empty():  # everything that came while this step waited
+                    take(batches.get_nowait())
+                count = min(len(texts), MAX_BATCH_LINES)
+                await self._step(texts[:count], indexes[count - 1] + 1)
+                del texts[:count], indexes[:count]
+                backlog = bool(texts)
+            await reader  # its error, if it ended on one
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+
+    async def _step(self, texts: Sequence[str], end: int) -> None:
+        """Write lines to the task log between two checkpoints: the lines about to be written, then the
+        lines written. A trigger killed between the two (one write's round trip) leaves a record saying
+        which lines are unsure (at most :data:`MAX_BATCH_LINES`); killed anywhere else, the exact place."""
+        await self._save(self.log_cursor, end)
+        for text in texts:
+            self.log.info("%s", text)
+        self.log_cursor = end
+        await self._save(end, end)
+        self._last_step = time.monotonic()
 
     async def _poll(self, hook: HfJobsAsyncHook) -> JobInfo:
         failures = 0

@@ -321,29 +321,26 @@ async def test_a_cancelled_open_closes_its_connection(opener: Callable[[str], An
     answer left the socket open for good. (While connecting, asyncio itself closes it: kept as a check.)"""
     server, url, arrived, closed = await silent_server(tls)
     async with server:
-        task = asyncio.create_task(opener(url))
-        await asyncio.wait_for(arrived.wait(), 10)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        try:
-            await asyncio.wait_for(closed.wait(), 10)
-        except TimeoutError:
-            pytest.fail("the cancelled open left its connection open")
+        await cancel_midway(opener(url), arrived, closed)
+
+
+async def cancel_midway(request: Any, arrived: asyncio.Event, closed: asyncio.Event) -> None:
+    """Cancel ``request`` once the server has its connection; the server must then see it closed."""
+    task = asyncio.create_task(request)
+    await asyncio.wait_for(arrived.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    try:
+        await asyncio.wait_for(closed.wait(), 10)
+    except TimeoutError:
+        pytest.fail("the cancelled request left its connection open")
 
 
 async def test_a_cancelled_hook_request_closes_its_connection(monkeypatch) -> None:
     server, url, arrived, closed = await silent_server()
     async with server, async_hook(monkeypatch, url.split("/api/")[0]) as hook:
-        task = asyncio.create_task(hook.inspect_job(JOB_ID, namespace=NS))
-        await asyncio.wait_for(arrived.wait(), 10)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        try:
-            await asyncio.wait_for(closed.wait(), 10)
-        except TimeoutError:
-            pytest.fail("the cancelled request left its connection open")
+        await cancel_midway(hook.inspect_job(JOB_ID, namespace=NS), arrived, closed)
 
 
 # ------------------------------------------------------------------ 3. 2xx answers that are not JSON jobs

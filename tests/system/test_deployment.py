@@ -97,17 +97,25 @@ class Deployment:
         self.process: subprocess.Popen[bytes] | None = None
         self.session = requests.Session()
 
-    def start(self) -> None:
+    def migrate(self) -> None:
         migrated = subprocess.run(
             [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, timeout=180
         )
         assert migrated.returncode == 0, migrated.stderr[-2000:]
+
+    def start(self) -> None:
+        self.migrate()
         log = open(self.home / "standalone.log", "wb")  # noqa: SIM115 - kept open for the process's life
         self.process = subprocess.Popen(
             [str(BIN / "airflow"), "standalone"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home,
         )  # fmt: skip
         wait_for("the API server", lambda: self._healthy(), timeout=240)
+        self.login()
+
+    def login(self, airflow2_password: str | None = None) -> None:
+        """Airflow 3: a JWT for the generated admin password; Airflow 2: basic auth (standalone writes the
+        password to a file; a deployment that created its own admin passes it)."""
         if AIRFLOW_3:
             passwords = self.home / "simple_auth_manager_passwords.json.generated"
             wait_for("the admin password", passwords.exists, timeout=30)
@@ -117,6 +125,8 @@ class Deployment:
             )
             token.raise_for_status()
             self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        elif airflow2_password is not None:
+            self.session.auth = ("admin", airflow2_password)
         else:
             password_file = self.home / "standalone_admin_password.txt"
             wait_for("the admin password", password_file.exists, timeout=30)
@@ -173,10 +183,15 @@ class Deployment:
         path = self.home / "standalone.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def groups(self) -> set[int]:
+        """The process groups of this deployment."""
+        return {self.process.pid} if self.process is not None else set()
+
     def processes(self) -> list[int]:
-        """Live processes of this deployment: its process group, plus any that left it (found by their
+        """Live processes of this deployment: its process groups, plus any that left them (found by their
         AIRFLOW_HOME; a process that sets its title may have overwritten its environment, hence both)."""
         marker = f"AIRFLOW_HOME={self.home}".encode()
+        groups = self.groups()
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -185,7 +200,7 @@ class Deployment:
                 state, _ppid, pgid = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[:3]
                 if state == b"Z":
                     continue
-                if int(pgid) == self.process.pid or marker in (entry / "environ").read_bytes().split(b"\0"):
+                if int(pgid) in groups or marker in (entry / "environ").read_bytes().split(b"\0"):
                     found.append(int(entry.name))
         return found
 

@@ -27,7 +27,16 @@ import requests
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 from tests.integration.airflow_run import REPO, count
-from tests.system.test_deployment import AIRFLOW_3, BIN, NS, TOKEN, Deployment, free_port, wait_for
+from tests.system.test_deployment import (
+    AIRFLOW_3,
+    BIN,
+    NS,
+    TOKEN,
+    Deployment,
+    free_port,
+    wait_for,
+    wait_for_none,
+)
 
 pytestmark = [pytest.mark.system, pytest.mark.airflow_db]
 
@@ -61,10 +70,7 @@ class ComponentsDeployment(Deployment):
         return process
 
     def start(self) -> None:
-        migrated = subprocess.run(
-            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, timeout=180
-        )
-        assert migrated.returncode == 0, migrated.stderr[-2000:]
+        self.migrate()
         if AIRFLOW_3:
             self.spawn("api-server", "api-server")
             self.spawn("dag-processor", "dag-processor")
@@ -78,17 +84,7 @@ class ComponentsDeployment(Deployment):
             self.spawn("webserver", "webserver")
         self.spawn("scheduler", "scheduler")
         wait_for("the API server", self._healthy, timeout=240)
-        if AIRFLOW_3:
-            passwords = self.home / "simple_auth_manager_passwords.json.generated"
-            wait_for("the admin password", passwords.exists, timeout=30)
-            password = json.loads(passwords.read_text())["admin"]
-            token = requests.post(
-                f"{self.url}/auth/token", json={"username": "admin", "password": password}, timeout=10
-            )
-            token.raise_for_status()
-            self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        else:
-            self.session.auth = ("admin", "admin")
+        self.login(airflow2_password="admin")
 
     def _healthy(self) -> bool:
         for name, process in self.parts.items():
@@ -123,20 +119,8 @@ class ComponentsDeployment(Deployment):
                         found.append(int(entry.name))
         return found
 
-    def processes(self) -> list[int]:
-        marker = f"AIRFLOW_HOME={self.home}".encode()
-        groups = {process.pid for process in self.parts.values()}
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                state, _ppid, pgid = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[:3]
-                if state == b"Z":
-                    continue
-                if int(pgid) in groups or marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-        return found
+    def groups(self) -> set[int]:
+        return {process.pid for process in self.parts.values()}
 
     def stop(self) -> None:
         for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
@@ -151,7 +135,7 @@ class ComponentsDeployment(Deployment):
         for pid in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        left = wait_for_none_left(self.processes)
+        left = wait_for_none(self.processes, timeout=20)
         assert not left, f"processes left behind: {left}"
 
     def tail(self) -> str:
@@ -182,13 +166,6 @@ class ComponentsDeployment(Deployment):
             lambda: (s := self.run_state(dag_id, run_id)) in ("success", "failed") and s,
             timeout=timeout,
         )
-
-
-def wait_for_none_left(list_processes, timeout: float = 20.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := list_processes()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 @pytest.fixture(scope="module")

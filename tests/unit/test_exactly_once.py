@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ class MemoryStore(CheckpointStore):
 @pytest.fixture(autouse=True)
 def fast_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.0)
-    monkeypatch.setattr(trigger_module, "CHECKPOINT_COST_SECONDS", 0.0)
+    monkeypatch.setattr(trigger_module, "step_budget", lambda: None)  # no process-wide budget here
 
 
 def with_store(trigger: HfJobTrigger, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> HfJobTrigger:
@@ -68,8 +69,8 @@ async def test_every_step_is_written_between_an_intent_and_a_confirmation(monkey
     log = recorded(trigger)
     await events(trigger, FakeHook(LINES[:3], [job("COMPLETED")]), monkeypatch)
     assert shown(log, FakeHook(LINES)) == LINES[:3]
-    # FakeHook yields one line per batch, at indexes 1, 2, 3 (index 0: the replay's first event).
-    assert store.history == [(0, 2), (2, 2), (2, 3), (3, 3), (3, 4), (4, 4)]
+    # The three lines (indexes 1-3; index 0 is the replay's first event) arrived together: one step.
+    assert store.history == [(0, 4), (4, 4)]
     assert store.value == {"job_id": f"{JOB_ID}#1", "shown": 4, "showing": 4}
 
 
@@ -158,16 +159,68 @@ async def test_a_long_replay_is_written_in_bounded_steps(monkeypatch) -> None:
     assert intents == [(0, 201), (201, 401), (401, 451)]
 
 
-async def test_steps_are_paced_so_a_busy_log_costs_few_writes(monkeypatch) -> None:
-    """Lines arriving while a step waits go out in the next one: writes per interval are bounded."""
-    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.05)
+class Trickle(FakeHook):
+    """One line at a time, each after the test lets it through: a job printing slowly."""
+
+    def __init__(self, lines: list[str], inspections: list[Any]) -> None:
+        super().__init__(lines, inspections)
+        self.gates = [asyncio.Event() for _ in lines]
+
+    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
+        from airflow_provider_hfjobs.sse import LogBatch
+
+        self.cursors.append(cursor)
+        for index, (text, gate) in enumerate(zip(self.lines, self.gates, strict=True), start=1):
+            await gate.wait()
+            yield LogBatch([index], [text], [None])
+
+
+async def test_lines_that_arrive_while_a_step_waits_go_out_together(monkeypatch) -> None:
+    """A step waits for the trigger's interval (and the process's budget); whatever arrived meanwhile is
+    written in that one step, so a chatty job costs two writes per interval, not per line."""
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 3600.0)
     store = MemoryStore()
     trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
-    loop = asyncio.get_running_loop()
-    begin = loop.time()
-    await events(trigger, FakeHook(LINES[:4], [job("COMPLETED")]), monkeypatch)
-    # Four one-line batches: four steps, each at least one interval after the previous.
-    assert len(store.history) == 8 and loop.time() - begin >= 3 * 0.05
+    log = recorded(trigger)
+    hook = Trickle(LINES[:4], [job("COMPLETED")])
+    trigger._last_step = time.monotonic()  # a step just happened: the next one waits an hour
+    watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
+    for gate in hook.gates[:3]:
+        gate.set()
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    assert store.history == [] and shown(log, hook) == []  # waiting for its turn, nothing written yet
+    hook.gates[3].set()  # the job prints its last line and ends: the stream's end does not wait
+    (event,) = await asyncio.wait_for(watching, 10)
+    assert shown(log, hook) == LINES[:4] and store.history == [(0, 5), (5, 5)]
+    assert event["log_cursor"] == 5
+
+
+async def test_the_process_budget_hands_out_steps_first_come_first_served(monkeypatch) -> None:
+    from airflow_provider_hfjobs.triggers import log_checkpoint
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+
+    monkeypatch.setattr(log_checkpoint.asyncio, "sleep", sleep)
+    monkeypatch.setattr(log_checkpoint.time, "monotonic", lambda: 100.0)  # all ask at the same moment
+    budget = log_checkpoint.StepBudget(per_second=10)
+    for _ in range(4):
+        await budget.acquire()
+    assert slept == [0.1, 0.2, 0.3]  # the first goes at once, each next one 1/10 s later
+
+
+def test_a_zero_budget_turns_checkpoints_off(monkeypatch) -> None:
+    from airflow_provider_hfjobs.triggers import log_checkpoint
+
+    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "0")
+    monkeypatch.setattr(log_checkpoint, "_budget", [])
+    assert log_checkpoint.step_budget() is None and checkpoint_store(FakeTI()) is None
+    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "4")
+    monkeypatch.setattr(log_checkpoint, "_budget", [])
+    assert log_checkpoint.step_budget().per_second == 4.0
 
 
 def test_checkpoint_values_round_trip_and_reject_other_jobs() -> None:
