@@ -12,6 +12,15 @@ seconds, peak RSS, the largest event-loop lag of a 50 ms ticker, API calls per j
 server), the connections they came on, and completion-detection latency (the server's ``finishedAt`` → the
 trigger's event). "base full GC ms" is one full collection before any trigger: the process's heap is mostly
 Airflow's, and every full collection during the run stops the loop at least that long.
+
+``--checkpoints supervisor``: each trigger has a stand-in task instance, so it keeps its log checkpoint as on
+Airflow 3: the real ``SupervisorCheckpointStore`` and ``TriggerCommsDecoder`` build, send and decode every
+frame in this process; the supervisor answering them is a single simulated server (another process in a
+triggerer, on the other core): requests queue and are served one at a time, each taking ``--supervisor-ms``
+(the mean ``benchmarks/checkpoint_cost.py`` measured). Display steps share the process's ``StepBudget``
+(``[hfjobs] log_checkpoint_steps_per_second``, its default unless ``--steps-per-second`` says otherwise).
+``--log-delay``: also time each log line from the server's timestamp to its write into the task log (what
+the budget costs in latency). Such rows go to ``results/scale-checkpoints.json``.
 """
 
 from __future__ import annotations
@@ -24,14 +33,19 @@ import os
 import subprocess
 import sys
 import time
+from array import array
+from collections import Counter, deque
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (
     CONN_ID,
     NAMESPACE,
+    RESULTS,
     GcPauses,
     LoopLag,
     SimulatedServer,
@@ -44,11 +58,19 @@ from benchmarks.common import (
 )
 
 FROZEN_HEAP = Path(__file__).resolve().parent / "frozen_heap"
+CHECKPOINT_COST = Path(__file__).resolve().parent / "results" / "checkpoint-cost.json"
 COLUMNS = [
     "triggers", "logs", "ends", "wall s", "CPU s", "avg cores", "peak RSS MB", "max loop lag ms",
     "max lag after start-up ms", "p99 loop lag ms", "max GC pause ms", "full GCs", "base full GC ms", "heap",
     "API calls/job", "max calls/job", "connections/job", "latency p50 s", "latency p99 s", "events ok",
     "server CPU s",
+]  # fmt: skip
+CHECKPOINT_COLUMNS = [
+    "triggers", "logs", "checkpoints", "wall s", "CPU s", "avg cores", "peak RSS MB",
+    "max lag after start-up ms", "API calls/job", "connections/job", "steps/job", "checkpoint writes/job",
+    "checkpoint reads/job", "supervisor busy %", "checkpoint wait p50 ms", "checkpoint wait p99 ms",
+    "checkpoint wait max s", "checkpoints given up", "log delay p50 s", "log delay p99 s", "log delay max s",
+    "latency p50 s", "latency p99 s", "events ok",
 ]  # fmt: skip
 
 
@@ -63,25 +85,172 @@ def quiet_task_logger() -> None:
     sys.excepthook = sys.__excepthook__  # a benchmark's own errors must still show
 
 
-async def watch(
-    job_ids: list[str], stream: bool, poll_interval: float
-) -> tuple[dict[str, float], dict, LoopLag]:
+class SimulatedSupervisor:
+    """The triggerer's supervisor, answering checkpoint requests: one server, first come first served, each
+    request taking the service time measured for it. It runs in another process in a triggerer, so only its
+    timing is simulated, on its own clock (a late wake-up of this loop does not push later requests back);
+    the frames it reads and the replies it sends are the real ones."""
+
+    def __init__(self, write_seconds: float, read_seconds: float) -> None:
+        import msgspec
+        from airflow.sdk.execution_time.comms import XComResult, _RequestFrame
+
+        from airflow_provider_hfjobs.triggers.log_checkpoint import CHECKPOINT_XCOM_KEY
+
+        self.service = {"SetXCom": write_seconds, "GetXCom": read_seconds}
+        self.requests: Counter[str] = Counter()
+        self.busy = 0.0
+        self.waits = array("d")  # seconds from a request's frame written to its reply readable
+        self._decoder = msgspec.msgpack.Decoder(_RequestFrame)
+        # What the supervisor answers a GetXCom of a key never written (here: no earlier triggerer).
+        absent = XComResult(key=CHECKPOINT_XCOM_KEY, value=None, type="XComResult")
+        self._replies: dict[str, dict[str, Any] | None] = {
+            "SetXCom": None, "GetXCom": absent.model_dump(exclude_unset=True)
+        }  # fmt: skip
+
+    async def start(self) -> Any:
+        """The trigger runner's channel to this supervisor: a real ``TriggerCommsDecoder``."""
+        from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
+
+        self._queue: asyncio.Queue[tuple[float, int, str]] = asyncio.Queue()
+        self._reader = asyncio.StreamReader()
+        comms = TriggerCommsDecoder(async_writer=self, async_reader=self._reader, socket=None)  # type: ignore[arg-type]
+        await comms.start_reader()
+        self._task = asyncio.create_task(self._serve())
+        return comms
+
+    def write(self, data: bytes | bytearray) -> None:
+        """The runner's socket writer: a request frame arrives."""
+        frame = self._decoder.decode(memoryview(data)[4:])
+        kind = frame.body["type"]
+        if kind not in self.service:
+            raise RuntimeError(f"the simulated supervisor answers only checkpoint requests, not {kind}")
+        self._queue.put_nowait((asyncio.get_running_loop().time(), frame.id, kind))
+
+    async def _serve(self) -> None:
+        from airflow.sdk.execution_time.comms import _ResponseFrame
+
+        loop = asyncio.get_running_loop()
+        free_at = 0.0
+        while True:
+            arrived, request_id, kind = await self._queue.get()
+            free_at = max(arrived, free_at) + self.service[kind]
+            self.busy += self.service[kind]
+            self.requests[kind] += 1
+            if (delay := free_at - loop.time()) > 0:
+                await asyncio.sleep(delay)
+            self._reader.feed_data(_ResponseFrame(id=request_id, body=self._replies[kind]).as_bytes())
+            self.waits.append(loop.time() - arrived)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+def use_supervisor(comms: Any) -> None:
+    """Make the real ``checkpoint_store()`` (its task-instance and budget checks included) build Airflow 3's
+    ``SupervisorCheckpointStore`` as it is (its ``_get``/``_set`` build the messages), over ``comms``
+    instead of the process-wide ``SUPERVISOR_COMMS``."""
+    from airflow_provider_hfjobs.triggers import log_checkpoint
+
+    class SupervisedCheckpointStore(log_checkpoint.SupervisorCheckpointStore):
+        async def _send(self, message: Any) -> Any:
+            return await comms.asend(message)
+
+    log_checkpoint.SupervisorCheckpointStore = SupervisedCheckpointStore  # type: ignore[misc]
+
+
+class TimedLog:
+    """A trigger's logger that, for each log line it writes (``info("%s", text)``, as both of the trigger's
+    paths write them), records the seconds since the server's timestamp of that line."""
+
+    def __init__(self, log: Any, stamps: deque[str], delays: array) -> None:
+        self._log, self._stamps, self._delays = log, stamps, delays
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._log.info(msg, *args, **kwargs)
+        if msg == "%s" and self._stamps:  # lines are written in the order they were read
+            self._delays.append(time.time() - datetime.fromisoformat(self._stamps.popleft()).timestamp())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+
+def measured_trigger(delays: array | None) -> type:
+    """``HfJobTrigger`` counting its display steps and, with ``delays``, timing every log line from the
+    server's timestamp to its write into the task log (the moment the trigger's ``log.info`` returns)."""
     from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+
+    class MeasuredTrigger(HfJobTrigger):
+        steps = 0
+
+        def _hook(self) -> Any:
+            hook = super()._hook()
+            if delays is None:
+                return hook
+            batches = hook.iter_job_log_batches
+            stamps: deque[str] = deque()  # of the lines read and not yet written, in order
+            self._timed_log = TimedLog(super().log, stamps, delays)
+
+            async def recorded(*args: Any, **kwargs: Any) -> Any:
+                async for batch in batches(*args, **kwargs):
+                    stamps.extend(batch.timestamps)
+                    yield batch
+
+            hook.iter_job_log_batches = recorded
+            return hook
+
+        @property
+        def log(self) -> Any:
+            return getattr(self, "_timed_log", None) or super().log
+
+        async def _step(self, texts: Any, end: int) -> None:
+            self.steps += 1
+            await super()._step(texts, end)
+
+    return MeasuredTrigger
+
+
+async def watch(
+    job_ids: list[str],
+    stream: bool,
+    poll_interval: float,
+    supervisor: SimulatedSupervisor | None = None,
+    log_delays: array | None = None,
+) -> tuple[dict[str, float], dict, LoopLag, int, int]:
+    from airflow_provider_hfjobs.triggers import hfjobs
+    from airflow_provider_hfjobs.triggers.log_checkpoint import step_budget
 
     moments: dict[str, float] = {}
     statuses: dict[str, str] = {}
+    measured = supervisor is not None or log_delays is not None
+    trigger_class = measured_trigger(log_delays) if measured else hfjobs.HfJobTrigger
+    triggers: list[Any] = []
+    if supervisor is not None:
+        use_supervisor(await supervisor.start())
     lag = LoopLag()
     lag.start()
 
-    async def one(job_id: str) -> None:
-        trigger = HfJobTrigger(job_id, NAMESPACE, CONN_ID, poll_interval=poll_interval, stream_logs=stream)
+    async def one(index: int, job_id: str) -> None:
+        trigger = trigger_class(job_id, NAMESPACE, CONN_ID, poll_interval=poll_interval, stream_logs=stream)
+        if supervisor is not None:  # what the triggerer gives each trigger (a mapped task's instance each)
+            trigger.task_instance = SimpleNamespace(
+                dag_id="hfjobs_bench", run_id="manual__2026-01-01T00:00:00+00:00", task_id="watch",
+                map_index=index, try_number=1,
+            )  # fmt: skip
+        triggers.append(trigger)
         async for event in trigger.run():
             moments[job_id] = time.time()
             statuses[job_id] = event.payload["status"]
 
-    await asyncio.gather(*(one(job_id) for job_id in job_ids))
+    await asyncio.gather(*(one(index, job_id) for index, job_id in enumerate(job_ids)))
     lag.stop()
-    return moments, statuses, lag
+    if supervisor is not None:
+        supervisor.stop()
+    # Triggers that went on without checkpoints (each logged why); none kept any with checkpoints off.
+    kept = supervisor is not None and step_budget() is not None
+    given_up = sum(trigger._checkpoints is None for trigger in triggers) if kept else 0
+    steps = sum(getattr(trigger, "steps", 0) for trigger in triggers)
+    return moments, statuses, lag, given_up, steps
 
 
 def base_full_gc_ms() -> float:
@@ -92,16 +261,28 @@ def base_full_gc_ms() -> float:
 
 
 def run(
-    n: int, stream: bool, duration: float, lines: int, poll_interval: float, server, phase: str, ends: str
+    n: int,
+    stream: bool,
+    duration: float,
+    lines: int,
+    poll_interval: float,
+    server: SimulatedServer,
+    phase: str,
+    ends: str,
+    supervisor: SimulatedSupervisor | None = None,
+    log_delay: bool = False,
 ) -> dict:
     from airflow_provider_hfjobs.triggers.hfjobs import START_COST_SECONDS
 
     jitter = duration / 2 if ends == "spread" else 0.0
     job_ids = server.create_jobs(n, duration=duration, lines=lines, phase=phase, jitter=jitter)
     server.reset_stats()
+    delays = array("d") if log_delay else None
     usage, server_cpu = Usage().start(), server.cpu_seconds()
     with GcPauses() as gc_pauses:
-        moments, statuses, lag = asyncio.run(watch(job_ids, stream, poll_interval))
+        moments, statuses, lag, given_up, steps = asyncio.run(
+            watch(job_ids, stream, poll_interval, supervisor, delays)
+        )
     usage.stop()
     server_cpu = server.cpu_seconds() - server_cpu
     stats = server.stats(per_job=True)
@@ -133,7 +314,57 @@ def run(
         "events ok": f"{sum(s == 'success' for s in statuses.values())}/{n}",
         "server CPU s": server_cpu,
         "requests by kind": stats["requests"],
+        **checkpoint_stats(n, usage.wall, supervisor, given_up, steps),
+        **({} if delays is None else log_delay_stats(list(delays), n * lines if stream else 0)),
     }
+
+
+def checkpoint_stats(
+    n: int, wall: float, supervisor: SimulatedSupervisor | None, given_up: int, steps: int
+) -> dict[str, Any]:
+    """What checkpointing asked of the supervisor (requests it served, not API calls: none reach the Hub)."""
+    from airflow_provider_hfjobs.triggers.log_checkpoint import step_budget
+
+    if supervisor is None:
+        none = {"steps/job": 0.0, "checkpoint writes/job": 0.0, "checkpoint reads/job": 0.0}
+        return {"checkpoints": "none", **none}
+    waits = list(supervisor.waits)
+    write_ms, read_ms = (supervisor.service[kind] * 1000 for kind in ("SetXCom", "GetXCom"))
+    budget = step_budget()
+    return {
+        "checkpoints": f"supervisor ({write_ms:.1f} ms a write, {read_ms:.1f} a read), budget "
+        + (f"{budget.per_second:g} steps/s" if budget else "off"),
+        "steps per second": budget.per_second if budget else 0.0,
+        "steps/job": steps / n,
+        "checkpoint writes/job": supervisor.requests["SetXCom"] / n,
+        "checkpoint reads/job": supervisor.requests["GetXCom"] / n,
+        "supervisor busy s": supervisor.busy,
+        "supervisor busy %": supervisor.busy / wall * 100,
+        "checkpoint wait p50 ms": percentile(waits, 0.5) * 1000,
+        "checkpoint wait p99 ms": percentile(waits, 0.99) * 1000,
+        "checkpoint wait max s": max(waits, default=0.0),
+        "checkpoints given up": given_up,
+    }
+
+
+def log_delay_stats(delays: list[float], expected: int) -> dict[str, Any]:
+    return {
+        "log lines timed": f"{len(delays)}/{expected}",
+        "log delay p50 s": percentile(delays, 0.5),
+        "log delay p99 s": percentile(delays, 0.99),
+        "log delay max s": max(delays, default=float("nan")),
+    }
+
+
+def service_seconds(measured: float | None, operation: str) -> float:
+    """A given service time (ms), else the mean ``checkpoint_cost.py`` measured on this machine."""
+    if measured is not None:
+        return measured / 1000
+    try:
+        rows = json.loads(CHECKPOINT_COST.read_text())["rows"]
+    except FileNotFoundError:
+        raise SystemExit(f"{CHECKPOINT_COST} is missing: run benchmarks/checkpoint_cost.py first") from None
+    return next(row["mean ms"] for row in rows if row["operation"].startswith(operation)) / 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,20 +387,50 @@ def main(argv: list[str] | None = None) -> int:
         help="run each row with benchmarks/frozen_heap/airflow_local_settings.py (gc.freeze() on import)",
     )  # fmt: skip
     parser.add_argument(
+        "--checkpoints", nargs="+", choices=["none", "supervisor"], default=["none"],
+        help="supervisor: each trigger keeps its log checkpoint through a simulated Airflow 3 supervisor",
+    )  # fmt: skip
+    parser.add_argument(
+        "--supervisor-ms", type=float, help="supervisor time per checkpoint write (default: measured mean, "
+        "results/checkpoint-cost.json)",
+    )  # fmt: skip
+    parser.add_argument("--supervisor-read-ms", type=float, help="the same per read")
+    parser.add_argument(
+        "--steps-per-second", type=float,
+        help="the process's display-step budget (default: [hfjobs] log_checkpoint_steps_per_second, else "
+        "DEFAULT_STEPS_PER_SECOND; 0: no checkpoints)",
+    )  # fmt: skip
+    parser.add_argument("--log-delay", action="store_true", help="time each log line, server to task log")
+    parser.add_argument("--save-as", help="results file name (default: scale, or scale-checkpoints)")
+    parser.add_argument("--append", action="store_true", help="add the rows to the results file's")
+    parser.add_argument(
         "--child", nargs=5, metavar=("URL", "PID", "N", "MODE", "ENDS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    checkpointing = args.checkpoints != ["none"] or args.log_delay
 
     if args.child:  # one measurement in a fresh interpreter: no heap or GC history from earlier rows
         url, pid, n, mode, ends = args.child
         quiet_task_logger()
         import airflow_provider_hfjobs.triggers.hfjobs  # noqa: F401 - counted in the baseline
 
+        if checkpointing:  # a trigger runner has its supervisor channel's module (big) imported already
+            import airflow.jobs.triggerer_job_runner  # noqa: F401
+        if args.steps_per_second is not None:  # as if configured: the budget is read once per process
+            from airflow_provider_hfjobs.triggers import log_checkpoint
+
+            rate = args.steps_per_second
+            log_checkpoint._budget[:] = [log_checkpoint.StepBudget(rate) if rate > 0 else None]
+
         baseline, base_gc = rss_mb(), base_full_gc_ms()
         server = SimulatedServer(url, SimpleNamespace(pid=int(pid)))  # type: ignore[arg-type]
         server.use_as_default_connection()
+        supervisor = None
+        if args.checkpoints == ["supervisor"]:
+            supervisor = SimulatedSupervisor(args.supervisor_ms / 1000, args.supervisor_read_ms / 1000)
         row = run(
-            int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase, ends
+            int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase, ends,
+            supervisor, args.log_delay,
         )  # fmt: skip
         heap = "frozen on import" if gc.get_freeze_count() else "as imported"
         print(json.dumps({"rss_before_mb": baseline, "base full GC ms": base_gc, "heap": heap, **row}))
@@ -178,6 +439,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     options = ["--duration", str(args.duration), "--lines", str(args.lines), "--poll-interval",
                str(args.poll_interval), "--phase", args.phase]  # fmt: skip
+    if "supervisor" in args.checkpoints:
+        options += ["--supervisor-ms", str(service_seconds(args.supervisor_ms, "SetXCom") * 1000),
+                    "--supervisor-read-ms", str(service_seconds(args.supervisor_read_ms, "GetXCom") * 1000)]  # fmt: skip
+    if args.log_delay:
+        options.append("--log-delay")
+    if args.steps_per_second is not None:
+        options += ["--steps-per-second", str(args.steps_per_second)]
+    columns = CHECKPOINT_COLUMNS if checkpointing else COLUMNS
     env = dict(os.environ)
     if args.freeze:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FROZEN_HEAP), env.get("PYTHONPATH")]))
@@ -185,19 +454,32 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.n:
             for ends in args.ends:
                 for mode in args.modes:
-                    child = subprocess.run(
-                        [sys.executable, __file__, *options, "--child", server.url, str(server.process.pid),
-                         str(n), mode, ends],
-                        capture_output=True, text=True, check=True, env=env,
-                    )  # fmt: skip
-                    rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-                    print(table(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
+                    for checkpoints in args.checkpoints:
+                        child = subprocess.run(
+                            [sys.executable, __file__, *options, "--checkpoints", checkpoints, "--child",
+                             server.url, str(server.process.pid), str(n), mode, ends],
+                            capture_output=True, text=True, check=True, env=env,
+                        )  # fmt: skip
+                        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+                        print(table(rows[-1:], columns).splitlines()[-1], flush=True)
     print()
-    print(table(rows, COLUMNS))
-    path = save(
-        "scale-frozen-heap" if args.freeze else "scale",
-        {"command": " ".join(["benchmarks/scale.py", *(argv or sys.argv[1:])]), "args": vars(args), "rows": rows},
-    )  # fmt: skip
+    print(table(rows, columns))
+    command = " ".join(["benchmarks/scale.py", *(argv or sys.argv[1:])])
+    if checkpointing:  # such rows come from several commands (--append)
+        for row in rows:
+            row["command"] = command
+    name = args.save_as or (
+        "scale-frozen-heap" if args.freeze else "scale-checkpoints" if checkpointing else "scale"
+    )
+    payload: dict[str, Any] = {"command": command, "args": vars(args), "rows": rows}
+    earlier = RESULTS / f"{name}.json"
+    if args.append and earlier.exists():
+        before = json.loads(earlier.read_text())
+        payload = {"commands": [*(before.get("commands") or [before["command"]]), command],
+                   "rows": before["rows"] + rows}  # fmt: skip
+        if checkpointing:
+            print("\nAll rows in the file:\n" + table(payload["rows"], columns))
+    path = save(name, payload)
     print(
         f"\nRSS before any trigger: {rows[0]['rss_before_mb']:.0f} MB (the interpreter, Airflow and the provider)"
     )

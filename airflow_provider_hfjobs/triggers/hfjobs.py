@@ -386,7 +386,7 @@ class HfJobTrigger(BaseTrigger):
                         except TimeoutError:
                             break
                 budget = step_budget()
-                if budget is not None:
+                if budget is not None and self._checkpoints is not None:  # not once checkpoints gave up
                     await budget.acquire()
                 while not batches.empty():  # everything that came while this step waited
                     take(batches.get_nowait())
