@@ -12,22 +12,24 @@ import base64
 import email.utils
 import hashlib
 import json
+import posixpath
 import random
 import re
 import shlex
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urljoin, urlsplit
 
 from airflow_provider_hfjobs.exceptions import (
     HfJobsAPIError,
     HfJobsAuthError,
     HfJobsBadRequestError,
+    HfJobsError,
     HfJobsInputError,
     HfJobsNotFoundError,
     HfJobsPermissionError,
@@ -64,15 +66,25 @@ SUBMISSION_LABEL = "hfjobs-submission"
 MAX_INLINE_SCRIPT_ENCODED_BYTES = 1_000_000
 UV_SCRIPT_ENV = "UV_SCRIPT_ENCODED"
 
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]+\Z")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _TIMEOUT_FACTORS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIMESTAMP_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$"
 )
 MAX_LABEL_LENGTH = 100
+#: What a volume can mount (``huggingface_hub.Volume.type``).
+VOLUME_TYPES = ("bucket", "model", "dataset", "space")
+#: A network group and an alias, as the ``run_job`` docstring of ``huggingface_hub`` 2.4 gives them:
+#: lower-case letters, digits and dashes, at most 46 and 34 characters.
+_NETWORK_GROUP_RE = re.compile(r"^[a-z0-9-]{1,46}\Z")
+_NETWORK_ALIAS_RE = re.compile(r"^[a-z0-9-]{1,34}\Z")
+#: A uv ``script`` that is a plain command (``lighteval``, ``python``): a program name, nothing more.
+_COMMAND_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*\Z")
+#: A missing script with one of these endings is a missing file, never a command (``huggingface_hub``).
+UV_FILE_SUFFIXES = (".py", ".sh", ".yaml", ".yml", ".toml")
 
 # Most bytes read of one answer body; a server (or a proxy or captive portal in front of it) sending more is
 # not the Jobs API, and must not fill a worker's or the shared triggerer's memory. Read at call time, so a
@@ -267,6 +279,271 @@ def default_job_name(image: str, command: list[str]) -> str:
     return f"{base[: MAX_LABEL_LENGTH - 9]}-{digest}"
 
 
+# ------------------------------------------------------------------------------------------------ volumes
+@dataclass(frozen=True, kw_only=True)
+class Volume:
+    """A bucket or Hub repo mounted in the job's container, as ``huggingface_hub.Volume``.
+
+    Keyword-only, and ``type`` defaults to ``"model"``, as there. Plain dicts work wherever a ``Volume``
+    does, in the API's camelCase (``mountPath``, ``readOnly``) or in snake_case; :func:`normalize_volumes`
+    checks both before any request."""
+
+    type: str = "model"
+    source: str
+    mount_path: str
+    revision: str | None = None
+    read_only: bool | None = None
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's JSON, exactly ``huggingface_hub.Volume.to_dict``: unset optional keys are left out."""
+        data: dict[str, Any] = {"type": self.type, "source": self.source, "mountPath": self.mount_path}
+        if self.revision is not None:
+            data["revision"] = self.revision
+        if self.read_only is not None:
+            data["readOnly"] = self.read_only
+        if self.path is not None:
+            data["path"] = self.path
+        return data
+
+    def to_xcom(self) -> dict[str, Any]:
+        """Snake_case and every key, like the rest of the ``job`` XCom; accepted back as a volume."""
+        return {
+            "type": self.type, "source": self.source, "mount_path": self.mount_path, "revision": self.revision,
+            "read_only": self.read_only, "path": self.path,
+        }  # fmt: skip
+
+    @classmethod
+    def from_api(cls, data: Any) -> Volume | None:
+        """A volume of a job answer (camelCase or snake_case); ``None`` if it lacks what ``huggingface_hub``
+        requires (``source`` and ``mountPath``): a job is never unreadable for an odd volume."""
+        if not isinstance(data, Mapping):
+            return None
+        source, mount_path = data.get("source"), _pick(data, "mountPath", "mount_path")
+        if not isinstance(source, str) or not isinstance(mount_path, str):
+            return None
+        read_only = _pick(data, "readOnly", "read_only")
+        return cls(
+            type=str(data.get("type") or "model"), source=source, mount_path=mount_path,
+            revision=_str_or_none(data.get("revision")), read_only=read_only if isinstance(read_only, bool) else None,
+            path=_str_or_none(data.get("path")),
+        )  # fmt: skip
+
+
+_VOLUME_KEYS = {
+    "type": "type", "source": "source", "mountPath": "mount_path", "mount_path": "mount_path",
+    "revision": "revision", "readOnly": "read_only", "read_only": "read_only", "path": "path",
+}  # fmt: skip
+
+
+def _pick(data: Mapping[str, Any], camel: str, snake: str) -> Any:
+    value = data.get(camel)
+    return value if value is not None else data.get(snake)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _volume(item: Any, where: str) -> Volume:
+    """One ``volumes`` entry as a :class:`Volume`: a ``Volume``, a dict (camelCase or snake_case) or any
+    object with the same attributes (``huggingface_hub.Volume``)."""
+    if isinstance(item, Volume):
+        return item
+    if isinstance(item, Mapping):
+        fields: dict[str, Any] = {}
+        for key, value in item.items():
+            name = _VOLUME_KEYS.get(key) if isinstance(key, str) else None
+            if name is None:
+                raise HfJobsInputError(
+                    f"{where} has an unknown key {key!r}: use type, source, mount_path (or mountPath), revision, "
+                    "read_only (or readOnly) and path."
+                )
+            if name in fields and fields[name] != value:
+                raise HfJobsInputError(f"{where} gives {name} twice, in camelCase and snake_case: keep one.")
+            fields[name] = value
+    elif hasattr(item, "source") and hasattr(item, "mount_path"):
+        fields = {name: getattr(item, name, None) for name in set(_VOLUME_KEYS.values())}
+    else:
+        raise HfJobsInputError(
+            f"{where} must be a Volume or a dict with type, source and mount_path; got {type(item).__name__}."
+        )
+    if fields.get("type") is None:
+        fields.pop("type", None)  # huggingface_hub's default: a model
+    if fields.get("source") in (None, ""):
+        raise HfJobsInputError(
+            f"{where} has no source: give the bucket or repo id, e.g. 'username/my-bucket'."
+        )
+    if fields.get("mount_path") in (None, ""):
+        raise HfJobsInputError(
+            f"{where} has no mount_path (mountPath): give the absolute path in the container, e.g. '/data'."
+        )
+    return Volume(**fields)
+
+
+def _check_volume(volume: Volume, where: str) -> None:
+    """The rules of ``huggingface_hub``'s ``hf://`` mount parser (``utils/_hf_uris.py``), which the CLI
+    applies to every ``-v``, for volumes built in Python too; plus a read-write repo, which the Hub would
+    silently mount read-only."""
+    if not isinstance(volume.type, str) or volume.type not in VOLUME_TYPES:
+        raise HfJobsInputError(
+            f"{where}.type {volume.type!r} is not a volume type: use one of {', '.join(VOLUME_TYPES)}."
+        )
+    source = volume.source
+    if not isinstance(source, str):
+        raise HfJobsInputError(
+            f"{where}.source must be a string such as 'username/my-bucket'; got {source!r}."
+        )
+    if "://" in source:
+        raise HfJobsInputError(
+            f"{where}.source {source!r} is a URI: give the type and the id apart, e.g. type='bucket', "
+            "source='username/my-bucket'."
+        )
+    if source.count("/") != 1 or not all(source.split("/")) or source != source.strip():
+        raise HfJobsInputError(
+            f"{where}.source {source!r} must be 'namespace/name', e.g. 'username/my-bucket' or 'org/model'."
+        )
+    mount_path = volume.mount_path
+    if not isinstance(mount_path, str) or not mount_path.startswith("/") or not _mount_key(mount_path):
+        raise HfJobsInputError(
+            f"{where}.mount_path {mount_path!r} must be an absolute path in the container other than '/', "
+            "e.g. '/data'."
+        )
+    if volume.revision is not None:
+        if not isinstance(volume.revision, str) or not volume.revision:
+            raise HfJobsInputError(
+                f"{where}.revision must be a branch, tag or commit such as 'main'; got {volume.revision!r}."
+            )
+        if volume.type == "bucket":
+            raise HfJobsInputError(
+                f"{where}.revision: a bucket has no revisions; drop it (it is for model, dataset and space volumes)."
+            )
+    if volume.read_only is not None and not isinstance(volume.read_only, bool):
+        raise HfJobsInputError(f"{where}.read_only must be True, False or None; got {volume.read_only!r}.")
+    if volume.read_only is False and volume.type != "bucket":
+        raise HfJobsInputError(
+            f"{where} is a {volume.type} volume, which the Hub always mounts read-only: drop read_only=False, "
+            "or write to a bucket volume."
+        )
+    if volume.path is not None and (
+        not isinstance(volume.path, str)
+        or not volume.path
+        or volume.path.startswith("/")
+        or "//" in volume.path
+    ):
+        raise HfJobsInputError(
+            f"{where}.path {volume.path!r} must be a folder inside the {volume.type}, such as 'sub/dir' (no "
+            "leading '/', no empty segment)."
+        )
+
+
+def _mount_key(mount_path: str) -> str:
+    """A mount path as the container sees it, for comparing: ``/data/``, ``//data`` and ``/data`` are one."""
+    return posixpath.normpath(mount_path).strip("/")
+
+
+def normalize_volumes(volumes: Sequence[Volume | Mapping[str, Any]] | None) -> list[Volume]:
+    """``volumes`` as :class:`Volume` objects, each checked, no two at one mount path; the message of a
+    bad one names it (``volumes[1].mount_path``)."""
+    if volumes is None:
+        return []
+    if isinstance(volumes, (str, bytes, Mapping)) or not isinstance(volumes, (list, tuple)):
+        raise HfJobsInputError(
+            "volumes must be a list of Volume or dicts, e.g. [Volume(type='bucket', source='username/ckpts', "
+            f"mount_path='/ckpts')]; got {type(volumes).__name__}."
+        )
+    result: list[Volume] = []
+    mounted: dict[str, int] = {}
+    for position, item in enumerate(volumes):
+        where = f"volumes[{position}]"
+        volume = _volume(item, where)
+        _check_volume(volume, where)
+        key = _mount_key(volume.mount_path)
+        if key in mounted:
+            raise HfJobsInputError(
+                f"{where}.mount_path {volume.mount_path!r} is already used by volumes[{mounted[key]}]: give each "
+                "volume its own mount path."
+            )
+        mounted[key] = position
+        result.append(volume)
+    return result
+
+
+# ------------------------------------------------------------------------------- expose, network, attempts
+def validate_ports(ports: Sequence[int] | None, *, field_name: str) -> list[int]:
+    """Container ports: whole numbers from 1 to 65535, in a list."""
+    if ports is None:
+        return []
+    if isinstance(ports, (str, bytes, Mapping)) or not isinstance(ports, (list, tuple)):
+        raise HfJobsInputError(
+            f"{field_name} must be a list of port numbers, e.g. [8000]; got {type(ports).__name__} {ports!r}."
+        )
+    for position, port in enumerate(ports):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise HfJobsInputError(
+                f"{field_name}[{position}]={port!r} is not a port: use whole numbers from 1 to 65535."
+            )
+    return list(ports)
+
+
+def build_expose_payload(
+    expose: Sequence[int] | None, expose_public: Sequence[int] | None
+) -> dict[str, list[int]]:
+    """``{"ports", "portsPublic"}`` exactly as ``huggingface_hub._build_expose_payload``: a public port is
+    exposed too (the server wants ``portsPublic`` within ``ports``), so it need not be in ``expose``."""
+    ports = validate_ports(expose, field_name="expose")
+    public = list(dict.fromkeys(validate_ports(expose_public, field_name="expose_public")))
+    return {"ports": list(dict.fromkeys([*ports, *public])), "portsPublic": public}
+
+
+def validate_network(
+    network_group: str | None, network_aliases: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """The create body's ``network`` (``None``: no group), with the rules of ``huggingface_hub``'s
+    docstring; an empty group counts as none, as there."""
+    aliases = [] if network_aliases is None else network_aliases
+    if isinstance(aliases, (str, bytes, Mapping)) or not isinstance(aliases, (list, tuple)):
+        raise HfJobsInputError(
+            f"network_aliases must be a list of aliases, e.g. ['master']; got {type(aliases).__name__} {aliases!r}."
+        )
+    if aliases and not network_group:
+        raise HfJobsInputError(
+            "network_aliases needs network_group: give the group the aliases are claimed in, e.g. "
+            "network_group='train'."
+        )
+    if network_group is None or network_group == "":
+        return None
+    if not isinstance(network_group, str) or not _NETWORK_GROUP_RE.match(network_group):
+        raise HfJobsInputError(
+            f"network_group {network_group!r} is invalid: use 1-46 lower-case letters, digits or '-'."
+        )
+    seen: set[str] = set()
+    for position, alias in enumerate(aliases):
+        if not isinstance(alias, str) or not _NETWORK_ALIAS_RE.match(alias):
+            raise HfJobsInputError(
+                f"network_aliases[{position}]={alias!r} is invalid: use 1-34 lower-case letters, digits or '-'."
+            )
+        if alias in seen:
+            raise HfJobsInputError(f"network_aliases has {alias!r} twice: claim each alias once.")
+        seen.add(alias)
+    network: dict[str, Any] = {"group": network_group}
+    if aliases:
+        network["aliases"] = list(aliases)
+    return network
+
+
+def validate_attempts(attempts: int | None) -> int | None:
+    """Tries in all, the first included (``huggingface_hub``: "3 retries a failed Job up to 2 times")."""
+    if attempts is None:
+        return None
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise HfJobsInputError(
+            f"attempts must be a whole number of tries, at least 1 (1: no retry, 3: up to 2 retries); got "
+            f"{attempts!r}."
+        )
+    return attempts
+
+
 def build_job_spec(
     *,
     image: str,
@@ -275,10 +552,19 @@ def build_job_spec(
     secrets: Mapping[str, Any] | None = None,
     flavor: str | None = None,
     timeout: int | float | str | None = None,
-    labels: Mapping[str, Any] | None = None,
+    attempts: int | None = None,
     name: str | None = None,
+    labels: Mapping[str, Any] | None = None,
+    volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+    expose: Sequence[int] | None = None,
+    expose_public: Sequence[int] | None = None,
+    ssh: bool = False,
+    network_group: str | None = None,
+    network_aliases: Sequence[str] | None = None,
+    resource_group_id: str | None = None,
 ) -> dict[str, Any]:
-    """The ``POST /api/jobs/{namespace}`` body, field for field as ``huggingface_hub._create_job_spec``.
+    """The ``POST /api/jobs/{namespace}`` body, field for field and in the same order as
+    ``huggingface_hub._create_job_spec``.
 
     Validates everything first, so that bad input fails with a message naming the field and the fix
     before any request is sent. Secret values never appear in these messages.
@@ -308,6 +594,7 @@ def build_job_spec(
             f"flavor must be a hardware name such as 'cpu-basic' or 'a10g-small'; got {flavor!r}."
         )
     timeout_seconds = parse_timeout(timeout)
+    attempts = validate_attempts(attempts)
     clean_labels = validate_labels(labels)
     if name is not None:
         if "name" in clean_labels:
@@ -315,6 +602,15 @@ def build_job_spec(
         clean_labels["name"] = validate_labels({"name": name}, field_name="name")["name"]
     elif "name" not in clean_labels:
         clean_labels["name"] = default_job_name(image, list(command))
+    clean_volumes = normalize_volumes(volumes)
+    exposed = build_expose_payload(expose, expose_public)
+    if not isinstance(ssh, bool):
+        raise HfJobsInputError(f"ssh must be True or False; got {ssh!r}.")
+    network = validate_network(network_group, network_aliases)
+    if resource_group_id is not None and not isinstance(resource_group_id, str):
+        raise HfJobsInputError(
+            f"resource_group_id must be the resource group's id, a string; got {type(resource_group_id).__name__}."
+        )
 
     spec: dict[str, Any] = {
         "command": list(command),
@@ -326,19 +622,38 @@ def build_job_spec(
         spec["secrets"] = secret_values
     if timeout_seconds:
         spec["timeoutSeconds"] = timeout_seconds
+    if attempts is not None:
+        spec["attempts"] = attempts
     spec["labels"] = clean_labels
+    if clean_volumes:
+        spec["volumes"] = [volume.to_dict() for volume in clean_volumes]
+    if exposed["ports"]:
+        spec["expose"] = exposed
+    if ssh:
+        spec["ssh"] = {"enabled": True}
+    if network is not None:
+        spec["network"] = network
+    if resource_group_id:
+        spec["resourceGroupId"] = resource_group_id
     spec.update(placement)
     return spec
 
 
 # ---------------------------------------------------------------------------------------------------- uv
-def classify_uv_script(script: str) -> str:
-    """``"url"`` for https URLs, ``"inline"`` for Python source (it has a line break), else ``"file"``.
+def classify_uv_script(script: str, *, is_file: Callable[[str], bool] | None = None) -> str:
+    """What a uv ``script`` is: ``"inline"`` (Python source: it has a line break), ``"url"`` (https),
+    ``"file"`` or ``"command"`` (a program such as ``lighteval``, run as ``uv run lighteval``).
 
-    An ``http://`` URL is refused: the job runs the script with its secrets, and anyone on the path could
-    swap it."""
+    With ``is_file`` (the caller's look at its disk) the rule is ``huggingface_hub``'s: an existing file
+    is a file; a missing one that ends in .py/.sh/.yaml/.yml/.toml or has a path separator is the clear
+    "does not exist" error; anything else is a command if it is a program name. Without it (no look
+    yet), anything path-like is a ``"file"``. An ``http://`` URL is refused: the job runs the script with
+    its secrets, and anyone on the path could swap it."""
     if not isinstance(script, str) or not script.strip():
-        raise HfJobsInputError("script is required: a local .py path, an https URL, or inline Python source.")
+        raise HfJobsInputError(
+            "script is required: a local .py path, an https URL, inline Python source, or a command such as "
+            "'lighteval'."
+        )
     if "\n" in script:
         return "inline"
     scheme = script.split("://", 1)[0].lower() if "://" in script else ""
@@ -349,7 +664,23 @@ def classify_uv_script(script: str) -> str:
             f"script URL {script!r} is plain http: the job runs it with its secrets, and anyone on the way "
             "could change it. Serve it over https."
         )
-    return "file"
+    path_like = "/" in script or "\\" in script or script.lower().endswith(UV_FILE_SUFFIXES)
+    if is_file is None:
+        return "file" if path_like or not _COMMAND_RE.match(script) else "command"
+    if is_file(script):
+        return "file"
+    if path_like:
+        raise HfJobsInputError(
+            f"script file {script!r} does not exist: pass an existing .py path, an https URL, inline Python "
+            "source, or a command such as 'lighteval'."
+        )
+    if not _COMMAND_RE.match(script):
+        raise HfJobsInputError(
+            f"script {script!r} is no file, https URL, inline source (several lines) or command name: pass "
+            "the program as script and its arguments as script_args, e.g. run_uv_job('python', "
+            "script_args=['-c', 'print(1)'])."
+        )
+    return "command"
 
 
 def build_uv_command(
@@ -360,10 +691,12 @@ def build_uv_command(
     script_url: str | None = None,
     script_source: bytes | None = None,
     script_name: str = "script.py",
+    script_command: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The job command (and extra environment) of a uv job.
 
-    A URL runs directly (``uv run ... <url> <args>``, as ``huggingface_hub`` does). Source code travels
+    A URL or a command runs directly (``uv run ... <url or command> <args>``, as ``huggingface_hub``
+    does). Source code travels
     inside the job spec, base64 in ``UV_SCRIPT_ENCODED``, and the command decodes it into the job's own
     working directory, so nothing is uploaded to a Hub repo or bucket. Script arguments are passed to
     ``bash -c`` as positional parameters, so they need no quoting.
@@ -385,10 +718,11 @@ def build_uv_command(
         if not isinstance(python, str) or not python.strip():
             raise HfJobsInputError(f"python must be a version string such as '3.12'; got {python!r}.")
         uv_args += ["--python", python]
-    if (script_url is None) == (script_source is None):
-        raise HfJobsInputError("give exactly one of a script URL and script source.")
-    if script_url is not None:
-        return ["uv", "run", *uv_args, script_url, *args], {}
+    direct = [target for target in (script_url, script_command) if target is not None]
+    if len(direct) + (script_source is not None) != 1:
+        raise HfJobsInputError("give exactly one of a script URL, a command and script source.")
+    if direct:
+        return ["uv", "run", *uv_args, direct[0], *args], {}
     assert script_source is not None
     encoded = base64.b64encode(script_source).decode("ascii")
     if len(encoded) > MAX_INLINE_SCRIPT_ENCODED_BYTES:
@@ -417,6 +751,24 @@ def default_uv_job_name(script: str, script_args: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ job JSON
+@dataclass(frozen=True)
+class JobNetwork:
+    """The network group a job joined and the aliases it claims (``huggingface_hub.JobNetwork``)."""
+
+    group: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobInitiator:
+    """What started a job (``huggingface_hub.JobInitiator``): ``type`` is ``user``, ``org``,
+    ``scheduled-job`` or ``duplicated-job`` (then ``id`` is the job it reran)."""
+
+    type: str
+    id: str
+    name: str | None = None
+
+
 @dataclass
 class JobInfo:
     """A job as the API returns it (camelCase JSON), with the fields a DAG author needs.
@@ -447,6 +799,22 @@ class JobInfo:
     total_secs: int | None = None
     endpoint: str = DEFAULT_ENDPOINT
     url: str = ""
+    volumes: list[Volume] = field(default_factory=list)
+    #: Tries in all (``attempts`` of the create); the job JSON says ``retry`` (= attempts - 1).
+    attempts: int | None = None
+    retry: int | None = None
+    #: Failed tries so far (``status.failureCount``, in the JS client's types).
+    failure_count: int | None = None
+    #: Every exposed port, public ones included, and the public ones (``expose.ports``/``portsPublic``).
+    expose: list[int] | None = None
+    expose_public: list[int] | None = None
+    #: One URL per exposed port (``status.exposeUrls``).
+    expose_urls: list[str] | None = None
+    #: Where to ``ssh`` into the job (``status.sshUrl``), for a job created with ``ssh=True``.
+    ssh_url: str | None = None
+    network: JobNetwork | None = None
+    initiator: JobInitiator | None = None
+    resource_group_id: str | None = None
 
     @property
     def image(self) -> str | None:
@@ -463,7 +831,9 @@ class JobInfo:
         Anything else a 2xx answer may carry (a list, a job without an id, a field of the wrong type, a bad
         timestamp) is an :class:`HfJobsAPIError`, for the sync and async hooks alike: never a bare
         ``KeyError`` or ``AttributeError`` that crashes a trigger. A job without ``status`` is still
-        SCHEDULING, as an unknown stage is still RUNNING: never taken for finished."""
+        SCHEDULING, as an unknown stage is still RUNNING: never taken for finished. The informational
+        fields (volumes, expose, ssh, network, initiator, retry) are read leniently: one of an unexpected
+        shape is left out, and never makes a running job unreadable."""
         job_id = data.get("id") if isinstance(data, Mapping) else None
         if isinstance(job_id, bool) or not isinstance(job_id, (str, int)) or job_id == "":
             raise _not_a_job(data, "no id")
@@ -515,6 +885,7 @@ class JobInfo:
             total_secs=durations.get("totalSecs", durations.get("total_secs")),
             endpoint=endpoint,
             url=job_url(endpoint, owner_name, job_id),
+            **_job_extras(data, status),
         )
 
     @property
@@ -551,7 +922,66 @@ class JobInfo:
             "running_secs": self.running_secs,
             "total_secs": self.total_secs,
             "url": self.url,
+            "volumes": [volume.to_xcom() for volume in self.volumes],
+            "attempts": self.attempts,
+            "retry": self.retry,
+            "failure_count": self.failure_count,
+            "expose": self.expose,
+            "expose_public": self.expose_public,
+            "expose_urls": self.expose_urls,
+            "ssh_url": self.ssh_url,
+            "network": asdict(self.network) if self.network else None,
+            "initiator": asdict(self.initiator) if self.initiator else None,
+            "resource_group_id": self.resource_group_id,
         }
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _list_of(value: Any, kind: type) -> list[Any] | None:
+    if not isinstance(value, list) or not all(
+        isinstance(item, kind) and not isinstance(item, bool) for item in value
+    ):
+        return None
+    return list(value)
+
+
+def _job_extras(data: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    """The informational fields of a job answer, each dropped when of an unexpected shape."""
+
+    def mapping(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
+    volumes = data.get("volumes")
+    parsed = [Volume.from_api(item) for item in volumes] if isinstance(volumes, list) else []
+    retry, attempts = _whole(data.get("retry")), _whole(data.get("attempts"))
+    expose, network, initiator = (
+        mapping(data.get("expose")),
+        mapping(data.get("network")),
+        mapping(data.get("initiator")),
+    )
+    group, kind, maker = network.get("group"), initiator.get("type"), initiator.get("id")
+    return {
+        "volumes": [volume for volume in parsed if volume is not None],
+        "attempts": attempts if attempts is not None else (retry + 1 if retry is not None else None),
+        "retry": retry,
+        "failure_count": _whole(status.get("failureCount")),
+        "expose": _list_of(expose.get("ports"), int),
+        "expose_public": _list_of(_pick(expose, "portsPublic", "ports_public"), int),
+        "expose_urls": _list_of(_pick(status, "exposeUrls", "expose_urls"), str),
+        "ssh_url": _str_or_none(_pick(status, "sshUrl", "ssh_url")),
+        "network": JobNetwork(group, _list_of(network.get("aliases"), str) or [])
+        if isinstance(group, str)
+        else None,
+        "initiator": (
+            JobInitiator(kind, str(maker), _str_or_none(initiator.get("name")))
+            if isinstance(kind, str) and isinstance(maker, (str, int)) and not isinstance(maker, bool)
+            else None
+        ),
+        "resource_group_id": _str_or_none(_pick(data, "resourceGroupId", "resource_group_id")),
+    }
 
 
 def _not_a_job(data: Any, problem: str) -> HfJobsAPIError:
@@ -677,8 +1107,10 @@ def error_for_response(
     action: str,
     namespace: str | None = None,
     job_id: str | None = None,
+    retried: bool = True,
 ) -> HfJobsAPIError:
-    """One provider exception, with a one-line message that says what to change.
+    """One provider exception, with a one-line message that says what to change (``retried=False``: the
+    request was not retried, and the message does not claim it was).
 
     ``action`` says what was attempted ("create a job", "inspect job X"); the message never contains the
     token (it is only ever in the ``Authorization`` header, which is not read here).
@@ -687,6 +1119,7 @@ def error_for_response(
     request_id = _header(headers, "x-request-id") or _header(headers, "x-amzn-trace-id")
     detail = f" Server said: {server}." if server else ""
     ref = f" (request id {request_id})" if request_id else ""
+    after = ", still after retries" if retried else ""
     cls: type[HfJobsAPIError]
     if status_code == 401:
         cls = HfJobsAuthError
@@ -715,10 +1148,10 @@ def error_for_response(
         text = f"Could not {action}: the server rejected the request (HTTP {status_code})."
     elif status_code == 429:
         cls = HfJobsRateLimitError
-        text = f"Could not {action}: rate limited by the Hub (HTTP 429), still after retries."
+        text = f"Could not {action}: rate limited by the Hub (HTTP 429){after}."
     elif status_code >= 500:
         cls = HfJobsServerError
-        text = f"Could not {action}: the Hub failed (HTTP {status_code}), still after retries."
+        text = f"Could not {action}: the Hub failed (HTTP {status_code}){after}."
     else:
         cls = HfJobsAPIError
         text = f"Could not {action}: HTTP {status_code}."
@@ -915,6 +1348,287 @@ def namespace_from_whoami(data: Mapping[str, Any]) -> str:
             "whoami answered without a user name; set the namespace explicitly.", status_code=200
         )
     return str(name)
+
+
+# ------------------------------------------------------------------------------------------------- routes
+T = TypeVar("T")
+#: Stands for the namespace in a route until the hook has resolved it (see :meth:`Route.in_namespace`).
+NAMESPACE = "{namespace}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes and what it is for. Built and checked (every argument, every name) before any
+    I/O; a route without a namespace gets the hook's with :meth:`in_namespace`, so that bad input fails
+    before even the ``whoami`` that resolving it may take."""
+
+    route: str
+    what: str
+    namespace: str | None = None
+    job_id: str | None = None
+
+    @property
+    def path(self) -> str:
+        if self.namespace is None and NAMESPACE in self.route:
+            raise ValueError(f"{self.route}: the namespace is not resolved yet")
+        return self.route.replace(NAMESPACE, quote(self.namespace or ""))
+
+    @property
+    def action(self) -> str:
+        """What was attempted, as every error message about it says it."""
+        return self.what.replace(NAMESPACE, repr(self.namespace))
+
+    @property
+    def needs_namespace(self) -> bool:
+        return self.namespace is None and NAMESPACE in self.route
+
+    def in_namespace(self: R, namespace: str) -> R:
+        return replace(self, namespace=validate_namespace(namespace))
+
+
+R = TypeVar("R", bound=Route)
+
+
+@dataclass(frozen=True)
+class ApiCall(Route, Generic[T]):
+    """One request of the Jobs API, described once: the sync and async hooks only send it and hand a
+    2xx answer to :meth:`result`.
+
+    ``idempotent=False`` (create, rerun): a request whose outcome is unknown (a 5xx, a connection lost
+    after sending) is not sent again blindly, since it may have been done; one that certainly was not (a
+    refused connection, 408, 429) is retried."""
+
+    method: str = "GET"
+    parse: Callable[[int, bytes, str, str], T] | None = None
+    body: Any = None
+    idempotent: bool = True
+
+    def result(self, status_code: int, content: bytes, endpoint: str) -> T:
+        """The answer of a 2xx (its body read within :func:`body_limit`) as the route's result."""
+        assert self.parse is not None
+        return self.parse(status_code, content, endpoint.rstrip("/"), self.action)
+
+
+@dataclass(frozen=True)
+class StreamRoute(Route):
+    """An event stream of a job (``/logs``, ``/metrics``): where, how long it may stay silent, and which
+    answers are not errors but its end."""
+
+    read_timeout: float = 0.0
+    #: Statuses that end the stream quietly: ``/metrics`` answers 406 (formerly 500) once the job is over.
+    ends_on: frozenset[int] = frozenset()
+
+
+#: Read timeout of a followed log stream: four missed 30 s keep-alives, as ``huggingface_hub``.
+FOLLOW_READ_TIMEOUT = 120.0
+#: Read timeout of a metrics stream: ten missed one-second samples, as ``huggingface_hub``.
+METRICS_READ_TIMEOUT = 10.0
+
+
+def job_route(job_id: str | None = None, suffix: str | None = None, namespace: str | None = None) -> str:
+    """``/api/jobs/{namespace}[/{job_id}[/{suffix}]]``, the names checked first (never a path trick)."""
+    route = f"/api/jobs/{quote(validate_namespace(namespace)) if namespace else NAMESPACE}"
+    if job_id is not None:
+        route += f"/{validate_job_id(job_id)}"
+    return f"{route}/{suffix}" if suffix else route
+
+
+def _json(status_code: int, content: bytes, endpoint: str, action: str) -> Any:
+    return json_answer(status_code, content, action=action)
+
+
+def _job(status_code: int, content: bytes, endpoint: str, action: str) -> JobInfo:
+    return JobInfo.from_api(json_answer(status_code, content, action=action), endpoint)
+
+
+def _job_if_any(status_code: int, content: bytes, endpoint: str, action: str) -> JobInfo | None:
+    try:
+        return _job(status_code, content, endpoint, action)
+    except HfJobsAPIError:
+        return None  # done; the answer just is not a job (huggingface_hub ignores a cancel's body)
+
+
+def _hardware(status_code: int, content: bytes, endpoint: str, action: str) -> list[HardwareInfo]:
+    data = json_answer(status_code, content, action=action)
+    if not isinstance(data, list):
+        raise HfJobsAPIError(
+            f"Could not {action}: the server answered a {type(data).__name__}, not a list of flavors.",
+            status_code=status_code,
+        )
+    return [HardwareInfo.from_api(item) for item in data]
+
+
+def _job_call(
+    method: str, job_id: str, suffix: str | None, what: str, parse: Callable[[int, bytes, str, str], T],
+    namespace: str | None, **kwargs: Any,
+) -> ApiCall[T]:  # fmt: skip
+    return ApiCall(
+        job_route(job_id, suffix, namespace), what.format(job_id=job_id),
+        namespace=validate_namespace(namespace) if namespace else None, job_id=job_id, method=method, parse=parse,
+        **kwargs,
+    )  # fmt: skip
+
+
+def whoami_call() -> ApiCall[Any]:
+    """``GET /api/whoami-v2``: who the token belongs to (heavily rate-limited: ask once)."""
+    return ApiCall("/api/whoami-v2", "check the token (whoami)", parse=_json)
+
+
+def hardware_call() -> ApiCall[list[HardwareInfo]]:
+    """``GET /api/jobs/hardware``: the flavors and their prices."""
+    return ApiCall("/api/jobs/hardware", "list hardware", parse=_hardware)
+
+
+def create_job_call(spec: Mapping[str, Any], namespace: str | None = None) -> ApiCall[JobInfo]:
+    """``POST /api/jobs/{ns}`` with the body of :func:`build_job_spec`. Not idempotent: the sync hook
+    looks a job up by its submission label before sending a create again (see ``HfJobsHook``)."""
+    return ApiCall(
+        job_route(namespace=namespace), f"create a job in namespace {NAMESPACE}", namespace=namespace or None,
+        method="POST", parse=_job, body=spec, idempotent=False,
+    )  # fmt: skip
+
+
+def inspect_job_call(job_id: str, namespace: str | None = None) -> ApiCall[JobInfo]:
+    """``GET /api/jobs/{ns}/{id}``."""
+    return _job_call("GET", job_id, None, "inspect job {job_id}", _job, namespace)
+
+
+def cancel_job_call(job_id: str, namespace: str | None = None) -> ApiCall[JobInfo | None]:
+    """``POST /api/jobs/{ns}/{id}/cancel``, no body: the job, if the server sends it back."""
+    return _job_call("POST", job_id, "cancel", "cancel job {job_id}", _job_if_any, namespace)
+
+
+def rerun_job_call(job_id: str, namespace: str | None = None) -> ApiCall[JobInfo]:
+    """``POST /api/jobs/{ns}/{id}/duplicate``, no body: a new job with the same spec (``rerun_job``).
+    Not idempotent: each one that arrives starts a job."""
+    return _job_call("POST", job_id, "duplicate", "rerun job {job_id}", _job, namespace, idempotent=False)
+
+
+def update_job_labels_call(
+    job_id: str, labels: Mapping[str, Any], namespace: str | None = None
+) -> ApiCall[JobInfo]:
+    """``PUT /api/jobs/{ns}/{id}/labels`` with ``{"labels": {...}}``: replaces all the job's labels."""
+    if labels is None:
+        raise HfJobsInputError(
+            "labels is required: the job's new labels, e.g. {'team': 'ml'} ({} clears them)."
+        )
+    body = {"labels": validate_labels(labels)}
+    return _job_call("PUT", job_id, "labels", "update the labels of job {job_id}", _job, namespace, body=body)
+
+
+def update_job_expose_call(
+    job_id: str,
+    expose: Sequence[int] | None = None,
+    expose_public: Sequence[int] | None = None,
+    namespace: str | None = None,
+) -> ApiCall[JobInfo]:
+    """``PUT /api/jobs/{ns}/{id}/expose`` with ``{"ports", "portsPublic"}``: the whole new port
+    configuration (neither list: every port closed)."""
+    body = build_expose_payload(expose, expose_public)
+    return _job_call(
+        "PUT", job_id, "expose", "update the exposed ports of job {job_id}", _job, namespace, body=body
+    )
+
+
+def job_logs_route(job_id: str, namespace: str | None = None) -> StreamRoute:
+    """``GET /api/jobs/{ns}/{id}/logs`` (optional ``?tail=N``): the whole log replayed, then live lines."""
+    return StreamRoute(
+        job_route(job_id, "logs", namespace), f"read the logs of job {job_id}",
+        namespace=validate_namespace(namespace) if namespace else None, job_id=job_id,
+        read_timeout=FOLLOW_READ_TIMEOUT,
+    )  # fmt: skip
+
+
+def job_metrics_route(job_id: str, namespace: str | None = None) -> StreamRoute:
+    """``GET /api/jobs/{ns}/{id}/metrics``: one sample a second, no history, never ending by itself; 406
+    (formerly 500) once the job is over, which ``huggingface_hub`` takes as the end."""
+    return StreamRoute(
+        job_route(job_id, "metrics", namespace), f"read the metrics of job {job_id}",
+        namespace=validate_namespace(namespace) if namespace else None, job_id=job_id,
+        read_timeout=METRICS_READ_TIMEOUT, ends_on=frozenset({406, 500}),
+    )  # fmt: skip
+
+
+def outcome_unknown(error: HfJobsError) -> HfJobsError:
+    """``error`` of a request that may have been done anyway (see :attr:`ApiCall.idempotent`), saying so."""
+    note = " It may have happened anyway: check before trying again."
+    if isinstance(error, HfJobsAPIError):
+        return type(error)(
+            f"{error}{note}", status_code=error.status_code, server_message=error.server_message,
+            request_id=error.request_id, retry_after=error.retry_after,
+        )  # fmt: skip
+    return type(error)(f"{error}{note}")
+
+
+class JobWait:
+    """``wait_for_job``'s rules, free of I/O (``huggingface_hub`` 2.4): poll each job in turn until its
+    stage is one of ``stages`` or terminal (a failed job does not raise), under one deadline for all;
+    one id gives one job, a list gives a list in the same order."""
+
+    def __init__(
+        self,
+        job_id: str | Sequence[str],
+        *,
+        timeout: float | None,
+        poll_interval: float,
+        stages: Iterable[str | JobStage] | str | JobStage | None,
+        now: float,
+    ) -> None:
+        if (
+            isinstance(poll_interval, bool)
+            or not isinstance(poll_interval, (int, float))
+            or poll_interval <= 0
+        ):
+            raise HfJobsInputError(f"poll_interval must be positive seconds; got {poll_interval!r}.")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+        ):
+            raise HfJobsInputError(
+                f"timeout must be seconds (0 or more) or None to wait forever; got {timeout!r}."
+            )
+        self.single = isinstance(job_id, str)
+        if not self.single and not isinstance(job_id, (list, tuple)):
+            raise HfJobsInputError(
+                f"job_id must be a job id or a list of job ids; got {type(job_id).__name__}."
+            )
+        self.job_ids = [job_id] if isinstance(job_id, str) else list(job_id)
+        for one in self.job_ids:
+            validate_job_id(one)
+        self.targets = set(TERMINAL_STAGES) | set(_stages(stages, "stages"))
+        self.timeout = timeout
+        self.poll_interval = float(poll_interval)
+        self.deadline = None if timeout is None else now + timeout
+
+    def reached(self, job: JobInfo) -> bool:
+        return job.stage in self.targets
+
+    def pause(self, job: JobInfo, now: float) -> float:
+        """Seconds to sleep before polling ``job`` again; ``TimeoutError`` once the deadline has passed."""
+        if self.deadline is None:
+            return self.poll_interval
+        remaining = self.deadline - now
+        if remaining <= 0:
+            raise TimeoutError(f"job {job.id} is still {job.stage.value} after {self.timeout} s: {job.url}")
+        return min(self.poll_interval, remaining)
+
+    def result(self, jobs: list[JobInfo]) -> JobInfo | list[JobInfo]:
+        return jobs[0] if self.single else jobs
+
+
+def _stages(stages: Iterable[str | JobStage] | str | JobStage | None, field_name: str) -> list[JobStage]:
+    """Stages named by the caller, each checked: ``JobStage`` members or their names in any case."""
+    if stages is None:
+        return []
+    listed = [stages] if isinstance(stages, (str, JobStage)) else list(stages)
+    parsed = []
+    for position, stage in enumerate(listed):
+        value = stage.value if isinstance(stage, JobStage) else str(stage).upper()
+        if value not in JobStage.__members__:
+            raise HfJobsInputError(
+                f"{field_name}[{position}] {stage!r} is not a job stage: use one of {', '.join(JobStage.__members__)}."
+            )
+        parsed.append(JobStage(value))
+    return parsed
 
 
 # ------------------------------------------------------------------------------------------- Airflow labels

@@ -1,6 +1,7 @@
-"""The job log stream (``GET /api/jobs/{ns}/{id}/logs``), free of I/O.
+"""The job event streams (``GET /api/jobs/{ns}/{id}/logs`` and ``/metrics``), free of I/O.
 
-Two layers, bytes in and lines out, so that any transport can drive them (requests, httpx, a test):
+Bytes in and lines (or metric samples) out, so that any transport can drive them (requests, httpx, a
+test):
 
 - :class:`SSEDecoder` — Server-Sent Events per the WHATWG rules the HF server uses: ``data:`` fields,
   ``:`` comments (the 30 s keep-alive), LF/CR/CRLF line ends split anywhere across chunks, an event
@@ -9,6 +10,8 @@ Two layers, bytes in and lines out, so that any transport can drive them (reques
   server replays the whole log on every connection, so the parser counts every log event (the
   ``===== Job started`` marker included, as ``huggingface_hub`` does) and skips that many on the next one.
   The count is the *log cursor*: a plain int that can travel in trigger kwargs to resume elsewhere.
+- :class:`MetricsStreamParser` — the samples of the metrics stream (``event: metric`` + ``data: {...}``,
+  one a second, no history), as the dicts ``huggingface_hub`` yields.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsConnectionError
 from airflow_provider_hfjobs.jobs import JOB_STARTED_MARKER, RetryAttempts, RetryPolicy
@@ -331,6 +334,32 @@ class LogStreamParser:
         return LogLine(position, _truncate(text), timestamp)
 
 
+class MetricsStreamParser:
+    """Samples from one ``/metrics`` connection: each ``data:`` JSON object of an ``event: metric`` (or
+    unnamed) event, as the raw dict the server sent (snake_case keys: ``cpu_usage_pct``, ``gpus`` ...).
+
+    The stream has no history, so there is nothing to skip after a reconnect; an event that is not a JSON
+    object (or another named event) is passed over, never raised: a sample is informational."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        samples = []
+        for event in self._decoder.feed(chunk):
+            if event.event not in ("metric", "message") or not event.data.startswith("{"):
+                continue
+            try:
+                sample = json.loads(event.data)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(sample, dict):
+                samples.append(sample)
+        return samples
+
+
 def iter_log_lines(chunks: Iterator[bytes], parser: LogStreamParser) -> Iterator[LogLine]:
     """Convenience for one connection: feed every chunk, yield lines as they complete."""
     for chunk in chunks:
@@ -338,7 +367,8 @@ def iter_log_lines(chunks: Iterator[bytes], parser: LogStreamParser) -> Iterator
 
 
 class LogReconnect:
-    """When to re-open a followed log stream and how long to wait first: one rule for sync and async readers.
+    """When to re-open a followed stream (logs, or ``what="metrics"``) and how long to wait first: one rule
+    for sync and async readers.
 
     - lines arrived: the failure count resets;
     - the stream was cut (connection reset, incomplete body): re-open within the retry policy, whatever
@@ -348,8 +378,16 @@ class LogReconnect:
       that grows from ``min_pause`` to ``max_pause`` (the stage lags the last line by about a second).
     """
 
-    def __init__(self, retry_policy: RetryPolicy, *, min_pause: float = 1.0, max_pause: float = 10.0) -> None:
+    def __init__(
+        self,
+        retry_policy: RetryPolicy,
+        *,
+        min_pause: float = 1.0,
+        max_pause: float = 10.0,
+        what: str = "logs",
+    ) -> None:
         self.attempts = RetryAttempts(retry_policy)
+        self.what = what
         self.min_pause = min_pause
         self.max_pause = max_pause
         self._pause = min_pause
@@ -361,7 +399,7 @@ class LogReconnect:
     def after_cut(self, job_id: str, problem: str) -> float:
         """Seconds to wait before re-opening a cut stream; raises once the policy gives up."""
         failure = HfJobsConnectionError(
-            f"Could not read the logs of job {job_id}: the stream kept failing ({problem})."
+            f"Could not read the {self.what} of job {job_id}: the stream kept failing ({problem})."
         )
         return self.attempts.after(failure)
 

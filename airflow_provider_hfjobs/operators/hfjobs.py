@@ -9,6 +9,7 @@ logged and pushed with the final job info.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from airflow_provider_hfjobs.jobs import (
     DEFAULT_UV_IMAGE,
     TASK_INSTANCE_LABEL,
     JobInfo,
+    Volume,
     classify_uv_script,
     task_instance_labels,
     validate_labels,
@@ -129,6 +131,15 @@ class HfJobRunOperator(BaseOperator):
     :param timeout: the job's own timeout: seconds or ``"90s"``, ``"30m"``, ``"1.5h"``, ``"2d"`` (default 30 min
         on the Hub).
     :param labels: labels to put on the job.
+    :param attempts: tries the Hub gives the job in all (it re-runs a failed job itself), as ``huggingface_hub``.
+    :param name: the job's name (default: generated from the image, as ``huggingface_hub`` does).
+    :param volumes: buckets, models, datasets or Spaces to mount: :class:`~airflow_provider_hfjobs.jobs.Volume`
+        objects or dicts (``type``, ``source``, ``mount_path``, ``revision``, ``read_only``, ``path``);
+        templated, so a list may come from XCom or params.
+    :param expose: ports of the job to expose; ``expose_public``: those reachable without a token.
+    :param ssh: enable ssh into the job.
+    :param network_group: the private network the job joins; ``network_aliases``: its names there.
+    :param resource_group_id: the organization resource group to bill and limit the job against.
     :param namespace: user or organization to run in (default: the connection's, or the token's user).
     :param hf_conn_id: the ``hf_jobs`` connection.
     :param wait_for_completion: wait for the job; ``False`` returns once it is submitted.
@@ -143,9 +154,12 @@ class HfJobRunOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "image", "command", "flavor", "env", "secrets", "timeout", "labels", "namespace", "hf_conn_id",
+        "image", "command", "flavor", "env", "secrets", "timeout", "labels", "volumes", "name", "network_group",
+        "network_aliases", "resource_group_id", "namespace", "hf_conn_id",
     )  # fmt: skip
-    template_fields_renderers = {"command": "json", "env": "json", "labels": "json", "secrets": "json"}
+    template_fields_renderers = {
+        "command": "json", "env": "json", "labels": "json", "secrets": "json", "volumes": "json",
+    }  # fmt: skip
     operator_extra_links = (HfJobLink(),)
     ui_color = "#ffd21e"
 
@@ -159,6 +173,15 @@ class HfJobRunOperator(BaseOperator):
         secrets: dict[str, str] | None = None,
         timeout: int | float | str | None = None,
         labels: dict[str, str] | None = None,
+        attempts: int | None = None,
+        name: str | None = None,
+        volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+        expose: Sequence[int] | None = None,
+        expose_public: Sequence[int] | None = None,
+        ssh: bool = False,
+        network_group: str | None = None,
+        network_aliases: Sequence[str] | None = None,
+        resource_group_id: str | None = None,
         namespace: str | None = None,
         hf_conn_id: str = HfJobsHook.default_conn_name,
         wait_for_completion: bool = True,
@@ -186,6 +209,15 @@ class HfJobRunOperator(BaseOperator):
         self.secrets = secrets
         self.timeout = timeout
         self.labels = labels
+        self.attempts = attempts
+        self.name = name
+        self.volumes = volumes
+        self.expose = expose
+        self.expose_public = expose_public
+        self.ssh = ssh
+        self.network_group = network_group
+        self.network_aliases = network_aliases
+        self.resource_group_id = resource_group_id
         self.namespace = namespace
         self.hf_conn_id = hf_conn_id
         self.wait_for_completion = wait_for_completion
@@ -215,11 +247,18 @@ class HfJobRunOperator(BaseOperator):
                 if isinstance(value, str) and value:
                     mask_secret(value)
 
+    def _create_arguments(self, labels: dict[str, str]) -> dict[str, Any]:
+        """What both operators pass to the hook's create, ``huggingface_hub``'s arguments."""
+        return {
+            "env": self.env, "secrets": self.secrets, "flavor": self.flavor, "timeout": self.timeout,
+            "attempts": self.attempts, "name": self.name or None, "labels": labels, "volumes": self.volumes,
+            "expose": self.expose, "expose_public": self.expose_public, "ssh": self.ssh,
+            "network_group": self.network_group or None, "network_aliases": self.network_aliases,
+            "resource_group_id": self.resource_group_id or None, "namespace": self.namespace or None,
+        }  # fmt: skip
+
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
-        return self.hook.run_job(
-            image=self.image, command=self.command, env=self.env, secrets=self.secrets, flavor=self.flavor,
-            timeout=self.timeout, labels=labels, namespace=self.namespace or None,
-        )  # fmt: skip
+        return self.hook.run_job(image=self.image, command=self.command, **self._create_arguments(labels))
 
     def _previous_job(self, context: Any, ti_label: str) -> JobInfo | None:
         """The job an earlier try of this task instance started, if it should be reused (see ``reattach``).
@@ -440,11 +479,12 @@ class HfUvJobOperator(HfJobRunOperator):
 
     template_fields: Sequence[str] = (
         "script", "script_args", "dependencies", "python", "image", "flavor", "env", "secrets", "timeout",
-        "labels", "namespace", "hf_conn_id",
+        "labels", "volumes", "name", "network_group", "network_aliases", "resource_group_id", "namespace",
+        "hf_conn_id",
     )  # fmt: skip
     template_fields_renderers = {
         "script": "py", "script_args": "json", "dependencies": "json", "env": "json", "labels": "json",
-        "secrets": "json",
+        "secrets": "json", "volumes": "json",
     }  # fmt: skip
 
     def __init__(
@@ -469,15 +509,21 @@ class HfUvJobOperator(HfJobRunOperator):
         """A relative script path is relative to the DAG file, not to wherever the worker runs; the file
         must lie under the DAG folder or the DAG file's folder (symlinks and ``..`` resolved first)."""
         script = self.script
-        if classify_uv_script(script) != "file":
-            return script
-        dag = context.get("dag") or getattr(self, "dag", None)
+        dag = context.get("dag")
+        if dag is None:
+            with contextlib.suppress(Exception):  # "not assigned to a Dag yet" (RuntimeError, AirflowException)
+                dag = self.dag
         fileloc = getattr(dag, "fileloc", None)
         dag_dir = Path(fileloc).parent if fileloc else None
-        path = Path(script).expanduser()
-        if not path.is_absolute() and dag_dir is not None:
-            path = dag_dir / path
-        resolved = path.resolve()
+
+        def beside_dag(name: str) -> Path:
+            path = Path(name).expanduser()
+            return dag_dir / path if not path.is_absolute() and dag_dir is not None else path
+
+        # A bare name is a command (``lighteval``) unless such a file lies beside the DAG.
+        if classify_uv_script(script, is_file=lambda name: beside_dag(name).is_file()) != "file":
+            return script
+        resolved = beside_dag(script).resolve()
         if self.allow_script_outside_dags_folder:
             return str(resolved)
         roots = {Path(conf.get("core", "dags_folder")).expanduser().resolve()}
@@ -494,6 +540,5 @@ class HfUvJobOperator(HfJobRunOperator):
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
         return self.hook.run_uv_job(
             self._script_path(context), script_args=self.script_args, dependencies=self.dependencies,
-            python=self.python, image=self.image, env=self.env, secrets=self.secrets, flavor=self.flavor,
-            timeout=self.timeout, labels=labels, namespace=self.namespace or None,
+            python=self.python, image=self.image, **self._create_arguments(labels),
         )  # fmt: skip

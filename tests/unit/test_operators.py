@@ -185,12 +185,44 @@ def test_all_user_inputs_are_templated() -> None:
     }
 
 
+def test_every_create_argument_reaches_the_hook_and_volumes_are_templated() -> None:
+    """huggingface_hub's run_job arguments, on the operator; a volume list may come from params or XCom."""
+    op, hook = operator(
+        wait_for_completion=False, attempts=2, name="nightly", expose=[8000], expose_public=[8000], ssh=True,
+        network_group="team-net", network_aliases=["trainer"], resource_group_id="rg-1",
+        volumes=[{"type": "bucket", "source": "{{ params.bucket }}", "mount_path": "/checkpoints"}],
+    )  # fmt: skip
+    hook.run_job.return_value = job("SCHEDULING")
+    op.render_template_fields({"params": {"bucket": "alice/ckpts"}})
+    op.execute({"ti": FakeTI()})
+    kwargs = hook.run_job.call_args.kwargs
+    assert kwargs["volumes"] == [{"type": "bucket", "source": "alice/ckpts", "mount_path": "/checkpoints"}]
+    expected = {"attempts": 2, "name": "nightly", "expose": [8000], "expose_public": [8000], "ssh": True,
+                "network_group": "team-net", "network_aliases": ["trainer"], "resource_group_id": "rg-1"}  # fmt: skip
+    assert {key: kwargs[key] for key in expected} == expected
+    uv = HfUvJobOperator(task_id="u", script="print(1)\n", attempts=3, volumes=kwargs["volumes"])
+    uv.__dict__["hook"] = hook
+    hook.run_uv_job.return_value = job("SCHEDULING")
+    uv.submit_job({"dag": None}, {})
+    assert hook.run_uv_job.call_args.kwargs["attempts"] == 3
+    assert hook.run_uv_job.call_args.kwargs["volumes"] == kwargs["volumes"]
+
+
 def test_uv_relative_script_resolves_next_to_dag_file(tmp_path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "train.py").write_text("print(1)\n")
     op = HfUvJobOperator(task_id="t", script="scripts/train.py")
     dag = mock.MagicMock(fileloc=str(tmp_path / "dag.py"))
     assert op._script_path({"dag": dag}) == str(tmp_path / "scripts" / "train.py")
     op.script = "https://example.com/s.py"
     assert op._script_path({"dag": dag}) == "https://example.com/s.py"
+    op.script = "lighteval"  # a command, as huggingface_hub runs it: uv run lighteval
+    assert op._script_path({"dag": dag}) == "lighteval"
+    (tmp_path / "lighteval").write_text("print(1)\n")  # unless such a file lies beside the DAG
+    assert op._script_path({"dag": dag}) == str(tmp_path / "lighteval")
+    op.script = "scripts/missing.py"
+    with pytest.raises(HfJobsInputError, match="does not exist"):
+        op._script_path({"dag": dag})
 
 
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])

@@ -1,0 +1,746 @@
+"""``HfJobsHook``: the HF Jobs REST API over ``requests``, for operators, sensors and DAG code.
+
+Transport only: it reads the Airflow connection once, resolves the namespace once, sends the requests
+that :mod:`airflow_provider_hfjobs.jobs` describes (one :class:`~.jobs.ApiCall` per route) with one retry
+policy, and hands bytes back to it and to :mod:`airflow_provider_hfjobs.sse`, which decide everything
+about the API. Method names and arguments are ``huggingface_hub``'s (``run_job``, ``inspect_job``,
+``fetch_job_logs``, ``fetch_job_metrics``, ``rerun_job`` ...).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
+
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, mask_secret
+
+from airflow_provider_hfjobs.exceptions import (
+    HfJobsAPIError,
+    HfJobsBadRequestError,
+    HfJobsConnectionError,
+    HfJobsError,
+    HfJobsInputError,
+)
+from airflow_provider_hfjobs.hooks.credentials import (
+    HfJobsCredentials,
+    _connection_refused,
+    _first_sentence,
+    _HfJobsHookBase,
+    _raise_if_tls,
+    user_agent,
+)
+from airflow_provider_hfjobs.jobs import (
+    CREATE_NOT_APPLIED_STATUS,
+    DEFAULT_UV_IMAGE,
+    FOLLOW_READ_TIMEOUT,
+    SUBMISSION_LABEL,
+    ApiCall,
+    HardwareInfo,
+    JobInfo,
+    JobStage,
+    JobWait,
+    RetryAttempts,
+    RetryPolicy,
+    Route,
+    Volume,
+    body_limit,
+    build_job_spec,
+    build_uv_command,
+    cancel_job_call,
+    classify_uv_script,
+    create_job_call,
+    default_uv_job_name,
+    error_for_response,
+    hardware_call,
+    inspect_job_call,
+    job_logs_route,
+    job_metrics_route,
+    job_route,
+    json_answer,
+    list_jobs_params,
+    namespace_from_whoami,
+    next_page_url,
+    outcome_unknown,
+    parse_timestamp,
+    rerun_job_call,
+    update_job_expose_call,
+    update_job_labels_call,
+    validate_namespace,
+    whoami_call,
+)
+from airflow_provider_hfjobs.sse import LogBatch, LogLine, LogReconnect, LogStreamParser, MetricsStreamParser
+
+if TYPE_CHECKING:
+    import requests  # imported where used: it costs a DAG file parse 35 ms, and only the sync hook needs it
+
+#: Read timeout of a non-followed log read: the replay arrives at once, then the stream idles.
+NO_FOLLOW_READ_TIMEOUT = 5.0
+#: Seconds to wait for a stream's connection and response head.
+STREAM_CONNECT_TIMEOUT = 10.0
+
+R = TypeVar("R", bound=Route)
+T = TypeVar("T")
+
+
+class HfJobsHook(_HfJobsHookBase):
+    """Talk to Hugging Face Jobs.
+
+    :param hf_conn_id: an ``hf_jobs`` connection (host = Hub endpoint, empty for huggingface.co; password =
+        token; extras ``namespace``, ``ca_bundle`` and ``verify``, see :func:`credentials_from_connection`).
+        If the default connection does not exist, ``HF_TOKEN`` and ``HF_ENDPOINT`` are used, as
+        ``huggingface_hub`` does. Certificates are verified as :func:`tls_verify_setting` says.
+    :param namespace: user or organization owning the jobs; overrides the connection's. When neither says,
+        it is resolved once through ``whoami`` (a heavily rate-limited endpoint) and cached.
+    :param retry_policy: when and how long to retry connection errors, 408, 429 and 5xx.
+    :param request_timeout: seconds to wait for a (non-streaming) answer.
+    """
+
+    # ---------------------------------------------------------------------------------------- connection
+    @cached_property
+    def credentials(self) -> HfJobsCredentials:
+        """Read once: the connection (or the environment), with the token registered with the masker."""
+        try:
+            conn = self.get_connection(self.hf_conn_id)
+        except AirflowNotFoundException:
+            return self._credentials_from(None, None)
+        return self._credentials_from(conn, conn.extra_dejson)
+
+    @property
+    def endpoint(self) -> str:
+        return self.credentials.endpoint
+
+    @cached_property
+    def session(self) -> requests.Session:
+        import requests
+
+        session = requests.Session()
+        session.headers.update({"User-Agent": user_agent(), "Accept": "application/json"})
+        return session
+
+    @cached_property
+    def _verify(self) -> str | bool:
+        """Passed to every request: a session's ``verify`` loses to ``REQUESTS_CA_BUNDLE`` (psf/requests#3829)."""
+        return self._tls_verify(self.credentials)
+
+    def close(self) -> None:
+        if "session" in self.__dict__:
+            self.session.close()
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials.token}"}
+
+    @property
+    def namespace(self) -> str:
+        """The namespace jobs run in: hook argument, else connection extra, else ``whoami`` (once)."""
+        if self._namespace is None:
+            self._namespace = self.credentials.namespace or namespace_from_whoami(self.whoami())
+        return self._namespace
+
+    def _ns(self, namespace: str | None) -> str:
+        return validate_namespace(namespace) if namespace else self.namespace
+
+    def _resolved(self, route: R) -> R:
+        """``route`` in the hook's namespace if it names none (the route was checked before: bad input
+        never costs the ``whoami`` that resolving may take)."""
+        return route.in_namespace(self.namespace) if route.needs_namespace else route
+
+    # ------------------------------------------------------------------------------------------- transport
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        namespace: str | None = None,
+        job_id: str | None = None,
+        params: Any = None,
+        json_body: Any = None,
+        url: str | None = None,
+        retry: bool = True,
+        listing: bool = False,
+        idempotent: bool = True,
+    ) -> _Answer:
+        """One request with the retry policy, its body read within :func:`.jobs.body_limit`; an HTTP
+        error becomes one provider exception. Not ``idempotent``: retried only when it certainly was not
+        done (see :class:`.jobs.ApiCall`)."""
+        import requests
+
+        target = url or f"{self.endpoint}{path}"
+        attempts = RetryAttempts(self.retry_policy if retry else RetryPolicy(max_retries=0))
+        while True:
+            try:
+                response = self.session.request(
+                    method, target, params=params, json=json_body, headers=self._auth(),
+                    timeout=self.request_timeout, stream=True, verify=self._verify,
+                )  # fmt: skip
+                content = _read_body(response, body_limit(response.status_code, listing=listing))
+            except requests.RequestException as exc:
+                _raise_if_tls(exc, action, self.endpoint)
+                failure: HfJobsError = HfJobsConnectionError(
+                    f"Could not {action}: {self.endpoint} is unreachable ({type(exc).__name__})."
+                )
+                if not idempotent and not _not_sent(exc):
+                    raise outcome_unknown(failure) from None
+                delay = attempts.after(failure)
+            else:
+                status = response.status_code
+                if status < 400:
+                    return _Answer(status, response.headers, content)
+                retryable = idempotent or status in CREATE_NOT_APPLIED_STATUS
+                failure = error_for_response(
+                    status, content, response.headers, action=action, namespace=namespace, job_id=job_id,
+                    retried=retryable,
+                )  # fmt: skip
+                if not retryable:
+                    raise outcome_unknown(failure) if status >= 500 else failure
+                delay = attempts.after(failure, status_code=status, headers=response.headers)
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
+            time.sleep(delay)
+
+    def _request(self, call: ApiCall[T]) -> T:
+        """Send one described request and parse its answer (the route says how)."""
+        call = self._resolved(call)
+        answer = self._send(
+            call.method, call.path, action=call.action, namespace=call.namespace, job_id=call.job_id,
+            json_body=call.body, idempotent=call.idempotent,
+        )  # fmt: skip
+        return call.result(answer.status_code, answer.content, self.endpoint)
+
+    # ------------------------------------------------------------------------------------------------ API
+    def whoami(self) -> dict[str, Any]:
+        """``GET /api/whoami-v2``: who the token belongs to."""
+        return self._request(whoami_call())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Airflow's "Test" button: one whoami call."""
+        try:
+            name = namespace_from_whoami(self.whoami())
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.endpoint} as {name}."
+
+    def run_job(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        flavor: str | None = None,
+        timeout: int | float | str | None = None,
+        attempts: int | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+        expose: Sequence[int] | None = None,
+        expose_public: Sequence[int] | None = None,
+        ssh: bool = False,
+        network_group: str | None = None,
+        network_aliases: Sequence[str] | None = None,
+        resource_group_id: str | None = None,
+        namespace: str | None = None,
+    ) -> JobInfo:
+        """Create a job (``POST /api/jobs/{namespace}``), with every argument of ``huggingface_hub``'s
+        ``run_job``; ``volumes`` may be :class:`~.jobs.Volume` objects or plain dicts (camelCase or
+        snake_case). Input is validated before anything is sent."""
+        spec = build_job_spec(
+            image=image, command=command, env=env, secrets=secrets, flavor=flavor, timeout=timeout,
+            attempts=attempts, name=name, labels=labels, volumes=volumes, expose=expose, expose_public=expose_public,
+            ssh=ssh, network_group=network_group, network_aliases=network_aliases,
+            resource_group_id=resource_group_id,
+        )  # fmt: skip
+        for value in (secrets or {}).values():
+            mask_secret(value)
+        return self._create_job(self._resolved(create_job_call(spec, namespace)))
+
+    def run_uv_job(
+        self,
+        script: str,
+        *,
+        script_args: list[str] | None = None,
+        dependencies: list[str] | None = None,
+        python: str | None = None,
+        image: str | None = None,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        flavor: str | None = None,
+        timeout: int | float | str | None = None,
+        attempts: int | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+        expose: Sequence[int] | None = None,
+        expose_public: Sequence[int] | None = None,
+        ssh: bool = False,
+        network_group: str | None = None,
+        network_aliases: Sequence[str] | None = None,
+        resource_group_id: str | None = None,
+        namespace: str | None = None,
+    ) -> JobInfo:
+        """Run a UV script: a local ``.py`` path, an https URL, inline Python source, or a command such as
+        ``lighteval`` (``uv run lighteval <script_args>``), told apart as ``huggingface_hub`` does.
+
+        A URL or a command is run by ``uv run`` directly. A local file or inline source travels inside the
+        job spec (base64 in an environment variable, decoded into the job's working directory): nothing
+        is uploaded to a Hub repo or bucket, so no mount path is reserved for it. The other arguments are
+        :meth:`run_job`'s.
+        """
+        kind = classify_uv_script(script, is_file=_is_file)
+        uv = {"script_args": script_args, "dependencies": dependencies, "python": python}
+        if kind == "file":
+            path = Path(script).expanduser()
+            command, extra_env = build_uv_command(
+                **uv, script_source=path.read_bytes(), script_name=path.name
+            )
+        elif kind == "inline":
+            command, extra_env = build_uv_command(**uv, script_source=script.encode("utf-8"))
+        elif kind == "url":
+            command, extra_env = build_uv_command(**uv, script_url=script)
+        else:
+            command, extra_env = build_uv_command(**uv, script_command=script)
+        if env and set(env) & set(extra_env):
+            raise HfJobsInputError(f"env may not set {', '.join(extra_env)}: it carries the script.")
+        if name is None and not (labels and "name" in labels):
+            name = default_uv_job_name(script, list(script_args or []))
+        return self.run_job(
+            image=image or DEFAULT_UV_IMAGE, command=command, env={**(env or {}), **extra_env}, secrets=secrets,
+            flavor=flavor, timeout=timeout, attempts=attempts, name=name, labels=labels, volumes=volumes,
+            expose=expose, expose_public=expose_public, ssh=ssh, network_group=network_group,
+            network_aliases=network_aliases, resource_group_id=resource_group_id, namespace=namespace,
+        )  # fmt: skip
+
+    def _create_job(self, call: ApiCall[JobInfo]) -> JobInfo:
+        """Send a create at most once in effect.
+
+        A create whose outcome is unknown (a 5xx, or a connection lost after sending) may have started the
+        job, so it is never blindly re-sent: first look the job up by its submission label, and re-send
+        only if it is not there. A refused connection, 408 or 429 means nothing was created.
+        """
+        import requests
+
+        spec, namespace, action = call.body, call.namespace, call.action
+        labels = spec.setdefault("labels", {})
+        submission = labels.setdefault(SUBMISSION_LABEL, uuid.uuid4().hex)
+        url = f"{self.endpoint}{call.path}"
+        attempts = RetryAttempts(self.retry_policy)
+        while True:
+            status: int | None = None
+            headers: Mapping[str, str] | None = None
+            try:
+                response = self.session.post(
+                    url, json=spec, headers=self._auth(), timeout=self.request_timeout, stream=True,
+                    verify=self._verify,
+                )  # fmt: skip
+                content = _read_body(response, body_limit(response.status_code))
+            except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
+                applied, failure = False, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
+            except requests.ConnectionError as exc:
+                _raise_if_tls(exc, action, self.endpoint)  # the handshake failed: nothing was sent
+                # Refused before sending: nothing was created. Anything else may have reached the server.
+                applied = not _connection_refused(exc)
+                failure = HfJobsConnectionError(f"Could not {action}: {self.endpoint} is unreachable.")
+            except requests.RequestException as exc:
+                applied, failure = True, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
+            else:
+                if response.status_code < 400:
+                    return call.result(response.status_code, content, self.endpoint)
+                status, headers = response.status_code, response.headers
+                applied = status not in CREATE_NOT_APPLIED_STATUS and status >= 500
+                failure = error_for_response(status, content, headers, action=action, namespace=namespace)
+                if status == 400 and isinstance(failure, HfJobsBadRequestError):
+                    failure = self._explain_bad_create(spec, failure)
+            delay = attempts.after(failure, status_code=status, headers=headers)
+            self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
+            time.sleep(delay)
+            if applied:
+                existing = next(
+                    iter(self.list_jobs(labels={SUBMISSION_LABEL: submission}, namespace=namespace)), None
+                )
+                if existing is not None:
+                    self.log.info(
+                        "The create did reach the server: job %s exists, not creating another.", existing.id
+                    )
+                    return existing
+
+    def _explain_bad_create(self, spec: Mapping[str, Any], error: HfJobsBadRequestError) -> HfJobsAPIError:
+        """A 400 on create is most often an unknown flavor: say so, with the valid ones."""
+        flavor = spec.get("flavor")
+        try:
+            valid = [hw.name for hw in self.list_jobs_hardware()]
+        except HfJobsAPIError:
+            return error
+        if flavor in valid or not valid:
+            return error
+        return HfJobsBadRequestError(
+            f"Unknown flavor {flavor!r}: use one of {', '.join(valid)}.",
+            status_code=error.status_code,
+            server_message=error.server_message,
+            request_id=error.request_id,
+        )
+
+    def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        """``GET /api/jobs/{namespace}/{id}``."""
+        return self._request(inspect_job_call(job_id, namespace))
+
+    def list_jobs(
+        self,
+        *,
+        status: str | JobStage | Iterable[str | JobStage] | None = None,
+        labels: Mapping[str, str] | None = None,
+        namespace: str | None = None,
+    ) -> Iterator[JobInfo]:
+        """``GET /api/jobs/{namespace}``, filtered on the server by stage and labels, following ``Link`` pages."""
+        ns = self._ns(namespace)
+        params: Any = list_jobs_params(status, labels)
+        url: str | None = f"{self.endpoint}{job_route(namespace=ns)}"
+        action = f"list jobs in {ns!r}"
+        while url:
+            answer = self._send("GET", "", url=url, params=params, action=action, namespace=ns, listing=True)
+            page = json_answer(answer.status_code, answer.content, action=action, listing=True)
+            if not isinstance(page, list):
+                raise HfJobsAPIError(
+                    f"Could not {action}: the server answered a {type(page).__name__}, not a list of jobs.",
+                    status_code=answer.status_code,
+                )
+            for item in page:
+                yield JobInfo.from_api(item, self.endpoint)
+            url, params = next_page_url(answer.headers.get("Link"), url), None
+
+    def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo | None:
+        """``POST /api/jobs/{namespace}/{id}/cancel``; returns the job if the server sent it back."""
+        return self._request(cancel_job_call(job_id, namespace))
+
+    def rerun_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
+        """A new job with this job's spec, retry and resource settings included (``POST .../duplicate``).
+
+        Sent at most once: each duplicate that reaches the server starts a job, so an answer lost to a 5xx
+        or a dropped connection is an error that says the job may have started, never a second send."""
+        return self._request(rerun_job_call(job_id, namespace))
+
+    def update_job_labels(
+        self, job_id: str, *, labels: Mapping[str, str], namespace: str | None = None
+    ) -> JobInfo:
+        """Replace all the job's labels (``PUT .../labels``), checked as on create. That includes the
+        ``airflow-ti`` and ``hfjobs-submission`` labels this provider sets: keep them if a task retry is to
+        find the job again."""
+        return self._request(update_job_labels_call(job_id, labels, namespace))
+
+    def update_job_expose(
+        self,
+        job_id: str,
+        *,
+        expose: Sequence[int] | None = None,
+        expose_public: Sequence[int] | None = None,
+        namespace: str | None = None,
+    ) -> JobInfo:
+        """Replace a running job's exposed ports (``PUT .../expose``): the two lists are the whole new
+        configuration (neither closes every port); a public port need not be in ``expose``."""
+        return self._request(update_job_expose_call(job_id, expose, expose_public, namespace))
+
+    def list_jobs_hardware(self) -> list[HardwareInfo]:
+        """``GET /api/jobs/hardware``: flavors and their prices."""
+        return self._request(hardware_call())
+
+    @overload
+    def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+        poll_interval: float = 5.0,
+        stages: Iterable[str | JobStage] | None = None,
+    ) -> JobInfo: ...
+
+    @overload
+    def wait_for_job(
+        self,
+        job_id: list[str],
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+        poll_interval: float = 5.0,
+        stages: Iterable[str | JobStage] | None = None,
+    ) -> list[JobInfo]: ...
+
+    def wait_for_job(
+        self,
+        job_id: str | list[str],
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+        poll_interval: float = 5.0,
+        stages: Iterable[str | JobStage] | None = None,
+    ) -> JobInfo | list[JobInfo]:
+        """Poll until each job reaches one of ``stages`` or a terminal stage, as ``huggingface_hub``'s
+        ``wait_for_job`` (one id: a job; a list: a list, same order); a failed job does not raise.
+        ``TimeoutError`` after ``timeout`` seconds for all of them. Polls every 5 s by default, gentler on
+        the API than the official 1 s."""
+        wait = JobWait(
+            job_id, timeout=timeout, poll_interval=poll_interval, stages=stages, now=time.monotonic()
+        )
+        ns = self._ns(namespace) if wait.job_ids else None
+        jobs = []
+        for one in wait.job_ids:
+            while not wait.reached(job := self.inspect_job(one, namespace=ns)):
+                time.sleep(wait.pause(job, time.monotonic()))
+            jobs.append(job)
+        return wait.result(jobs)
+
+    # ------------------------------------------------------------------------------------------------ logs
+    def fetch_job_logs(
+        self, job_id: str, *, namespace: str | None = None, follow: bool = False, tail: int | None = None
+    ) -> Iterator[str]:
+        """The job's output lines, as ``huggingface_hub.fetch_job_logs`` yields them, but each line exactly
+        once even when the stream is cut: a cut is always followed by a reconnect and a deduplicated replay,
+        even if the job has meanwhile finished (the official 2.4 client stops there and loses the rest)."""
+        for batch in self.iter_job_log_batches(job_id, namespace=namespace, follow=follow, tail=tail):
+            yield from batch.texts
+
+    def iter_job_log_lines(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        follow: bool = True,
+        tail: int | None = None,
+        cursor: int = 0,
+    ) -> Iterator[LogLine]:
+        """Log lines with their replay position; start at ``cursor`` to resume where another reader stopped.
+        See :meth:`iter_job_log_batches`."""
+        for batch in self.iter_job_log_batches(
+            job_id, namespace=namespace, follow=follow, tail=tail, cursor=cursor
+        ):
+            yield from batch
+
+    def iter_job_log_batches(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        follow: bool = True,
+        tail: int | None = None,
+        cursor: int = 0,
+    ) -> Iterator[LogBatch]:
+        """The log as it arrives, a batch of lines per chunk (the fast way to read a busy log).
+
+        With ``follow``, reads until the job is terminal: a stream that ends cleanly while the job is not
+        terminal is re-opened after a short pause; a stream that is cut is re-opened at once (within the
+        retry policy), whatever the stage. Without ``follow``, returns once the current log is drained.
+        """
+        import requests
+
+        route = job_logs_route(job_id, namespace)
+        if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 0):
+            raise HfJobsInputError(f"tail must be a non-negative number of lines; got {tail!r}.")
+        route = self._resolved(route)
+        ns, url = route.namespace, f"{self.endpoint}{route.path}"
+        parser = LogStreamParser(cursor)
+        reconnect = LogReconnect(self.retry_policy)
+        use_tail = tail is not None
+        read_timeout = FOLLOW_READ_TIMEOUT if follow else NO_FOLLOW_READ_TIMEOUT
+        while True:
+            parser.new_connection(tail=use_tail)
+            params = {"tail": tail} if use_tail else None
+            use_tail = False
+            try:
+                with self.session.get(
+                    url, params=params, headers={**self._auth(), "Accept": "text/event-stream"},
+                    stream=True, timeout=(STREAM_CONNECT_TIMEOUT, read_timeout), verify=self._verify,
+                ) as response:  # fmt: skip
+                    if response.status_code >= 400:
+                        error = error_for_response(
+                            response.status_code, _read_body(response, body_limit(response.status_code)),
+                            response.headers, action=route.action, namespace=ns, job_id=job_id,
+                        )  # fmt: skip
+                        time.sleep(reconnect.after_http_error(error))
+                        continue
+                    replay_end = _replay_end(response.headers.get("Date")) if not follow else None
+                    for chunk in response.iter_content(chunk_size=None):
+                        batch = parser.feed(chunk)
+                        if not batch:
+                            continue
+                        reconnect.progressed()
+                        if replay_end:  # no-follow: stop at the first line logged after the replay
+                            late = _first_after(batch.timestamps, replay_end)
+                            if late is not None:
+                                if late:
+                                    yield LogBatch(
+                                        batch.indexes[:late], batch.texts[:late], batch.timestamps[:late]
+                                    )
+                                return
+                        yield batch
+            except (
+                requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout
+            ) as exc:  # fmt: skip
+                _raise_if_tls(exc, route.action, self.endpoint)
+                if _is_read_timeout(exc):
+                    if not follow:
+                        return  # the replay is drained; the stream only idles now
+                    # No byte, not even a keep-alive, for minutes: the connection is dead. Re-open it.
+                    self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
+                    continue
+                delay = reconnect.after_cut(job_id, type(exc).__name__)
+                self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
+                time.sleep(delay)
+                continue
+            if not follow or self.inspect_job(job_id, namespace=ns).is_terminal:
+                return
+            time.sleep(reconnect.after_clean_end())
+
+    # --------------------------------------------------------------------------------------------- metrics
+    def fetch_job_metrics(
+        self, job_id: str, *, namespace: str | None = None, follow: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The job's resource samples (CPU, memory, network, GPUs: the server's dicts, one a second), as
+        ``huggingface_hub.fetch_job_metrics``: without ``follow`` the current one only; with it, every
+        one until the job is terminal, reconnecting when the stream ends, goes silent or is cut (the
+        stream has no history: nothing is replayed). A finished job answers 406 (formerly 500): the end,
+        quietly."""
+        import requests
+
+        route = self._resolved(job_metrics_route(job_id, namespace))
+        url = f"{self.endpoint}{route.path}"
+        reconnect = LogReconnect(self.retry_policy, what="metrics")
+        while True:
+            parser = MetricsStreamParser()
+            try:
+                with self.session.get(
+                    url, headers={**self._auth(), "Accept": "text/event-stream"}, stream=True,
+                    timeout=(STREAM_CONNECT_TIMEOUT, route.read_timeout), verify=self._verify,
+                ) as response:  # fmt: skip
+                    status = response.status_code
+                    if status >= 400:
+                        content = _read_body(
+                            response, body_limit(status)
+                        )  # read whole: the connection is kept
+                        if status not in route.ends_on:
+                            error = error_for_response(
+                                status, content, response.headers, action=route.action,
+                                namespace=route.namespace, job_id=job_id,
+                            )  # fmt: skip
+                            time.sleep(reconnect.after_http_error(error))
+                            continue
+                    else:
+                        for chunk in response.iter_content(chunk_size=None):
+                            for sample in parser.feed(chunk):
+                                reconnect.progressed()
+                                yield sample
+                                if not follow:
+                                    return
+            except (
+                requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout
+            ) as exc:  # fmt: skip
+                _raise_if_tls(exc, route.action, self.endpoint)
+                if not _is_read_timeout(exc):  # a silent stream is left to the stage check below
+                    time.sleep(reconnect.after_cut(job_id, type(exc).__name__))
+                    continue
+            if not follow or self.inspect_job(job_id, namespace=route.namespace).is_terminal:
+                return
+            time.sleep(reconnect.after_clean_end())
+
+    # ------------------------------------------------------------------------------- connection UI (2.11)
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Connection form for Airflow 2.11 (3.x reads ``ui-field-behaviour`` from provider info)."""
+        return {
+            "hidden_fields": ["schema", "port", "login", "extra"],
+            "relabeling": {"host": "Hub endpoint", "password": "HF token"},
+            "placeholders": {"host": "https://huggingface.co", "password": "hf_..."},
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra ``namespace`` and ``ca_bundle`` fields for the 2.11 form (3.x reads ``conn-fields``)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import StringField
+
+        return {
+            "namespace": StringField(lazy_gettext("Namespace"), widget=BS3TextFieldWidget()),
+            "ca_bundle": StringField(lazy_gettext("CA bundle (path)"), widget=BS3TextFieldWidget()),
+        }
+
+
+class _Answer(NamedTuple):
+    """A sync answer, its body read within :func:`.jobs.body_limit`."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def _read_body(response: requests.Response, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a ``stream=True`` response's (decoded) body, then the response is
+    closed: a longer body is never read whole. A body read to its end leaves the connection pooled."""
+    parts, size = [], 0
+    with response:
+        for chunk in response.iter_content(chunk_size=64 << 10):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+    body = b"".join(parts)
+    return body if size <= limit else body[: limit + 1]
+
+
+def _is_read_timeout(exc: requests.RequestException) -> bool:
+    """A read timeout, however ``requests`` reports it: mid-body it arrives as a ``ConnectionError``
+    wrapping urllib3's ``ReadTimeoutError``, not as ``requests.ReadTimeout``."""
+    import requests
+    import urllib3
+
+    return isinstance(exc, requests.exceptions.ReadTimeout) or any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
+    )
+
+
+def _replay_end(date_header: str | None) -> Any:
+    """No-follow cutoff, as the official client: events later than the response ``Date`` + 1 s are new."""
+    if not date_header:
+        return None
+    try:
+        moment = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return moment + timedelta(seconds=1)
+
+
+def _after(timestamp: str | None, moment: Any) -> bool:
+    if not timestamp:
+        return False
+    try:
+        parsed = parse_timestamp(timestamp)
+    except ValueError:
+        return False
+    return parsed is not None and parsed > moment
+
+
+def _first_after(timestamps: Sequence[str | None], moment: Any) -> int | None:
+    """Position of the first timestamp later than ``moment``, or ``None``."""
+    return next((i for i, stamp in enumerate(timestamps) if _after(stamp, moment)), None)
+
+
+def _is_file(script: str) -> bool:
+    """The look at the disk that tells a uv script file from a command (a name too long is no file)."""
+    try:
+        return Path(script).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _not_sent(exc: requests.RequestException) -> bool:
+    """A request that certainly never reached the server: no connection was made."""
+    import requests
+
+    return isinstance(exc, (requests.ConnectTimeout, requests.exceptions.InvalidURL)) or (
+        isinstance(exc, requests.ConnectionError) and _connection_refused(exc)
+    )
