@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import ipaddress
 import json
 import logging
@@ -31,15 +32,23 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_provider_hfjobs.exceptions import HfJobsInputError
-from airflow_provider_hfjobs.jobs import format_timestamp, validate_labels
+from airflow_provider_hfjobs.jobs import JobStage, format_timestamp
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
-from airflow_provider_hfjobs.local.hardware import FLAVORS, HARDWARE
+from airflow_provider_hfjobs.local.hardware import HARDWARE
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.simulated import SimulatedRunner
+from airflow_provider_hfjobs.local.spec import (
+    SpecError,
+    check_expose,
+    check_labels,
+    refuse_unknown,
+    validate_create,
+)
 from airflow_provider_hfjobs.local.store import JobRecord, JobStore, LogCursor, owner_id
+from airflow_provider_hfjobs.local.volumes import Volumes
 
 RestartCallback = Callable[[float], None]
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 #: Largest request body read (a create body is a few KiB; a bigger one is a mistake or an attack).
@@ -49,6 +58,8 @@ MAX_BODY_BYTES = 1 << 20
 DRAIN_BYTES = 64 << 20
 #: Methods that change nothing: a cross-site page may send them (it cannot read the answers).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Seconds between two metric events (the Hub sends one a second).
+METRICS_INTERVAL = 1.0
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -169,9 +180,13 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | No
     return None if size > limit else b"".join(chunks)
 
 
-def too_large(limit: int = MAX_BODY_BYTES) -> JSONResponse:
+def too_large_message(limit: int = MAX_BODY_BYTES) -> str:
     size = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
-    return error(413, f"Request body too large: the local Jobs server accepts at most {size}")
+    return f"Request body too large: the local Jobs server accepts at most {size}"
+
+
+def too_large(limit: int = MAX_BODY_BYTES) -> JSONResponse:
+    return error(413, too_large_message(limit))
 
 
 class InjectedCut(Exception):
@@ -200,7 +215,8 @@ def request_kind(method: str, path: str) -> str:
         return "create" if method == "POST" else "list"
     if len(parts) == 4:
         return "inspect"
-    return parts[4] if parts[4] in ("logs", "cancel", "labels", "metrics") else "other"
+    kinds = ("logs", "cancel", "labels", "metrics", "expose", "duplicate")
+    return parts[4] if parts[4] in kinds else "other"
 
 
 class RequestCounter:
@@ -256,41 +272,31 @@ class FaultMiddleware:
             await response(scope, receive, send)
 
 
-def _validate_spec(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """The create body, checked the way the Hub would; returns (spec without secrets, secrets)."""
-    if not isinstance(body, dict):
-        raise ValueError("Request body must be a JSON object")
-    images = [key for key in ("dockerImage", "spaceId") if body.get(key)]
-    if len(images) != 1:
-        raise ValueError("Exactly one of dockerImage and spaceId is required")
-    if not isinstance(body[images[0]], str):
-        raise ValueError(f"{images[0]} must be a string")
-    command = body.get("command")
-    if not isinstance(command, list) or not command or not all(isinstance(part, str) for part in command):
-        raise ValueError("command must be a non-empty array of strings")
-    arguments = body.get("arguments") or []
-    if not isinstance(arguments, list) or not all(isinstance(part, str) for part in arguments):
-        raise ValueError("arguments must be an array of strings")
-    for key in ("environment", "secrets"):
-        value = body.get(key) or {}
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise ValueError(f"{key} must be an object of string values")
-    flavor = body.get("flavor") or "cpu-basic"
-    if flavor not in FLAVORS:
-        raise ValueError(f"Invalid flavor '{flavor}'. Valid flavors: {', '.join(sorted(FLAVORS))}")
-    timeout = body.get("timeoutSeconds")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0):
-        raise ValueError("timeoutSeconds must be a positive integer")
-    try:
-        labels = validate_labels(body.get("labels"))
-    except HfJobsInputError as exc:
-        raise ValueError(str(exc)) from None
-    spec = {key: value for key, value in body.items() if key != "secrets"}
-    spec.update(command=command, arguments=arguments, flavor=flavor, labels=labels)
-    spec["environment"] = dict(body.get("environment") or {})
-    return spec, dict(body.get("secrets") or {})
+#: Fields of a bucket create body (``HfApi.create_bucket``).
+BUCKET_FIELDS = ("visibility", "resourceGroupId", "region")
+XET_NOT_SUPPORTED = (
+    "Uploading files to a bucket (Xet) is not supported by the local Jobs server, so `hf jobs uv run` "
+    "of a local script (or a URL, which the CLI downloads and uploads) and `-v ./local_dir:/path` "
+    "cannot ship files here. Instead: run the script from a URL with HfApi.run_uv_job (it runs the URL "
+    "directly); use HfUvJobOperator, which inlines the script in the job; or put the file in the "
+    "bucket's directory (buckets/<namespace>/<name>/ under the server's state directory) and mount the "
+    "bucket with -v hf://buckets/<namespace>/<name>:/data."
+)
+
+
+def check_bucket_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """``visibility`` (public/private), ``resourceGroupId`` and ``region``: kept and shown by info."""
+    visibility = body.get("visibility", "public")  # the Hub's default for a user
+    if visibility not in ("public", "private"):
+        raise SpecError(400, f"visibility {visibility!r} must be 'public' or 'private'")
+    settings: dict[str, Any] = {"private": visibility == "private"}
+    for key in ("resourceGroupId", "region"):
+        value = body.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise SpecError(400, f"{key} must be a non-empty string")
+            settings[key] = value
+    return settings
 
 
 def create_app(
@@ -304,10 +310,12 @@ def create_app(
     faults: FaultInjector | None = None,
     on_restart: RestartCallback | None = None,
     allowed_hosts: Iterable[str] = (),
+    volumes: Volumes | None = None,
 ) -> Starlette:
     """The Starlette app of one local server: one token, one namespace, jobs kept in ``store`` and run by
     ``runner``; ``on_restart(downtime)`` serves ``POST /_local/restart``. Requests must be addressed to a
-    loopback name or one of ``allowed_hosts`` (``"*"``: any)."""
+    loopback name or one of ``allowed_hosts`` (``"*"``: any). ``volumes``: the buckets and volume sources
+    (``None``: volumes and buckets are refused)."""
     closing = asyncio.Event()
     injector = faults or FaultInjector()
     counts: Counter[str] = Counter()
@@ -327,6 +335,120 @@ def create_app(
         ns, job_id = request.path_params["namespace"], request.path_params["job_id"]
         job = store.get(ns, job_id)
         return job if job is not None else error(404, "Job not found")
+
+    def expose_conflict(
+        request: Request, spec: dict[str, Any], job_id: str | None = None
+    ) -> JSONResponse | None:
+        """409 for a port another live job exposes, or the server's own: the job binds it on 127.0.0.1."""
+        ports = set((spec.get("expose") or {}).get("ports") or [])
+        if request.url.port in ports:
+            return error(409, f"expose: port {request.url.port} is the local Jobs server's own port")
+        for other in store.all():
+            if (
+                other.id != job_id
+                and not other.stage.is_terminal
+                and (taken := ports & set(other.exposed_ports))
+            ):
+                return error(
+                    409,
+                    f"expose: port {min(taken)} is already exposed by job {other.id} ({other.stage.value}): "
+                    "local jobs bind their exposed ports themselves on 127.0.0.1, so two cannot share one",
+                )
+        return None
+
+    async def check_volumes(spec: dict[str, Any]) -> None:
+        """The volumes can be honoured on this machine (``SpecError`` naming the one that cannot)."""
+        if not spec.get("volumes"):
+            return
+        if volumes is None:
+            raise SpecError(422, "volumes are not supported by this local Jobs server (no state directory)")
+        await asyncio.to_thread(volumes.check, spec["volumes"])  # may probe the machine once
+
+    def bucket_namespace(request: Request) -> str | JSONResponse:
+        """The path's namespace (``me``: the token's user), or the error to answer."""
+        if not authorized(request):
+            return unauthorized()
+        if volumes is None:
+            return error(501, "Buckets are not supported by this local Jobs server (no state directory)")
+        ns = request.path_params["namespace"]
+        ns = namespace if ns == "me" else ns
+        return ns if ns == namespace else error(403, f"You don't have access to namespace {ns}")
+
+    async def create_bucket(request: Request) -> Response:
+        """``POST /api/buckets/{ns}/{name}``: a directory under the state dir; 409 if it exists."""
+        ns = bucket_namespace(request)
+        if isinstance(ns, Response):
+            return ns
+        assert volumes is not None
+        name = request.path_params["name"]
+        url = f"{str(request.base_url).rstrip('/')}/buckets/{ns}/{name}"
+        try:
+            body = await read_json(request)
+            body = {} if body is None else body
+            if not isinstance(body, dict):
+                raise SpecError(400, "Request body must be a JSON object")
+            refuse_unknown(body, BUCKET_FIELDS, "the bucket settings")
+            volumes.buckets.create(ns, name, check_bucket_settings(body))
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        except FileExistsError:
+            # The 409 carries the url too: create_bucket(exist_ok=True) reads it from that answer.
+            return JSONResponse({"error": f"Bucket {ns}/{name} already exists", "url": url}, status_code=409)
+        return JSONResponse({"url": url, "id": f"{ns}/{name}", "name": name})
+
+    async def bucket_info(request: Request) -> Response:
+        ns = bucket_namespace(request)
+        if isinstance(ns, Response):
+            return ns
+        assert volumes is not None
+        info = await asyncio.to_thread(volumes.buckets.info, f"{ns}/{request.path_params['name']}")
+        return JSONResponse(info) if info is not None else error(404, "Bucket not found")
+
+    async def list_buckets(request: Request) -> Response:
+        ns = bucket_namespace(request)
+        if isinstance(ns, Response):
+            return ns
+        assert volumes is not None
+        found = await asyncio.to_thread(volumes.buckets.list, ns)
+        search = request.query_params.get("search")
+        return JSONResponse([info for info in found if not search or search in info["name"]])
+
+    async def bucket_not_supported(request: Request) -> Response:
+        """Every other bucket route, the Xet upload first: a clear 501 with what to do instead."""
+        if not authorized(request):
+            return unauthorized()
+        if request.url.path.endswith("/xet-write-token"):
+            # The Xet client shows only "501 Not Implemented": say why where the server's user looks too.
+            logger.warning("%s %s: %s", request.method, request.url.path, XET_NOT_SUPPORTED)
+            return error(501, XET_NOT_SUPPORTED)
+        return error(
+            501,
+            f"{request.method} {request.url.path} is not supported by the local Jobs server: it serves "
+            "bucket create, info and list, and keeps each bucket as a directory (buckets/<namespace>/<name>/ "
+            "under its state directory), so files cannot be listed, uploaded or synced through the API "
+            "(hf buckets cp/sync, hf jobs run -v ./local_dir:/path). Put the files in the bucket's directory, "
+            "or write them from a job that mounts the bucket (-v hf://buckets/<namespace>/<name>:/path).",
+        )
+
+    async def no_body(request: Request, what: str) -> JSONResponse | None:
+        """400 for a body on a route that takes none: whatever it asked for would be ignored."""
+        try:
+            given = await read_json(request)
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        if given in (None, {}):
+            return None
+        return error(400, f"{what} takes no request body; got {json.dumps(given)[:200]}")
+
+    async def read_json(request: Request) -> Any:
+        """The JSON body (``SpecError`` 413/400 if too large or not JSON)."""
+        raw = await read_body(request)
+        if raw is None:
+            raise SpecError(413, too_large_message())
+        try:
+            return json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SpecError(400, f"Request body must be JSON: {exc}") from None
 
     async def whoami(request: Request) -> Response:
         if not authorized(request):
@@ -357,9 +479,14 @@ def create_app(
         if body is None:
             return too_large()
         try:
-            spec, secret_values = _validate_spec(json.loads(body or b"null"))
+            spec, secret_values = validate_create(json.loads(body or b"null"))
+            await check_volumes(spec)
+        except SpecError as exc:
+            return error(exc.status, str(exc))
         except (ValueError, UnicodeDecodeError) as exc:
-            return error(400, str(exc))
+            return error(400, f"Request body must be JSON: {exc}")
+        if conflict := expose_conflict(request, spec):
+            return conflict
         job = store.create(ns, spec, secret_values)
         runner.start(job)
         return JSONResponse(job.to_json())
@@ -401,6 +528,8 @@ def create_app(
         job = job_or_error(request)
         if isinstance(job, Response):
             return job
+        if refusal := await no_body(request, "A cancel"):
+            return refusal
         await runner.cancel(job)
         return JSONResponse(job.to_json())
 
@@ -413,11 +542,86 @@ def create_app(
             return too_large()
         try:
             body = json.loads(raw or b"null")
-            labels = validate_labels(body.get("labels") if isinstance(body, dict) else None)
-        except (ValueError, HfJobsInputError) as exc:
-            return error(400, str(exc))
+            if not isinstance(body, dict) or "labels" not in body:
+                raise SpecError(400, 'Request body must be a JSON object {"labels": {key: value}}')
+            refuse_unknown(body, ("labels",), "the labels update")
+            labels = check_labels(body["labels"])
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, f"Request body must be JSON: {exc}")
         job.set_labels(labels)
         return JSONResponse(job.to_json())
+
+    async def update_expose(request: Request) -> Response:
+        """``PUT .../expose``: the complete new port set (``{"ports": [], "portsPublic": []}`` closes all)."""
+        job = job_or_error(request)
+        if isinstance(job, Response):
+            return job
+        try:
+            expose = check_expose(await read_json(request), "the expose update")
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        if job.stage.is_terminal:
+            return error(409, f"Job {job.id} is {job.stage.value}: only a running job's ports can change")
+        if conflict := expose_conflict(request, {"expose": expose}, job.id):
+            return conflict
+        job.set_expose(expose)
+        return JSONResponse(job.to_json())
+
+    async def duplicate_job(request: Request) -> Response:
+        """``POST .../duplicate`` (rerun): a new job with the same spec, initiated by the original."""
+        job = job_or_error(request)
+        if isinstance(job, Response):
+            return job
+        if refusal := await no_body(request, "A rerun copies the original's spec as it is: it"):
+            return refusal
+        if set(job.secrets) != set(job.secret_names):
+            return error(
+                422,
+                f"Job {job.id} cannot be rerun by the local Jobs server: it had secrets "
+                f"({', '.join(job.secret_names)}), and the server forgets secret values once a job's "
+                "process holds them. Create a new job with the same spec and secrets instead.",
+            )
+        spec = copy.deepcopy(job.spec)
+        try:
+            await check_volumes(spec)
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        if conflict := expose_conflict(request, spec):
+            return conflict
+        rerun = store.create(
+            job.namespace, spec, dict(job.secrets), initiator={"type": "duplicated-job", "id": job.id}
+        )
+        runner.start(rerun)
+        return JSONResponse(rerun.to_json())
+
+    async def job_metrics(request: Request) -> Response:
+        """``GET .../metrics``: one ``event: metric`` a second while the job runs; 406 once it finished."""
+        job = job_or_error(request)
+        if isinstance(job, Response):
+            return job
+        if job.stage.is_terminal:
+            return error(406, f"Job {job.id} is {job.stage.value}: metrics are only streamed while it runs")
+        return StreamingResponse(
+            _metric_events(job, runner.metrics_sampler(job)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _metric_events(job: JobRecord, sampler: Any) -> AsyncIterator[bytes]:
+        """A sample at once, then one a second; nothing while the job waits; ends when the job does."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while not job.stage.is_terminal and not closing.is_set():
+            if job.stage is JobStage.RUNNING and (
+                event := await asyncio.to_thread(sampler.read) if sampler.blocking else sampler.read()
+            ):
+                payload = json.dumps(event, separators=(",", ":"))
+                yield f"event: metric\ndata: {payload}\n\n".encode()
+            next_at += METRICS_INTERVAL
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), max(0.0, next_at - loop.time()))
 
     async def job_logs(request: Request) -> Response:
         job = job_or_error(request)
@@ -559,6 +763,17 @@ def create_app(
         Route("/api/jobs/{namespace}/{job_id}/logs", job_logs, methods=["GET"]),
         Route("/api/jobs/{namespace}/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/api/jobs/{namespace}/{job_id}/labels", update_labels, methods=["PUT"]),
+        Route("/api/jobs/{namespace}/{job_id}/expose", update_expose, methods=["PUT"]),
+        Route("/api/jobs/{namespace}/{job_id}/duplicate", duplicate_job, methods=["POST"]),
+        Route("/api/jobs/{namespace}/{job_id}/metrics", job_metrics, methods=["GET"]),
+        Route("/api/buckets/{namespace}", list_buckets, methods=["GET"]),
+        Route("/api/buckets/{namespace}/{name}", create_bucket, methods=["POST"]),
+        Route("/api/buckets/{namespace}/{name}", bucket_info, methods=["GET"]),
+        Route(
+            "/api/buckets/{rest:path}",
+            bucket_not_supported,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"],
+        ),
         Route("/api/agent-harnesses", not_found),
         Route("/_local/faults", faults_control, methods=["GET", "POST", "DELETE"]),
         Route("/_local/restart", restart_control, methods=["POST"]),

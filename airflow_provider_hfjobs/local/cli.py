@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and running jobs are cancelled)",
     )
     serve.add_argument(
+        "--volume-source-dir",
+        default=None,
+        metavar="DIR",
+        help="where model, dataset and space volumes come from: DIR/models/<ns>/<name>, "
+        "DIR/datasets/<ns>/<name>, DIR/spaces/<ns>/<name> (default: such volumes are refused; bucket "
+        "volumes are directories under the state directory)",
+    )
+    serve.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -92,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, token=args.token, namespace=args.namespace,
             max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval,
             state_dir=args.state_dir, faults=faults, simulate=simulate, allowed_hosts=args.allow_host,
+            volume_source_dir=args.volume_source_dir,
         )  # fmt: skip
-    except UnsafeBindError as exc:
+    except (UnsafeBindError, ValueError) as exc:  # ValueError: a --volume-source-dir that is no directory
         print(f"hfjobs-local: {exc}", file=sys.stderr)
         return 2
     stopped = threading.Event()
@@ -104,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         # A token made here is shown once, to its user; one the user chose may be a real HF token, never echoed.
         token = server.token if server.token_generated else "<your --token>"
         print(f"  export HF_ENDPOINT={server.url} HF_TOKEN={token}", flush=True)
+        print(
+            f"  buckets: directories under {server.state_dir}/buckets (hf buckets create NS/NAME)", flush=True
+        )
         if simulate is not None:
             print(f"  load-testing mode: jobs are simulated ({simulate}), no process runs", flush=True)
         stopped.wait()

@@ -12,7 +12,8 @@ files, a restarted server resumes following jobs that kept running while it was 
 The server's own interpreter directory leads ``PATH`` so that ``python`` and ``uv`` resolve on any
 machine. The image is recorded, not pulled. Exit 0 → COMPLETED; anything else → ERROR ``exit code N``;
 the job's timeout → ERROR ``Job timeout``; cancel → CANCELED. Jobs beyond ``max_concurrency`` wait in
-SCHEDULING.
+SCHEDULING. A job with ``attempts`` runs again after a failure (the shim does it, so a restart of the
+server loses no attempt); one with ``volumes`` runs under :mod:`.mounts`, which mounts them for it.
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ from pathlib import Path
 
 from airflow_provider_hfjobs.jobs import JobStage
 from airflow_provider_hfjobs.local import shim
+from airflow_provider_hfjobs.local.metrics import ProcessGroupSampler
 from airflow_provider_hfjobs.local.store import JobRecord
+from airflow_provider_hfjobs.local.volumes import MOUNTS_SCRIPT, VolumeError, Volumes
 
 #: Seconds between looks at a running job's log file; its lines reach clients at most this late.
 POLL_SECONDS = 0.05
 #: Seconds between checks that a job's shim is still alive (it writes ``exit.json`` unless killed).
 LIVENESS_SECONDS = 1.0
+#: In a job with volumes: the helper's settings, the empty directory its private root is built on, and
+#: where it says why it could not start the command.
+MOUNTS_FILE = "mounts.json"
+ROOT_DIR = "root"
+START_ERROR_FILE = "start-error"
 
 
 def base_environment(workdir: str, home: str) -> dict[str, str]:
@@ -105,6 +113,8 @@ class ProcessRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, JobRecord] = {}
         self._stopping = False
+        #: Where jobs' volumes come from (set by the server; ``None``: a job with volumes fails).
+        self.volumes: Volumes | None = None
 
     def start(self, job: JobRecord) -> None:
         """Queue a new (SCHEDULING) job."""
@@ -180,10 +190,17 @@ class ProcessRunner:
             **job.secrets,
         }
         command = [*job.spec["command"], *(job.spec.get("arguments") or [])]
+        if job.spec.get("volumes"):
+            try:
+                command = self._with_volumes(job, command)
+            except VolumeError as exc:
+                job.mark_running()
+                job.finish(JobStage.ERROR, str(exc))
+                return False
         watch_pid = 0 if self.keep_jobs else os.getpid()
         launcher = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", shim.__file__, str(job.directory), str(job.timeout_seconds),
-            str(watch_pid), "--", *command,
+            str(watch_pid), str(job.attempts), "--", *command,
             env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert launcher.stdout is not None
@@ -197,14 +214,47 @@ class ProcessRunner:
         job.mark_running(pid=pid, pid_started=process_started(pid))
         return True
 
+    def _with_volumes(self, job: JobRecord, command: list[str]) -> list[str]:
+        """The command wrapped in :mod:`.mounts`, which mounts the job's volumes for its process only."""
+        assert job.directory is not None
+        if self.volumes is None:
+            raise VolumeError("This server was started without volume support")
+        mounts = self.volumes.resolve(job.spec["volumes"])
+        root = job.directory / ROOT_DIR
+        root.mkdir(mode=0o700, exist_ok=True)
+        config = {
+            "root": str(root),
+            "workdir": str(job.directory / shim.WORK_DIR),
+            "error_file": str(job.directory / START_ERROR_FILE),
+            "mounts": [mount.to_json() for mount in mounts],
+        }
+        shim.write_json_atomically(str(job.directory / MOUNTS_FILE), config)
+        return [sys.executable, "-I", "-S", MOUNTS_SCRIPT, str(job.directory / MOUNTS_FILE), "--", *command]
+
+    @staticmethod
+    def _start_error(job: JobRecord) -> str | None:
+        """Why the volumes helper could not start the command, if it said so."""
+        assert job.directory is not None
+        try:
+            return (job.directory / START_ERROR_FILE).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
     async def _follow(self, job: JobRecord) -> None:
         """Copy the shim's log lines into the job until it reports (or is found dead); then finish it."""
         assert job.directory is not None
         exit_file = job.directory / shim.EXIT_FILE
+        attempt_file = job.directory / shim.ATTEMPT_FILE
+        attempt_seen: float | None = None
         loop = asyncio.get_running_loop()
         next_liveness = loop.time() + LIVENESS_SECONDS
         while True:
             exited = exit_file.exists()  # before the read: a shim writes its last lines, then exit.json
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                if (changed := attempt_file.stat().st_mtime) != attempt_seen:
+                    attempt_seen = changed
+                    attempt = json.loads(attempt_file.read_text(encoding="utf-8"))
+                    job.record_failure(int(attempt["failures"]), attempt.get("reason"))
             job.read_log()
             if exited:
                 outcome = json.loads(exit_file.read_text(encoding="utf-8"))
@@ -234,7 +284,11 @@ class ProcessRunner:
         elif code == 0:
             job.finish(JobStage.COMPLETED)
         else:
-            job.finish(JobStage.ERROR, f"exit code {code}")
+            job.finish(JobStage.ERROR, self._start_error(job) or f"exit code {code}")
+
+    def metrics_sampler(self, job: JobRecord) -> ProcessGroupSampler:
+        """What ``GET .../metrics`` reads each second: the job's process group."""
+        return ProcessGroupSampler(job)
 
     @staticmethod
     def _alive(job: JobRecord) -> bool:

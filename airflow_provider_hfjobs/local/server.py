@@ -27,6 +27,7 @@ from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.simulated import Scenario, SimulatedRunner
 from airflow_provider_hfjobs.local.store import JobStore, private_directory
+from airflow_provider_hfjobs.local.volumes import BucketStore, Volumes
 
 DEFAULT_NAMESPACE = "local-user"
 
@@ -64,6 +65,9 @@ class LocalJobsServer:
 
     ``simulate``: load-testing mode (:mod:`.simulated`): jobs play a script in memory, no process starts.
 
+    Buckets are directories under ``state_dir/buckets``; ``volume_source_dir`` is where model, dataset and
+    space volumes come from (``DIR/datasets/<namespace>/<name>``, ...): see :mod:`.volumes`.
+
     Safe by default, since every job runs a command as the developer: without ``token`` a random one is
     made (``server.token``); only requests addressed to a loopback name are answered, plus the names in
     ``allowed_hosts`` (``"*"``: any) and the address listened on; listening on a non-loopback address
@@ -83,6 +87,7 @@ class LocalJobsServer:
         faults: list[Fault] | None = None,
         simulate: Scenario | None = None,
         allowed_hosts: Iterable[str] = (),
+        volume_source_dir: str | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -104,6 +109,9 @@ class LocalJobsServer:
         self.start_timeout = start_timeout
         self.max_concurrency = max_concurrency
         self.simulate = simulate
+        if volume_source_dir is not None and not Path(volume_source_dir).is_dir():
+            raise ValueError(f"volume_source_dir {volume_source_dir!r} is not a directory")
+        self.volume_source_dir = volume_source_dir
         self._owns_state_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="hfjobs-local-")
         self.faults = FaultInjector()
@@ -210,15 +218,20 @@ class _LazyApp:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._app is None:
             owner = self._owner
+            volumes = Volumes(
+                BucketStore(owner.state_dir), owner.volume_source_dir, owner.state_dir,
+                mount_namespaces=owner.simulate is None,
+            )  # fmt: skip
             if owner.simulate is not None:
                 owner.runner, store = SimulatedRunner(owner.simulate), JobStore()
             else:
                 owner.runner = ProcessRunner(owner.max_concurrency, keep_jobs=not owner._owns_state_dir)
+                owner.runner.volumes = volumes
                 store = JobStore(owner.state_dir)
             self._app = create_app(
                 token=owner.token, namespace=owner.namespace, runner=owner.runner, store=store,
                 keepalive_interval=owner.keepalive_interval, faults=owner.faults,
-                on_restart=owner.restart_in_background, allowed_hosts=owner.allowed_hosts,
+                on_restart=owner.restart_in_background, allowed_hosts=owner.allowed_hosts, volumes=volumes,
             )  # fmt: skip
             owner.app = self._app
             owner.loop = asyncio.get_running_loop()

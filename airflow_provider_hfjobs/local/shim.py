@@ -15,9 +15,12 @@ process disappears (a server without a state directory cannot pick its jobs up a
 Standard library only, run as ``python -I -S shim.py``: it starts fast and a job's environment
 (``PYTHONPATH``, ...) cannot break it.
 
-    shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID -- COMMAND [ARG ...]
+    shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID ATTEMPTS -- COMMAND [ARG ...]
 
 It prints its own pid on stdout once detached; ``WATCH_PID`` 0 means "keep running if the server goes".
+With ``ATTEMPTS`` above 1 a failed command (non-zero exit, timeout, start failure; never a cancel) runs
+again, like a new container: fresh ``work/`` and ``home/``, the ``===== Job started`` marker in the log
+again, its own timeout; ``attempt.json`` tells the server how many attempts failed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +44,8 @@ TICK_SECONDS = 0.25
 
 LOG_FILE = "log.jsonl"
 EXIT_FILE = "exit.json"
+#: Written when an attempt failed and the next one starts: ``{"failures": N, "reason": "exit code 1"}``.
+ATTEMPT_FILE = "attempt.json"
 WORK_DIR = "work"
 HOME_DIR = "home"
 
@@ -68,9 +74,25 @@ def alive(pid: int) -> bool:
     return True
 
 
+def marker(moment: float) -> str:
+    """The line that opens each attempt's log, as the Hub's (the first one the server sends itself)."""
+    return f"===== Job started at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(moment))} ====="
+
+
+def describe(code: int, reason: str | None) -> str:
+    """How an attempt ended, in the words of the job's final ``status.message``."""
+    if reason == "timeout":
+        return "Job timeout"
+    return reason or f"exit code {code}"
+
+
 class Shim:
-    def __init__(self, job_dir: str, timeout: float, watch_pid: int, command: list[str]) -> None:
+    def __init__(
+        self, job_dir: str, timeout: float, watch_pid: int, command: list[str], attempts: int = 1
+    ) -> None:
         self.job_dir = job_dir
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
         self.deadline = time.monotonic() + timeout
         self.watch_pid = watch_pid
         self.command = command
@@ -93,6 +115,46 @@ class Shim:
     def run(self) -> int:
         # A handler, not SIG_IGN: the command must not inherit an ignored SIGTERM.
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("canceled"))
+        # A cancel (SIGTERM) wakes the loop at once instead of at the next tick.
+        self.wakeup_read, wakeup_write = os.pipe()
+        os.set_blocking(wakeup_write, False)
+        signal.set_wakeup_fd(wakeup_write)
+        code, reason = self.run_once()
+        for attempt in range(2, self.attempts + 1):
+            if (code == 0 and reason is None) or self.stopped_for_good():
+                break
+            # Like a new container: fresh directories, the start marker again, its own timeout.
+            write_json_atomically(
+                os.path.join(self.job_dir, ATTEMPT_FILE),
+                {"failures": attempt - 1, "reason": describe(code, reason)},
+            )
+            self.fresh_directories()
+            self.emit([marker(time.time()).encode()])
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # a cancel now is never lost
+            if self.stop_reason == "timeout":
+                self.stop_reason = None
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            if self.stopped_for_good():
+                reason = self.stop_reason
+                break
+            self.kill_at = None
+            self.deadline = time.monotonic() + self.timeout
+            code, reason = self.run_once()
+        self.finish(code, reason)
+        return 0
+
+    def stopped_for_good(self) -> bool:
+        """Cancelled, or the server it watches is gone: no further attempt."""
+        return self.stop_reason in ("canceled", "server gone")
+
+    def fresh_directories(self) -> None:
+        for name in (WORK_DIR, HOME_DIR):
+            path = os.path.join(self.job_dir, name)
+            shutil.rmtree(path, ignore_errors=True)
+            os.makedirs(path, mode=0o700, exist_ok=True)
+
+    def run_once(self) -> tuple[int, str | None]:
+        """Run the command once: its exit code and why it was stopped (or could not start)."""
         workdir = os.path.join(self.job_dir, WORK_DIR)
         os.makedirs(workdir, mode=0o700, exist_ok=True)
         try:
@@ -107,17 +169,12 @@ class Shim:
         except OSError as exc:
             reason = f"Could not start {self.command[0]!r}: {exc.strerror or exc}"
             self.emit([reason.encode()])
-            self.finish(127, reason)
-            return 0
+            return 127, reason
         assert process.stdout is not None
         fd = process.stdout.fileno()
         selector = selectors.DefaultSelector()
         selector.register(fd, selectors.EVENT_READ)
-        # A cancel (SIGTERM) wakes the loop at once instead of at the next tick.
-        wakeup_read, wakeup_write = os.pipe()
-        os.set_blocking(wakeup_write, False)
-        signal.set_wakeup_fd(wakeup_write)
-        selector.register(wakeup_read, selectors.EVENT_READ)
+        selector.register(self.wakeup_read, selectors.EVENT_READ)
         pending = b""
         while process.poll() is None:
             self.check(process)
@@ -126,24 +183,25 @@ class Shim:
                     process.wait(TICK_SECONDS)
                 continue
             ready = {key.fd for key, _ in selector.select(TICK_SECONDS)}
-            if wakeup_read in ready:
-                os.read(wakeup_read, 512)
+            if self.wakeup_read in ready:
+                os.read(self.wakeup_read, 512)
             if fd in ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     selector.unregister(fd)
                 pending = self.take_lines(pending + chunk)
+        selector.close()
         # Like a container whose main process ended: the rest stops, what it already printed is logged.
         self.signal_group(process, signal.SIGKILL)
         os.set_blocking(fd, False)
         with contextlib.suppress(BlockingIOError, OSError):
             while chunk := os.read(fd, 65536):
                 pending = self.take_lines(pending + chunk)
+        process.stdout.close()
         if pending:
             self.emit([pending])
         code = process.returncode
-        self.finish(code if code >= 0 else 128 - code, self.stop_reason)
-        return 0
+        return (code if code >= 0 else 128 - code), self.stop_reason
 
     def take_lines(self, data: bytes) -> bytes:
         """Log the complete lines in ``data`` (and an over-long partial one); return the rest."""
@@ -156,7 +214,8 @@ class Shim:
         return pending
 
     def request_stop(self, reason: str) -> None:
-        if self.stop_reason is None:
+        # A cancel during a timeout's grace period still counts: it decides whether another attempt runs.
+        if self.stop_reason is None or (self.stop_reason == "timeout" and reason != "timeout"):
             self.stop_reason = reason
 
     def check(self, process: subprocess.Popen) -> None:
@@ -194,12 +253,12 @@ def detach() -> None:
 
 
 def main(argv: list[str]) -> int:
-    job_dir, timeout, watch_pid, separator, *command = argv
+    job_dir, timeout, watch_pid, attempts, separator, *command = argv
     if separator != "--" or not command:
-        sys.stderr.write("usage: shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID -- COMMAND [ARG ...]\n")
+        sys.stderr.write("usage: shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID ATTEMPTS -- COMMAND [ARG ...]\n")
         return 2
     detach()
-    return Shim(job_dir, float(timeout), int(watch_pid), command).run()
+    return Shim(job_dir, float(timeout), int(watch_pid), command, int(attempts)).run()
 
 
 if __name__ == "__main__":

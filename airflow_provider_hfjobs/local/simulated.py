@@ -13,6 +13,9 @@ The script comes from the job's environment, falling back to the server's defaul
     HFJOBS_SIM_JITTER=0       (seconds: each job runs duration ± up to this, so jobs started together
                               end over a window, as jobs do, instead of all in the same second)
 
+A job with ``attempts`` whose scenario ends in ERROR plays again, up to that many times, with the start
+marker before each replay; its metrics stream serves a constant idle sample each second while it runs.
+
 Use it to measure clients, never to check what a job does: the command is recorded and ignored.
 """
 
@@ -21,9 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from dataclasses import dataclass, fields, replace
 
 from airflow_provider_hfjobs.jobs import JobStage
+from airflow_provider_hfjobs.local.metrics import SimulatedSampler
+from airflow_provider_hfjobs.local.shim import marker
 from airflow_provider_hfjobs.local.store import JobRecord
 
 ENV_PREFIX = "HFJOBS_SIM_"
@@ -133,15 +139,25 @@ class SimulatedRunner:
             return
         loop = asyncio.get_running_loop()
         job.mark_running()
-        begin = loop.time()
         draw = random.Random(job.id)
-        duration = scenario.duration + draw.uniform(-scenario.jitter, scenario.jitter)
-        gap = duration / scenario.lines if scenario.lines else 0.0
-        offset = draw.uniform(0, gap) if scenario.phase.lower() == "random" else 0.0
-        for index in range(scenario.lines):
-            await asyncio.sleep(max(0.0, begin + offset + index * gap - loop.time()))
-            text = f"line {index} of job {job.id} "
-            job.add_line(text + "." * max(0, scenario.line_bytes - len(text)))
-        await asyncio.sleep(max(0.0, begin + duration - loop.time()))
+        for attempt in range(1, job.attempts + 1):
+            if attempt > 1:  # a failed attempt runs again, as a job with ``attempts`` does
+                job.record_failure(attempt - 1, "exit code 1")
+                job.add_line(marker(time.time()))
+            begin = loop.time()
+            duration = scenario.duration + draw.uniform(-scenario.jitter, scenario.jitter)
+            gap = duration / scenario.lines if scenario.lines else 0.0
+            offset = draw.uniform(0, gap) if scenario.phase.lower() == "random" else 0.0
+            for index in range(scenario.lines):
+                await asyncio.sleep(max(0.0, begin + offset + index * gap - loop.time()))
+                text = f"line {index} of job {job.id} "
+                job.add_line(text + "." * max(0, scenario.line_bytes - len(text)))
+            await asyncio.sleep(max(0.0, begin + duration - loop.time()))
+            if scenario.stage != JobStage.ERROR:
+                break
         message = "exit code 1" if scenario.stage == JobStage.ERROR else None
         job.finish(JobStage(scenario.stage), message)
+
+    def metrics_sampler(self, job: JobRecord) -> SimulatedSampler:
+        """Metrics of a simulated job: a constant idle sample while it is RUNNING."""
+        return SimulatedSampler(job)

@@ -19,6 +19,7 @@ directory (load-testing mode) keep every line: their size is what the scenario a
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import os
@@ -38,8 +39,12 @@ SECRETS_FILE = "secrets.json"
 #: What ``job.json`` holds besides the spec (the log and secret values have their own files).
 _PERSISTED = (
     "id", "namespace", "spec", "created_at", "stage", "message", "started_at", "finished_at",
-    "cancel_requested", "pid", "pid_started", "secret_names",
+    "cancel_requested", "pid", "pid_started", "secret_names", "initiator", "failure_count",
 )  # fmt: skip
+#: What ``status.message`` says of a job created with ``ssh`` enabled: it is stored, but nothing listens.
+SSH_NOTE = "ssh is not available on the local Jobs server (no sshUrl): the job runs as a local process"
+#: Where a job's exposed ports are: its own sockets on this machine (the local server runs no proxy).
+EXPOSE_HOST = "127.0.0.1"
 #: Characters of log text (plus ``LINE_OVERHEAD`` per line) kept in memory per job; older lines stay in
 #: ``log.jsonl`` only. Read at each append, so tests can lower it.
 LOG_MEMORY_BUDGET = 1 << 20
@@ -85,6 +90,10 @@ class JobRecord:
     pid_started: int | None = None
     #: What the API shows of the secrets; the values go once the job's process holds them.
     secret_names: list[str] = field(default_factory=list)
+    #: Who started the job: ``None`` is the namespace's user; a rerun names the job it copies.
+    initiator: dict[str, str] | None = None
+    #: Failed attempts so far (``status.failureCount``); a job with ``attempts`` runs again after each.
+    failure_count: int = 0
     #: Where the job's files live (``None``: in memory only).
     directory: Path | None = None
     #: Bytes of ``log.jsonl`` already turned into ``log`` lines.
@@ -157,10 +166,30 @@ class JobRecord:
         self.spec["labels"] = labels
         self.save()
 
+    def set_expose(self, expose: dict[str, list[int]]) -> None:
+        """Replace the exposed ports; no ports at all removes ``expose``."""
+        if expose["ports"]:
+            self.spec["expose"] = expose
+        else:
+            self.spec.pop("expose", None)
+        self.save()
+        self._notify()
+
+    def record_failure(self, failures: int, reason: str | None) -> None:
+        """An attempt failed and the next one started (the job stays RUNNING)."""
+        if failures <= self.failure_count or self.stage.is_terminal:
+            return
+        self.failure_count = failures
+        self.message = f"Retrying: attempt {failures + 1} of {self.attempts} ({reason or 'failed'})"
+        self.save()
+        self._notify()
+
     def finish(self, stage: JobStage, message: str | None = None) -> None:
         """Make the job terminal (once); log streams see the stage before they close."""
         if self.stage.is_terminal:
             return
+        if stage is JobStage.ERROR:  # its last attempt failed
+            self.failure_count += 1
         self.stage, self.message, self.finished_at = stage, message, time.time()
         self.save()
         self.forget_secrets()
@@ -275,6 +304,29 @@ class JobRecord:
     def labels(self) -> dict[str, str]:
         return dict(self.spec.get("labels") or {})
 
+    @property
+    def attempts(self) -> int:
+        return int(self.spec.get("attempts") or 1)
+
+    @property
+    def exposed_ports(self) -> list[int]:
+        return list((self.spec.get("expose") or {}).get("ports") or [])
+
+    def status_json(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "stage": self.stage.value,
+            "message": self.message,
+            "failureCount": self.failure_count,
+        }
+        if (self.spec.get("ssh") or {}).get("enabled"):
+            if self.message is None:
+                status["message"] = SSH_NOTE
+            elif not self.stage.is_terminal:  # an outcome ("exit code 3", "Job timeout") stays exact
+                status["message"] = f"{self.message}. {SSH_NOTE}"
+        if ports := self.exposed_ports:
+            status["exposeUrls"] = [f"http://{EXPOSE_HOST}:{port}" for port in ports]
+        return status
+
     def matches(self, stages: set[str], labels: dict[str, str]) -> bool:
         if stages and self.stage.value not in stages:
             return False
@@ -294,7 +346,7 @@ class JobRecord:
     def to_json(self) -> dict[str, Any]:
         """The job as the API returns it. Secrets appear as names only."""
         owner = {"id": owner_id(self.namespace), "name": self.namespace, "type": "user"}
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "type": "job",
             "createdAt": format_timestamp(self.created_at),
@@ -310,10 +362,16 @@ class JobRecord:
             "labels": self.labels,
             "timeoutSeconds": self.timeout_seconds,
             "owner": owner,
-            "initiator": {"type": "user", "id": owner["id"], "name": self.namespace},
-            "status": {"stage": self.stage.value, "message": self.message},
+            "initiator": self.initiator or {"type": "user", "id": owner["id"], "name": self.namespace},
+            "status": self.status_json(),
             "durations": self.durations(),
+            "attempts": self.attempts,
+            "retry": self.attempts - 1,
         }
+        for key in ("volumes", "expose", "ssh", "network", "resourceGroupId", "arch"):
+            if key in self.spec:
+                data[key] = copy.deepcopy(self.spec[key])
+        return data
 
     def marker(self) -> tuple[float, str]:
         """The ``===== Job started`` event every log connection opens with (stable across connections)."""
@@ -340,8 +398,20 @@ class JobStore:
                     job = JobRecord.load(directory)
                     self._jobs[job.id] = job
 
-    def create(self, namespace: str, spec: dict[str, Any], secret_values: dict[str, str]) -> JobRecord:
-        job = JobRecord(id=secrets.token_hex(12), namespace=namespace, spec=spec, secrets=secret_values)
+    def create(
+        self,
+        namespace: str,
+        spec: dict[str, Any],
+        secret_values: dict[str, str],
+        initiator: dict[str, str] | None = None,
+    ) -> JobRecord:
+        job = JobRecord(
+            id=secrets.token_hex(12),
+            namespace=namespace,
+            spec=spec,
+            secrets=secret_values,
+            initiator=initiator,
+        )
         if self.root is not None:
             job.directory = self.root / job.id
             job.directory.mkdir(mode=0o700)
