@@ -4,12 +4,16 @@ Submit, push the job id and URL to XCom before waiting, then either follow the j
 go into the task log as they are printed) or defer to :class:`HfJobTrigger` so no worker slot is held
 while it runs. The task ends with the job: COMPLETED succeeds; ERROR, CANCELED and DELETED fail it with
 the stage, the server's message, the URL and the last log lines. The billed duration and its cost are
-logged and pushed with the final job info.
+logged and pushed with the final job info. With ``log_metrics`` (on by default for a GPU flavor), the
+job's metrics stream is sampled while it runs (on the worker, or in the trigger) and the task ends with
+one summary line, also pushed under ``metrics``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -38,9 +42,20 @@ from airflow_provider_hfjobs.jobs import (
 )
 from airflow_provider_hfjobs.links.hfjobs import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, HfJobLink
 from airflow_provider_hfjobs.masking import seal_mask_values
+from airflow_provider_hfjobs.metrics import (
+    MetricsAccumulator,
+    flavor_has_gpu,
+    idle_gpu_warning,
+    summary_from,
+    summary_line,
+)
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, EVENT_STATUSES, HfJobTrigger
 
 JOB_XCOM_KEY = "job"
+#: Seconds the task waits, once its job is over, for the metrics thread to let go of its stream. The
+#: summary is taken then either way; a thread still blocked in a read ends with it (a daemon, bounded by
+#: the stream's read timeout).
+METRICS_STOP_WAIT = 2.0
 
 
 def validate_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -112,6 +127,52 @@ class _TaskState:
             )
 
 
+class _MetricsFollower:
+    """Samples a job's metrics stream on a daemon thread while the worker follows its log (sync mode).
+
+    Informational only: whatever the stream does (an error, silence, a 406 at once) the task goes on, and
+    the summary is whatever arrived. The thread has a hook of its own: a requests session is not shared
+    across threads."""
+
+    def __init__(self, hook: HfJobsHook, job_id: str, namespace: str | None, log: Any) -> None:
+        self.hook, self.job_id, self.namespace, self.log = hook, job_id, namespace, log
+        self.accumulator = MetricsAccumulator()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"hfjobs-metrics-{job_id}", daemon=True)
+
+    def start(self) -> _MetricsFollower:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        samples = None
+        try:
+            samples = self.hook.fetch_job_metrics(self.job_id, namespace=self.namespace, follow=True)
+            for sample in samples:
+                if self._stopped.is_set():
+                    break
+                with self._lock:
+                    self.accumulator.add(sample)
+        except Exception as exc:  # never the task's failure: the summary covers what came before
+            self.log.info(
+                "Stopped reading the metrics of job %s (%s: %s).", self.job_id, type(exc).__name__, exc
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                if samples is not None and hasattr(samples, "close"):
+                    samples.close()  # the generator's response, and so its connection, is closed now
+                self.hook.close()
+
+    def stop(self, wait: float | None = None) -> dict[str, Any]:
+        """The summary so far; waits at most ``wait`` seconds for the thread (it is not needed for the
+        summary, only tidier)."""
+        self._stopped.set()
+        self._thread.join(METRICS_STOP_WAIT if wait is None else wait)
+        with self._lock:
+            return self.accumulator.summary()
+
+
 def _task_state(context: Any, log: Any) -> _TaskState:
     try:
         store = context["task_state_store"]
@@ -151,6 +212,10 @@ class HfJobRunOperator(BaseOperator):
         ``airflow-ti`` label) and watch it instead of starting a second one, if it is still live.
     :param reuse_completed: on a retry, return a job of an earlier try that already COMPLETED instead of
         running it again. A first try, or the first try after a clear, always runs anew.
+    :param log_metrics: sample the job's metrics stream while it runs (on the worker, or in the trigger)
+        and end the task with one summary line (GPU utilization and memory, CPU, memory, network), pushed
+        in the ``job`` XCom under ``metrics``; a GPU mostly idle (under 10% mean) earns a warning with what
+        it cost. ``None`` (default): on for a GPU flavor, off for ``cpu-*``. Off, no metrics request is made.
     """
 
     template_fields: Sequence[str] = (
@@ -191,6 +256,7 @@ class HfJobRunOperator(BaseOperator):
         cancel_on_kill: bool = True,
         reattach: bool = True,
         reuse_completed: bool = True,
+        log_metrics: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -227,6 +293,7 @@ class HfJobRunOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.reattach = reattach
         self.reuse_completed = reuse_completed
+        self.log_metrics = log_metrics
         self.job_id: str | None = None
         self.job_namespace: str | None = None
 
@@ -323,16 +390,56 @@ class HfJobRunOperator(BaseOperator):
         return self._follow(context, job)
 
     def _follow(self, context: Any, job: JobInfo) -> str:
-        """Wait on this worker, copying log lines into the task log as they come."""
+        """Wait on this worker, copying log lines into the task log as they come (and sampling the job's
+        metrics beside them, see ``log_metrics``)."""
         tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
-        cursor, complete = (
-            self._show_logs(job.id, tail, cursor=0, echo=True) if self.stream_logs else (0, True)
-        )
-        final = self.hook.wait_for_job(job.id, namespace=self.job_namespace, poll_interval=self.poll_interval)
+        metrics = self._start_metrics(job)
+        try:
+            cursor, complete = (
+                self._show_logs(job.id, tail, cursor=0, echo=True) if self.stream_logs else (0, True)
+            )
+            final = self.hook.wait_for_job(
+                job.id, namespace=self.job_namespace, poll_interval=self.poll_interval
+            )
+        finally:
+            summary = metrics.stop() if metrics is not None else None
         if not complete:
             # The stream gave up early: the finished job's log is complete now, show what was missed.
             self._show_logs(job.id, tail, cursor=cursor, echo=True)
-        return self._finish(context, final, list(tail))
+        return self._finish(context, final, list(tail), metrics=summary)
+
+    # ------------------------------------------------------------------------------------------- metrics
+    def _wants_metrics(self, job: JobInfo) -> bool:
+        """``log_metrics``, or (``None``) whether the job's flavor has a GPU: known from its name, so that
+        deciding costs no request. A job already over has no stream left to read."""
+        if job.is_terminal:
+            return False
+        if self.log_metrics is None:
+            return flavor_has_gpu(job.flavor or self.flavor)
+        return bool(self.log_metrics)
+
+    def _start_metrics(self, job: JobInfo) -> _MetricsFollower | None:
+        if not self._wants_metrics(job):
+            return None
+        return _MetricsFollower(self._metrics_hook(), job.id, self.job_namespace, self.log).start()
+
+    def _metrics_hook(self) -> HfJobsHook:
+        """A copy of the task's hook for the metrics thread: the credentials already read (no connection
+        lookup from a thread), a requests session of its own."""
+        _ = self.hook.credentials  # read here, on the task's thread
+        hook = copy.copy(self.hook)
+        hook.__dict__.pop("session", None)
+        return hook
+
+    def _report_metrics(self, job: JobInfo, summary: dict[str, Any] | None, cost_usd: float | None) -> None:
+        """The summary line, and the warning when a GPU flavor's GPU mostly waited."""
+        if summary is None:
+            return
+        flavor = job.flavor or self.flavor
+        self.log.info("%s", summary_line(job.id, summary, gpu_flavor=flavor_has_gpu(flavor)))
+        warning = idle_gpu_warning(job.id, flavor, summary, cost_usd)
+        if warning:
+            self.log.warning("%s", warning)
 
     def _show_logs(self, job_id: str, tail: deque[str], *, cursor: int, echo: bool) -> tuple[int, bool]:
         """Follow the job's log from ``cursor`` until the job is terminal, into the task log if ``echo``.
@@ -376,6 +483,7 @@ class HfJobRunOperator(BaseOperator):
                 job_id=job.id, namespace=self.job_namespace, hf_conn_id=self.hf_conn_id,
                 poll_interval=self.poll_interval, stream_logs=self.stream_logs, deadline=deadline,
                 cancel_on_kill=self.cancel_on_kill, mask_values_sealed=self._sealed_secrets(),
+                log_metrics=self._wants_metrics(current),
             ),
             method_name="execute_complete",
             timeout=defer_timeout(deadline, self.poll_interval),
@@ -398,8 +506,11 @@ class HfJobRunOperator(BaseOperator):
         event = validate_event(event)
         self.job_id = event["job_id"]
         self.job_namespace = self.job_namespace or self.hook.namespace
+        metrics = summary_from(event.get("metrics"))  # numbers only: it came through the metadata DB
         if event["status"] in ("timeout", "error") and event.get("stage") is None:
             # We stopped watching a job that may still run (deadline, or the API became unreachable).
+            if metrics is not None:
+                self.log.info("%s", summary_line(event["job_id"], metrics, gpu_flavor=False))
             self._cancel(reason=event["status"])
             raise HfJobFailedError(
                 failure_message(
@@ -409,7 +520,7 @@ class HfJobRunOperator(BaseOperator):
                 job_id=event["job_id"], stage=None, job_url=event.get("job_url", ""),
             )  # fmt: skip
         final = self.hook.inspect_job(event["job_id"], namespace=self.job_namespace)
-        return self._finish(context, final, [])
+        return self._finish(context, final, [], metrics=metrics)
 
     def _log_tail(self, job_id: str) -> list[str]:
         """The job's last lines for a failure message: one logs call, read here on the worker (events carry
@@ -420,15 +531,20 @@ class HfJobRunOperator(BaseOperator):
             self.log.info("Could not read the log tail of job %s: %s", job_id, exc)
             return []
 
-    def _finish(self, context: Any, job: JobInfo, log_tail: list[str]) -> str:
+    def _finish(
+        self, context: Any, job: JobInfo, log_tail: list[str], *, metrics: dict[str, Any] | None = None
+    ) -> str:
         info = job.to_dict()
         billed = job.billed_seconds
         info["billed_seconds"] = billed
         info["cost_usd"] = self._cost(job, billed)
+        if metrics is not None:
+            info["metrics"] = metrics
         context["ti"].xcom_push(key=JOB_XCOM_KEY, value=info)
         cost = f", about ${info['cost_usd']:.6f}" if info["cost_usd"] is not None else ""
         seconds = f" after {billed:.1f} s billed" if billed is not None else ""
         self.log.info("Hugging Face job %s %s on %s%s%s.", job.id, job.stage.value, job.flavor, seconds, cost)
+        self._report_metrics(job, metrics, info["cost_usd"])
         if not job.stage.is_success:
             log_tail = log_tail or self._log_tail(job.id)  # not followed here: read the tail once
             raise HfJobFailedError(

@@ -3,8 +3,12 @@
 Fully async (one ``httpx.AsyncClient`` per trigger, async connection lookup), so one triggerer can watch
 thousands of jobs. It yields exactly one event, and the event carries no log line (Airflow logs every event
 and stores it in the metadata DB). Its kwargs are plain values — job id, namespace, connection id, poll
-interval, stream flag, deadline, log cursor — plus the task's secret values sealed with Airflow's Fernet key
-(:mod:`airflow_provider_hfjobs.masking`), never a token or a secret in clear.
+interval, stream flag, deadline, log cursor, metrics flag — plus the task's secret values sealed with
+Airflow's Fernet key (:mod:`airflow_provider_hfjobs.masking`), never a token or a secret in clear.
+
+With ``log_metrics``, a second task beside the log stream follows the job's metrics stream (on a connection
+of its own) and folds its samples into a summary (:mod:`airflow_provider_hfjobs.metrics`); the event
+carries that summary, numbers only.
 
 Each line is written once even when the triggerer restarts or the trigger moves to another triggerer: the
 trigger keeps its place in an XCom of the task (:mod:`.log_checkpoint`) and a resumed trigger continues
@@ -27,6 +31,7 @@ from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError, HfJo
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
 from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
 from airflow_provider_hfjobs.masking import unseal_mask_values
+from airflow_provider_hfjobs.metrics import MetricsAccumulator
 from airflow_provider_hfjobs.triggers.log_checkpoint import (
     MAX_BATCH_LINES,
     Checkpoint,
@@ -65,9 +70,11 @@ def job_event(
     message: str | None,
     url: str,
     cursor: int,
+    metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The one event payload shape, plain JSON and no log text (Airflow logs and stores every event)."""
-    return {
+    """The one event payload shape, plain JSON and no log text (Airflow logs and stores every event); with
+    metrics on, their summary too (numbers only)."""
+    event = {
         "status": status,
         "job_id": job_id,
         "stage": stage,
@@ -75,11 +82,17 @@ def job_event(
         "job_url": url,
         "log_cursor": cursor,
     }
+    if metrics is not None:
+        event["metrics"] = metrics
+    return event
 
 
-def event_from_job(job: JobInfo, cursor: int) -> dict[str, Any]:
+def event_from_job(job: JobInfo, cursor: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     status = EVENT_STATUS.get(job.stage, "error")
-    return job_event(status, job.id, stage=job.stage.value, message=job.message, url=job.url, cursor=cursor)
+    return job_event(
+        status, job.id, stage=job.stage.value, message=job.message, url=job.url, cursor=cursor,
+        metrics=metrics,
+    )  # fmt: skip
 
 
 class HfJobTrigger(BaseTrigger):
@@ -100,6 +113,9 @@ class HfJobTrigger(BaseTrigger):
     :param mask_values_sealed: the task's secret values, sealed by
         :func:`airflow_provider_hfjobs.masking.seal_mask_values`: registered with the triggerer's masker so
         that a job printing one shows ``***``.
+    :param log_metrics: follow the job's metrics stream beside its log (a second connection, one request)
+        and put their summary in the event. Off, not one metrics request is made. A resumed trigger (a
+        triggerer restart) summarizes what it saw itself: the stream has no history.
     """
 
     #: Triggers of this class running in this process (to spread their starts).
@@ -117,6 +133,7 @@ class HfJobTrigger(BaseTrigger):
         max_consecutive_errors: int = 5,
         cancel_on_kill: bool = True,
         mask_values_sealed: str | None = None,
+        log_metrics: bool = False,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -129,6 +146,8 @@ class HfJobTrigger(BaseTrigger):
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.cancel_on_kill = bool(cancel_on_kill)
         self.mask_values_sealed = mask_values_sealed
+        self.log_metrics = bool(log_metrics)
+        self._metrics: MetricsAccumulator | None = None
         self._event_sent = False
         self._checkpoints: CheckpointStore | None = None
         self._last_step = 0.0
@@ -147,6 +166,7 @@ class HfJobTrigger(BaseTrigger):
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "cancel_on_kill": self.cancel_on_kill,
                 "mask_values_sealed": self.mask_values_sealed,
+                "log_metrics": self.log_metrics,
             },
         )
 
@@ -182,7 +202,7 @@ class HfJobTrigger(BaseTrigger):
                         await self._resume_from_checkpoint()
                     remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
                     async with asyncio.timeout(remaining):
-                        job = await self._watch(hook)
+                        job = await self._watch_and_measure(hook)
                 except asyncio.CancelledError:
                     if not TRIGGER_ON_KILL and self.cancel_on_kill:
                         # Before Airflow 3.3 this is all a trigger learns of a user stopping its task.
@@ -199,15 +219,17 @@ class HfJobTrigger(BaseTrigger):
                 else:
                     failure = None
             self._event_sent = True
+            metrics = self._metrics.summary() if self._metrics is not None else None
             if failure is None:
-                yield TriggerEvent(event_from_job(job, self.log_cursor))
+                yield TriggerEvent(event_from_job(job, self.log_cursor, metrics))
             else:
                 status, message = failure
                 yield TriggerEvent(
                     job_event(
-                        status, self.job_id, stage=None, message=message, url=url, cursor=self.log_cursor
+                        status, self.job_id, stage=None, message=message, url=url, cursor=self.log_cursor,
+                        metrics=metrics,
                     )
-                )
+                )  # fmt: skip
         finally:
             HfJobTrigger.running -= 1
 
@@ -259,6 +281,39 @@ class HfJobTrigger(BaseTrigger):
             self.log.info("Could not read the task's state (%s); treating the stop as a user action.", exc)
             return False
         return str(state or "").lower() == "deferred"
+
+    # ------------------------------------------------------------------------------------------- metrics
+    async def _watch_and_measure(self, hook: HfJobsAsyncHook) -> JobInfo:
+        """:meth:`_watch`, with (``log_metrics``) the metrics stream read beside it until the job is over;
+        the sampling task is cancelled then, whatever ended the watch (terminal stage, deadline, error)."""
+        if not self.log_metrics:
+            return await self._watch(hook)
+        self._metrics = MetricsAccumulator()
+        sampler = asyncio.ensure_future(self._sample_metrics(await hook.get_credentials(), self._metrics))
+        try:
+            return await self._watch(hook)
+        finally:
+            sampler.cancel()
+            await asyncio.wait({sampler})
+
+    async def _sample_metrics(self, credentials: Any, into: MetricsAccumulator) -> None:
+        """Fold the job's metric samples into ``into`` until cancelled. A hook of its own, so the stream
+        has its own connection (the log stream and stage checks keep theirs); informational, so any failure
+        only ends the sampling."""
+        try:
+            async with self._hook() as hook:
+                hook._credentials = credentials  # the lookup the trigger already made
+                samples = hook.fetch_job_metrics(self.job_id, namespace=self.namespace, follow=True)
+                async with contextlib.aclosing(samples):
+                    async for sample in samples:
+                        into.add(sample)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.info(
+                "Stopped reading the metrics of job %s (%s: %s); the summary covers what came before.",
+                self.job_id, type(exc).__name__, exc,
+            )  # fmt: skip
 
     async def _watch(self, hook: HfJobsAsyncHook) -> JobInfo:
         if not self.stream_logs:

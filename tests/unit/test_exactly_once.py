@@ -79,11 +79,17 @@ async def test_a_restarted_trigger_resumes_after_the_last_line_shown(monkeypatch
     store = MemoryStore()
     first = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     first_log = recorded(first)
-    monkeypatch.setattr(first, "_hook", lambda: FakeHook(LINES[:5], [job("RUNNING")]))
-    run = first.run()
-    consumer = asyncio.ensure_future(anext(run, None))
-    while store.value is None or store.value["shown"] < 6 or store.value["showing"] != 6:
-        await asyncio.sleep(0.001)
+    stalls = Trickle(LINES[:6], [])  # five lines printed, the sixth never comes: the job is running
+    for gate in stalls.gates[:5]:
+        gate.set()
+    monkeypatch.setattr(first, "_hook", lambda: stalls)
+    consumer = asyncio.ensure_future(anext(first.run(), None))
+
+    async def five_lines_recorded() -> None:
+        while store.value != {"job_id": f"{JOB_ID}#1", "shown": 6, "showing": 6}:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(five_lines_recorded(), 30)
     consumer.cancel()  # as a triggerer that stops: the trigger is cancelled mid-watch
     with pytest.raises(asyncio.CancelledError):
         await consumer
