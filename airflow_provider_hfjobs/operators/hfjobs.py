@@ -476,7 +476,8 @@ class HfJobRunOperator(BaseOperator):
             # Finished before we could defer: no trigger needed, but still show its log.
             tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
             self._show_logs(job.id, tail, cursor=0, echo=self.stream_logs)
-            return self._finish(context, current, list(tail))
+            unmeasured = MetricsAccumulator().summary() if self._wants_metrics(current) else None
+            return self._finish(context, current, list(tail), metrics=unmeasured)
         deadline = self._deadline(context)
         self.defer(
             trigger=HfJobTrigger(

@@ -15,8 +15,16 @@ NAMESPACE = "alice"
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[LocalJobsServer]:
-    with LocalJobsServer(token=TOKEN, namespace=NAMESPACE, max_concurrency=8) as srv:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalJobsServer]:
+    # Dataset and model volumes come from a local directory: one small dataset for the example DAGs.
+    sources = tmp_path_factory.mktemp("volume-sources")
+    corpus = sources / "datasets" / NAMESPACE / "corpus"
+    corpus.mkdir(parents=True)
+    for part in range(3):
+        (corpus / f"part-{part}.txt").write_text(f"row {part}\n")
+    with LocalJobsServer(
+        token=TOKEN, namespace=NAMESPACE, max_concurrency=8, volume_source_dir=str(sources)
+    ) as srv:
         yield srv
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
+import requests
 
 from airflow_provider_hfjobs.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.integration.airflow_run import REPO, AirflowHome, count, make_airflow_home
-from tests.integration.conftest import TOKEN
+from tests.integration.conftest import NAMESPACE, TOKEN
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow_db]
 
@@ -55,13 +58,26 @@ def test_quickstart_shows_each_job_line_once_sync_and_deferred(airflow_home: Air
     assert count(text, "COMPLETED on cpu-basic") == 2
 
 
-def test_nightly_training_runs_the_uv_script_with_its_secret(airflow_home: AirflowHome) -> None:
-    result = airflow_home.dags_test("hfjobs_nightly_training")
+def test_nightly_training_checkpoints_to_a_bucket_the_evaluation_reads(airflow_home: AirflowHome, server) -> None:
+    """A dataset volume in, a bucket volume out, attempts=2 and the metrics summary (deferred); the
+    evaluation (on a worker) reads the checkpoint back through the same bucket."""
+    created = requests.post(
+        f"{server.url}/api/buckets/{NAMESPACE}/nightly-checkpoints", json={},
+        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10,
+    )  # fmt: skip
+    assert created.status_code in (200, 409), created.text
+    conf = {"dataset": f"{NAMESPACE}/corpus", "checkpoints": f"{NAMESPACE}/nightly-checkpoints"}
+    result = airflow_home.run("dags", "test", "hfjobs_nightly_training", "-c", json.dumps(conf), timeout=300)
     text = output(result)
     assert result.returncode == 0, text[-5000:]
+    assert count(text, "dataset at /data: 3 files") == 1, text[-5000:]
     assert count(text, "epoch 3/3") == 1
     assert count(text, "HF token available: True") == 1
     assert count(text, "COMPLETED on a10g-small") == 1
+    assert count(text, "used: ") >= 1, text[-5000:]  # the metrics summary of the GPU-flavor task
+    assert re.search(r"loaded checkpoint /checkpoints/\d{8}: epoch 3, loss=", text), text[-5000:]
+    checkpoints = list((Path(server.state_dir) / "buckets" / NAMESPACE / "nightly-checkpoints").glob("*/state.json"))
+    assert len(checkpoints) == 1
 
 
 def test_pipeline_gpu_step_between_cpu_steps(airflow_home: AirflowHome) -> None:
