@@ -216,6 +216,7 @@ async def watch(
     poll_interval: float,
     supervisor: SimulatedSupervisor | None = None,
     log_delays: array | None = None,
+    log_metrics: bool = False,
 ) -> tuple[dict[str, float], dict, LoopLag, int, int]:
     from airflow_provider_hfjobs.triggers import hfjobs
     from airflow_provider_hfjobs.triggers.log_checkpoint import step_budget
@@ -231,7 +232,9 @@ async def watch(
     lag.start()
 
     async def one(index: int, job_id: str) -> None:
-        trigger = trigger_class(job_id, NAMESPACE, CONN_ID, poll_interval=poll_interval, stream_logs=stream)
+        trigger = trigger_class(
+            job_id, NAMESPACE, CONN_ID, poll_interval=poll_interval, stream_logs=stream, log_metrics=log_metrics
+        )
         if supervisor is not None:  # what the triggerer gives each trigger (a mapped task's instance each)
             trigger.task_instance = SimpleNamespace(
                 dag_id="hfjobs_bench", run_id="manual__2026-01-01T00:00:00+00:00", task_id="watch",
@@ -271,6 +274,7 @@ def run(
     ends: str,
     supervisor: SimulatedSupervisor | None = None,
     log_delay: bool = False,
+    log_metrics: bool = False,
 ) -> dict:
     from airflow_provider_hfjobs.triggers.hfjobs import START_COST_SECONDS
 
@@ -281,7 +285,7 @@ def run(
     usage, server_cpu = Usage().start(), server.cpu_seconds()
     with GcPauses() as gc_pauses:
         moments, statuses, lag, given_up, steps = asyncio.run(
-            watch(job_ids, stream, poll_interval, supervisor, delays)
+            watch(job_ids, stream, poll_interval, supervisor, delays, log_metrics)
         )
     usage.stop()
     server_cpu = server.cpu_seconds() - server_cpu
@@ -292,7 +296,8 @@ def run(
     latency = [moments[j] - ends[j] for j in job_ids if j in ends and j in moments]
     return {
         "triggers": n,
-        "logs": f"streamed, {lines} lines ({phase})" if stream else f"poll {poll_interval:g}s",
+        "logs": (f"streamed, {lines} lines ({phase})" if stream else f"poll {poll_interval:g}s")
+        + (", metrics" if log_metrics else ""),
         "ends": f"spread {duration - jitter:g}-{duration + jitter:g} s" if jitter else "burst",
         "wall s": usage.wall,
         "CPU s": usage.cpu,
@@ -401,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         "DEFAULT_STEPS_PER_SECOND; 0: no checkpoints)",
     )  # fmt: skip
     parser.add_argument("--log-delay", action="store_true", help="time each log line, server to task log")
+    parser.add_argument(
+        "--metrics", action="store_true", help="triggers with log_metrics (a metrics stream beside the log)"
+    )
     parser.add_argument("--save-as", help="results file name (default: scale, or scale-checkpoints)")
     parser.add_argument("--append", action="store_true", help="add the rows to the results file's")
     parser.add_argument(
@@ -430,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             supervisor = SimulatedSupervisor(args.supervisor_ms / 1000, args.supervisor_read_ms / 1000)
         row = run(
             int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase, ends,
-            supervisor, args.log_delay,
+            supervisor, args.log_delay, args.metrics,
         )  # fmt: skip
         heap = "frozen on import" if gc.get_freeze_count() else "as imported"
         print(json.dumps({"rss_before_mb": baseline, "base full GC ms": base_gc, "heap": heap, **row}))
@@ -444,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--supervisor-read-ms", str(service_seconds(args.supervisor_read_ms, "GetXCom") * 1000)]  # fmt: skip
     if args.log_delay:
         options.append("--log-delay")
+    if args.metrics:
+        options.append("--metrics")
     if args.steps_per_second is not None:
         options += ["--steps-per-second", str(args.steps_per_second)]
     columns = CHECKPOINT_COLUMNS if checkpointing else COLUMNS
