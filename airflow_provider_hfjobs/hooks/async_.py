@@ -88,11 +88,24 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         try:
             conn = await get_async_connection(self.hf_conn_id)
         except AirflowNotFoundException:
-            credentials = self._credentials_from(None, None)
+            # Under `airflow dags test` the trigger runs in-process and the async lookup cannot reach the
+            # metadata DB (its supervisor channel answers only synchronous requests): ask the sync way, in a
+            # thread, before falling back to the environment. A real triggerer found it above already.
+            conn = await asyncio.to_thread(self._sync_connection_or_none)
+            if conn is None:
+                credentials = self._credentials_from(None, None)
+            else:
+                credentials = self._credentials_from(conn, conn.extra_dejson)
         else:
             credentials = self._credentials_from(conn, await get_async_extra_dejson(conn))
         _recent_credentials.put(self.hf_conn_id, credentials)
         return credentials
+
+    def _sync_connection_or_none(self) -> Any:
+        try:
+            return self.get_connection(self.hf_conn_id)
+        except AirflowNotFoundException:
+            return None
 
     async def __aenter__(self) -> HfJobsAsyncHook:
         return self

@@ -37,6 +37,7 @@ from airflow_provider_hfjobs.jobs import (
     JobInfo,
     Volume,
     classify_uv_script,
+    job_url,
     task_instance_labels,
     validate_labels,
 )
@@ -69,7 +70,7 @@ def failure_message(
     job_id: str, stage: str | None, message: str | None, url: str, log_lines: Sequence[str]
 ) -> str:
     head = f"Hugging Face job {job_id} ended {stage or 'unwatched'}"
-    head += f": {message}" if message else ""
+    head += f": {message.rstrip('. ')}" if message else ""
     text = f"{head}. {url}"
     if log_lines:
         text += f"\nLast {len(log_lines)} log lines:\n" + "\n".join(f"  {line}" for line in log_lines)
@@ -513,12 +514,14 @@ class HfJobRunOperator(BaseOperator):
             if metrics is not None:
                 self.log.info("%s", summary_line(event["job_id"], metrics, gpu_flavor=False))
             self._cancel(reason=event["status"])
+            url = event.get("job_url", "")
+            with contextlib.suppress(Exception):  # the configured endpoint: the trigger may not have read it
+                url = job_url(self.hook.endpoint, self.job_namespace, event["job_id"])
             raise HfJobFailedError(
                 failure_message(
-                    event["job_id"], None, event.get("message"), event.get("job_url", ""),
-                    self._log_tail(event["job_id"]),
+                    event["job_id"], None, event.get("message"), url, self._log_tail(event["job_id"]),
                 ),
-                job_id=event["job_id"], stage=None, job_url=event.get("job_url", ""),
+                job_id=event["job_id"], stage=None, job_url=url,
             )  # fmt: skip
         final = self.hook.inspect_job(event["job_id"], namespace=self.job_namespace)
         return self._finish(context, final, [], metrics=metrics)

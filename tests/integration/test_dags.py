@@ -58,6 +58,22 @@ def test_quickstart_shows_each_job_line_once_sync_and_deferred(airflow_home: Air
     assert count(text, "COMPLETED on cpu-basic") == 2
 
 
+def test_a_connection_stored_in_the_metadata_db_serves_deferred_tasks_too(server, tmp_path) -> None:
+    """The README's `airflow connections add` set-up, no AIRFLOW_CONN_ variable: the deferred task's trigger
+    (run in-process by `dags test`) must find the stored connection as the worker task does."""
+    home = make_airflow_home(tmp_path, server.url, TOKEN)
+    home.env.pop("AIRFLOW_CONN_HF_DEFAULT")
+    added = home.run(
+        "connections", "add", "hf_default", "--conn-type", "hf_jobs", "--conn-host", server.url,
+        "--conn-password", TOKEN, "--conn-extra", json.dumps({"namespace": NAMESPACE}),
+    )  # fmt: skip
+    assert added.returncode == 0, output(added)
+    result = home.dags_test("hfjobs_quickstart")
+    text = output(result)
+    assert result.returncode == 0, text[-5000:]
+    assert count(text, "Hello from the cloud!") == 2 and "ended unwatched" not in text
+
+
 def test_nightly_training_checkpoints_to_a_bucket_the_evaluation_reads(airflow_home: AirflowHome, server) -> None:
     """A dataset volume in, a bucket volume out, attempts=2 and the metrics summary (deferred); the
     evaluation (on a worker) reads the checkpoint back through the same bucket."""

@@ -98,9 +98,12 @@ def test_failed_stage_fails_with_url_and_log_tail(status: str, stage: str) -> No
 @pytest.mark.parametrize("status", ["timeout", "error"])
 def test_unwatched_job_is_cancelled(status: str) -> None:
     op, hook = operator()
-    with pytest.raises(HfJobFailedError):
-        op.execute_complete({"ti": FakeTI()}, event(status, None, message="gone"))
+    hook.endpoint = "http://127.0.0.1:8910"
+    with pytest.raises(HfJobFailedError) as info:
+        op.execute_complete({"ti": FakeTI()}, event(status, None, message="no token: set HF_TOKEN."))
     hook.cancel_job.assert_called_once_with(JOB_ID, namespace="alice")
+    # The configured endpoint in the URL (the trigger may not have read it), and no doubled full stop.
+    assert f"http://127.0.0.1:8910/jobs/alice/{JOB_ID}" in str(info.value) and ".." not in str(info.value)
 
 
 def test_cancel_on_kill_false_leaves_job_alone() -> None:
