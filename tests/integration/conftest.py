@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +66,18 @@ def proxied_hook(proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch):
     hook = HfJobsHook("hf_proxied", retry_policy=RetryPolicy(max_retries=4, base_delay=0.05, max_delay=0.2))
     yield hook
     hook.close()
+
+
+@pytest.fixture
+def no_job_left_behind(tmp_path: Path) -> Iterator[None]:
+    """A kept state directory keeps jobs running after its server stops; whatever a test (even a failed
+    one) leaves running under its tmp_path is stopped here: the shims, which stop their commands. Modules
+    that keep state directories opt in (``pytestmark`` ``usefixtures``)."""
+    yield
+    marker = str(tmp_path).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes()
+                if marker in cmdline and b"shim.py" in cmdline:
+                    os.kill(int(entry.name), signal.SIGTERM)

@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local.simulated import Scenario
 from airflow_provider_hfjobs.local.spec import CREATE_FIELDS, host_arch
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
 TOKEN = "hf_local_api_token"
 NS = "alice"
@@ -170,19 +169,6 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(sources: Path) -> Iterator[LocalJobsServer]:
     with LocalJobsServer(token=TOKEN, namespace=NS, max_concurrency=6, volume_source_dir=str(sources)) as srv:
         yield srv
-
-
-@pytest.fixture(autouse=True)
-def no_job_left_behind(tmp_path: Path) -> Iterator[None]:
-    """A kept state directory's jobs outlive their server: stop any shim a (failed) test left running."""
-    yield
-    marker = str(tmp_path).encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes()
-                if marker in cmdline and b"shim.py" in cmdline:
-                    os.kill(int(entry.name), signal.SIGTERM)
 
 
 # -------------------------------------------------------------------------------- faithful or loud

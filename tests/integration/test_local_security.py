@@ -4,10 +4,8 @@ the developer's credentials by accident. Real HTTP on 127.0.0.1; no timing is as
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -22,7 +20,7 @@ import requests
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local import store as local_store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
 TOKEN = "hf_security_token"
 NS = "guarded"
@@ -94,19 +92,6 @@ def gated(gate: Path, *before: str) -> list[str]:
 def server() -> Iterator[LocalJobsServer]:
     with LocalJobsServer(token=TOKEN, namespace=NS) as srv:
         yield srv
-
-
-@pytest.fixture(autouse=True)
-def no_job_left_behind(tmp_path: Path) -> Iterator[None]:
-    """Jobs of a kept state directory outlive their server: stop any shim a (failed) test left running."""
-    yield
-    marker = str(tmp_path).encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes()
-                if marker in cmdline and b"shim.py" in cmdline:
-                    os.kill(int(entry.name), signal.SIGTERM)
 
 
 # ------------------------------------------------------------------------------------------ the token

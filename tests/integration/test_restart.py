@@ -5,10 +5,8 @@ And a server without a state directory never leaves a job running unwatched when
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -26,7 +24,7 @@ from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 from tests.unit.test_trigger import recorded
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
 TOKEN = "hf_restart_token"
 NS = "restarter"
@@ -77,21 +75,6 @@ def server(tmp_path: Path) -> Iterator[LocalJobsServer]:
     with LocalJobsServer(token=TOKEN, namespace=NS, state_dir=str(tmp_path / "state")) as srv:
         yield srv
 
-
-@pytest.fixture(autouse=True)
-def no_job_left_behind(tmp_path: Path) -> Iterator[None]:
-    """A kept state directory keeps jobs running after its server stops; whatever a test (even a failed
-    one) leaves running under its tmp_path is stopped here: shims, and their commands' process groups."""
-    yield
-    marker = str(tmp_path).encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (
-                    marker in (entry / "cmdline").read_bytes()
-                    and b"shim.py" in (entry / "cmdline").read_bytes()
-                ):
-                    os.kill(int(entry.name), signal.SIGTERM)  # the shim stops its command, then exits
 
 
 def test_sync_hook_follows_a_job_across_a_restart(server, monkeypatch, tmp_path) -> None:
