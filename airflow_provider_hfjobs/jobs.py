@@ -9,6 +9,7 @@ or sleeps, so all of it is tested without a network. Names follow ``huggingface_
 from __future__ import annotations
 
 import base64
+import difflib
 import email.utils
 import hashlib
 import json
@@ -496,26 +497,23 @@ def build_expose_payload(
     return {"ports": list(dict.fromkeys([*ports, *public])), "portsPublic": public}
 
 
-def validate_network(
-    network_group: str | None, network_aliases: Sequence[str] | None
-) -> dict[str, Any] | None:
-    """The create body's ``network`` (``None``: no group), with the rules of ``huggingface_hub``'s
-    docstring; an empty group counts as none, as there."""
-    aliases = [] if network_aliases is None else network_aliases
-    if isinstance(aliases, (str, bytes, Mapping)) or not isinstance(aliases, (list, tuple)):
-        raise HfJobsInputError(
-            f"network_aliases must be a list of aliases, e.g. ['master']; got {type(aliases).__name__} {aliases!r}."
-        )
-    if aliases and not network_group:
-        raise HfJobsInputError(
-            "network_aliases needs network_group: give the group the aliases are claimed in, e.g. "
-            "network_group='train'."
-        )
+def validate_network_group(network_group: str | None) -> str | None:
+    """A network group (``None``: none; an empty one counts as none, as in ``huggingface_hub``)."""
     if network_group is None or network_group == "":
         return None
     if not isinstance(network_group, str) or not _NETWORK_GROUP_RE.match(network_group):
         raise HfJobsInputError(
             f"network_group {network_group!r} is invalid: use 1-46 lower-case letters, digits or '-'."
+        )
+    return network_group
+
+
+def validate_network_aliases(network_aliases: Sequence[str] | None) -> list[str]:
+    """The aliases a job claims in its network group: each valid, none twice."""
+    aliases = [] if network_aliases is None else network_aliases
+    if isinstance(aliases, (str, bytes, Mapping)) or not isinstance(aliases, (list, tuple)):
+        raise HfJobsInputError(
+            f"network_aliases must be a list of aliases, e.g. ['master']; got {type(aliases).__name__} {aliases!r}."
         )
     seen: set[str] = set()
     for position, alias in enumerate(aliases):
@@ -526,9 +524,26 @@ def validate_network(
         if alias in seen:
             raise HfJobsInputError(f"network_aliases has {alias!r} twice: claim each alias once.")
         seen.add(alias)
-    network: dict[str, Any] = {"group": network_group}
+    return list(aliases)
+
+
+def validate_network(
+    network_group: str | None, network_aliases: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """The create body's ``network`` (``None``: no group), with the rules of ``huggingface_hub``'s
+    docstring; an empty group counts as none, as there."""
+    aliases = validate_network_aliases(network_aliases)
+    if aliases and not network_group:
+        raise HfJobsInputError(
+            "network_aliases needs network_group: give the group the aliases are claimed in, e.g. "
+            "network_group='train'."
+        )
+    group = validate_network_group(network_group)
+    if group is None:
+        return None
+    network: dict[str, Any] = {"group": group}
     if aliases:
-        network["aliases"] = list(aliases)
+        network["aliases"] = aliases
     return network
 
 
@@ -542,6 +557,148 @@ def validate_attempts(attempts: int | None) -> int | None:
             f"{attempts!r}."
         )
     return attempts
+
+
+def validate_command(command: Sequence[str]) -> list[str]:
+    """The job's command: a non-empty list of strings (no shell string: it would run as one program name)."""
+    if isinstance(command, str) or not isinstance(command, (list, tuple)):
+        raise HfJobsInputError(
+            f"command must be a list of strings, e.g. ['python', '-c', 'print(1)']; got {type(command).__name__}."
+        )
+    if not command:
+        raise HfJobsInputError(
+            "command is empty: give the program and its arguments, e.g. ['python', 'train.py']."
+        )
+    for position, part in enumerate(command):
+        if not isinstance(part, str):
+            raise HfJobsInputError(
+                f"command[{position}] must be a string; got {type(part).__name__} {part!r}."
+            )
+    return list(command)
+
+
+def validate_flavor(flavor: str | None) -> str | None:
+    """A flavor name, not checked against a list: the server knows the flavors (new ones appear on the
+    Hub). :func:`check_known_flavor` is the stricter check of a DAG's literal flavor."""
+    if flavor is not None and (not isinstance(flavor, str) or not flavor.strip()):
+        raise HfJobsInputError(
+            f"flavor must be a hardware name such as 'cpu-basic' or 'a10g-small'; got {flavor!r}."
+        )
+    return flavor
+
+
+def check_known_flavor(flavor: str, extra_flavors: Iterable[str] = ()) -> str:
+    """``flavor`` is one of :data:`KNOWN_FLAVORS` or ``extra_flavors``, else an error suggesting the
+    closest name. For a DAG's literal flavor, where a name off the list is almost always a typo; the hook
+    itself lets the server decide."""
+    known = [*KNOWN_FLAVORS, *(name for name in extra_flavors if name not in KNOWN_FLAVORS)]
+    if flavor in known:
+        return flavor
+    close = difflib.get_close_matches(flavor.lower(), known, n=1, cutoff=0.6)
+    verdict = f"is unknown: did you mean {close[0]!r}?" if close else "is unknown."
+    raise HfJobsInputError(
+        f"flavor {flavor!r} {verdict} Known flavors: {', '.join(known)}. If {flavor!r} is a flavor "
+        "newer than this provider, add it to the Airflow option [hfjobs] extra_flavors (comma-separated; "
+        "environment variable AIRFLOW__HFJOBS__EXTRA_FLAVORS)."
+    )
+
+
+def validate_env(env: Mapping[str, Any] | None) -> dict[str, str]:
+    """Environment variables: valid names, string values (shown in the message: they are not secret)."""
+    return _validate_env(env, "env", show_values=True)
+
+
+def validate_secrets(secrets: Mapping[str, Any] | None) -> dict[str, str]:
+    """Secret environment variables: as ``env``, but no value is ever shown in a message."""
+    return _validate_env(secrets, "secrets", show_values=False)
+
+
+def check_env_and_secrets(env: Mapping[str, Any] | None, secrets: Mapping[str, Any] | None) -> None:
+    """No variable in both ``env`` and ``secrets``."""
+    if both := sorted(set(validate_env(env)) & set(validate_secrets(secrets))):
+        raise HfJobsInputError(
+            f"{', '.join(both)} given in both env and secrets: keep each name in one of them."
+        )
+
+
+def validate_job_name(name: str | None) -> str | None:
+    """A job name: it travels as the ``name`` label, so a label value's rules apply."""
+    return None if name is None else validate_labels({"name": name}, field_name="name")["name"]
+
+
+def job_labels(labels: Mapping[str, Any] | None, name: str | None) -> dict[str, str]:
+    """The labels with the job name among them: given as ``name=`` or as ``labels['name']``, not both."""
+    clean = validate_labels(labels)
+    if name is not None:
+        if "name" in clean:
+            raise HfJobsInputError("give the job name either as name= or as labels['name'], not both.")
+        clean["name"] = validate_job_name(name)  # type: ignore[assignment]
+    return clean
+
+
+def validate_ssh(ssh: bool) -> bool:
+    if not isinstance(ssh, bool):
+        raise HfJobsInputError(f"ssh must be True or False; got {ssh!r}.")
+    return ssh
+
+
+def validate_resource_group_id(resource_group_id: str | None) -> str | None:
+    if resource_group_id is not None and not isinstance(resource_group_id, str):
+        raise HfJobsInputError(
+            f"resource_group_id must be the resource group's id, a string; got {type(resource_group_id).__name__}."
+        )
+    return resource_group_id
+
+
+#: The create arguments of ``huggingface_hub``'s ``run_job`` (and :func:`build_job_spec`), each with its
+#: own rule, in the order they are checked.
+_CREATE_ARGUMENT_RULES: dict[str, Callable[[Any], Any]] = {
+    "image": image_fields,
+    "command": validate_command,
+    "env": validate_env,
+    "secrets": validate_secrets,
+    "flavor": validate_flavor,
+    "timeout": parse_timeout,
+    "attempts": validate_attempts,
+    "labels": validate_labels,
+    "name": validate_job_name,
+    "volumes": normalize_volumes,
+    "expose": lambda ports: validate_ports(ports, field_name="expose"),
+    "expose_public": lambda ports: validate_ports(ports, field_name="expose_public"),
+    "ssh": validate_ssh,
+    "network_group": validate_network_group,
+    "network_aliases": validate_network_aliases,
+    "resource_group_id": validate_resource_group_id,
+}
+#: Rules between two arguments, checked once each of them has passed its own.
+_JOINT_CREATE_RULES: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
+    ("env", "secrets"): check_env_and_secrets,
+    ("labels", "name"): job_labels,
+    ("expose", "expose_public"): build_expose_payload,
+    ("network_group", "network_aliases"): validate_network,
+}
+CREATE_ARGUMENTS = frozenset(_CREATE_ARGUMENT_RULES)
+
+
+def check_create_arguments(**known: Any) -> dict[str | tuple[str, str], Any]:
+    """Check the create arguments given, and only those: each with its rule, and each rule between two
+    arguments once both are given. :func:`build_job_spec` gives them all; an operator at DAG parse time
+    leaves out those that hold a template (not known until the task runs).
+
+    Returns every result by name: ``image`` → the body's image fields, ``command``, ``env``, ``secrets``,
+    ``volumes`` … cleaned, and ``("labels", "name")``, ``("expose", "expose_public")``,
+    ``("network_group", "network_aliases")`` → the labels with the name, the expose payload, the network.
+    """
+    if unknown := sorted(set(known) - CREATE_ARGUMENTS):
+        raise TypeError(f"check_create_arguments() got unexpected arguments: {', '.join(unknown)}")
+    checked: dict[str | tuple[str, str], Any] = {}
+    for argument, rule in _CREATE_ARGUMENT_RULES.items():
+        if argument in known:
+            checked[argument] = rule(known[argument])
+    for pair, joint_rule in _JOINT_CREATE_RULES.items():
+        if all(argument in known for argument in pair):
+            checked[pair] = joint_rule(*(known[argument] for argument in pair))
+    return checked
 
 
 def build_job_spec(
@@ -566,81 +723,50 @@ def build_job_spec(
     """The ``POST /api/jobs/{namespace}`` body, field for field and in the same order as
     ``huggingface_hub._create_job_spec``.
 
-    Validates everything first, so that bad input fails with a message naming the field and the fix
-    before any request is sent. Secret values never appear in these messages.
+    Validates everything first (:func:`check_create_arguments`), so that bad input fails with a message
+    naming the field and the fix before any request is sent. Secret values never appear in these messages.
     """
-    placement = image_fields(image)
-    if isinstance(command, str) or not isinstance(command, (list, tuple)):
-        raise HfJobsInputError(
-            f"command must be a list of strings, e.g. ['python', '-c', 'print(1)']; got {type(command).__name__}."
-        )
-    if not command:
-        raise HfJobsInputError(
-            "command is empty: give the program and its arguments, e.g. ['python', 'train.py']."
-        )
-    for position, part in enumerate(command):
-        if not isinstance(part, str):
-            raise HfJobsInputError(
-                f"command[{position}] must be a string; got {type(part).__name__} {part!r}."
-            )
-    environment = _validate_env(env, "env", show_values=True)
-    secret_values = _validate_env(secrets, "secrets", show_values=False)
-    if both := sorted(set(environment) & set(secret_values)):
-        raise HfJobsInputError(
-            f"{', '.join(both)} given in both env and secrets: keep each name in one of them."
-        )
-    if flavor is not None and (not isinstance(flavor, str) or not flavor.strip()):
-        raise HfJobsInputError(
-            f"flavor must be a hardware name such as 'cpu-basic' or 'a10g-small'; got {flavor!r}."
-        )
-    timeout_seconds = parse_timeout(timeout)
-    attempts = validate_attempts(attempts)
-    clean_labels = validate_labels(labels)
-    if name is not None:
-        if "name" in clean_labels:
-            raise HfJobsInputError("give the job name either as name= or as labels['name'], not both.")
-        clean_labels["name"] = validate_labels({"name": name}, field_name="name")["name"]
-    elif "name" not in clean_labels:
-        clean_labels["name"] = default_job_name(image, list(command))
-    clean_volumes = normalize_volumes(volumes)
-    exposed = build_expose_payload(expose, expose_public)
-    if not isinstance(ssh, bool):
-        raise HfJobsInputError(f"ssh must be True or False; got {ssh!r}.")
-    network = validate_network(network_group, network_aliases)
-    if resource_group_id is not None and not isinstance(resource_group_id, str):
-        raise HfJobsInputError(
-            f"resource_group_id must be the resource group's id, a string; got {type(resource_group_id).__name__}."
-        )
-
+    checked = check_create_arguments(
+        image=image, command=command, env=env, secrets=secrets, flavor=flavor, timeout=timeout,
+        attempts=attempts, name=name, labels=labels, volumes=volumes, expose=expose, expose_public=expose_public,
+        ssh=ssh, network_group=network_group, network_aliases=network_aliases, resource_group_id=resource_group_id,
+    )  # fmt: skip
+    clean_labels = checked["labels", "name"]
+    if "name" not in clean_labels:
+        clean_labels["name"] = default_job_name(image, checked["command"])
     spec: dict[str, Any] = {
-        "command": list(command),
+        "command": checked["command"],
         "arguments": [],
-        "environment": environment,
+        "environment": checked["env"],
         "flavor": flavor or DEFAULT_FLAVOR,
     }
-    if secret_values:
-        spec["secrets"] = secret_values
-    if timeout_seconds:
-        spec["timeoutSeconds"] = timeout_seconds
-    if attempts is not None:
-        spec["attempts"] = attempts
+    if checked["secrets"]:
+        spec["secrets"] = checked["secrets"]
+    if checked["timeout"]:
+        spec["timeoutSeconds"] = checked["timeout"]
+    if checked["attempts"] is not None:
+        spec["attempts"] = checked["attempts"]
     spec["labels"] = clean_labels
-    if clean_volumes:
-        spec["volumes"] = [volume.to_dict() for volume in clean_volumes]
+    if checked["volumes"]:
+        spec["volumes"] = [volume.to_dict() for volume in checked["volumes"]]
+    exposed = checked["expose", "expose_public"]
     if exposed["ports"]:
         spec["expose"] = exposed
     if ssh:
         spec["ssh"] = {"enabled": True}
+    network = checked["network_group", "network_aliases"]
     if network is not None:
         spec["network"] = network
     if resource_group_id:
         spec["resourceGroupId"] = resource_group_id
-    spec.update(placement)
+    spec.update(checked["image"])
     return spec
 
 
 # ---------------------------------------------------------------------------------------------------- uv
-def classify_uv_script(script: str, *, is_file: Callable[[str], bool] | None = None) -> str:
+def classify_uv_script(
+    script: str, *, is_file: Callable[[str], bool] | None = None, location: str | None = None
+) -> str:
     """What a uv ``script`` is: ``"inline"`` (Python source: it has a line break), ``"url"`` (https),
     ``"file"`` or ``"command"`` (a program such as ``lighteval``, run as ``uv run lighteval``).
 
@@ -648,7 +774,8 @@ def classify_uv_script(script: str, *, is_file: Callable[[str], bool] | None = N
     is a file; a missing one that ends in .py/.sh/.yaml/.yml/.toml or has a path separator is the clear
     "does not exist" error; anything else is a command if it is a program name. Without it (no look
     yet), anything path-like is a ``"file"``. An ``http://`` URL is refused: the job runs the script with
-    its secrets, and anyone on the path could swap it."""
+    its secrets, and anyone on the path could swap it. ``location``: where ``is_file`` looked, for the
+    message (an operator looks beside the DAG file)."""
     if not isinstance(script, str) or not script.strip():
         raise HfJobsInputError(
             "script is required: a local .py path, an https URL, inline Python source, or a command such as "
@@ -670,9 +797,10 @@ def classify_uv_script(script: str, *, is_file: Callable[[str], bool] | None = N
     if is_file(script):
         return "file"
     if path_like:
+        looked = f" (looked for {location})" if location and location != script else ""
         raise HfJobsInputError(
-            f"script file {script!r} does not exist: pass an existing .py path, an https URL, inline Python "
-            "source, or a command such as 'lighteval'."
+            f"script file {script!r} does not exist{looked}: pass an existing .py path, an https URL, inline "
+            "Python source, or a command such as 'lighteval'."
         )
     if not _COMMAND_RE.match(script):
         raise HfJobsInputError(
@@ -681,6 +809,65 @@ def classify_uv_script(script: str, *, is_file: Callable[[str], bool] | None = N
             "script_args=['-c', 'print(1)'])."
         )
     return "command"
+
+
+def _validate_script_args(script_args: Sequence[str] | None) -> list[str]:
+    args = list(script_args or [])
+    for position, part in enumerate(args):
+        if not isinstance(part, str):
+            raise HfJobsInputError(
+                f"script_args[{position}] must be a string; got {type(part).__name__} {part!r}."
+            )
+    return args
+
+
+def _validate_dependencies(dependencies: Sequence[str] | None) -> list[str]:
+    for dep in dependencies or []:
+        if not isinstance(dep, str) or not dep.strip():
+            raise HfJobsInputError(
+                f"dependencies must be requirement strings such as 'torch>=2.3'; got {dep!r}."
+            )
+    return list(dependencies or [])
+
+
+def _validate_python(python: str | None) -> str | None:
+    if python is not None and (not isinstance(python, str) or not python.strip()):
+        raise HfJobsInputError(f"python must be a version string such as '3.12'; got {python!r}.")
+    return python
+
+
+_UV_ARGUMENT_RULES: dict[str, Callable[[Any], Any]] = {
+    "script_args": _validate_script_args,
+    "dependencies": _validate_dependencies,
+    "python": _validate_python,
+}
+
+
+def check_uv_arguments(**known: Any) -> dict[str, Any]:
+    """Check the uv arguments given (``script_args``, ``dependencies``, ``python``), and only those, as
+    :func:`check_create_arguments` does for the create's; :func:`build_uv_command` gives all three."""
+    if unknown := sorted(set(known) - set(_UV_ARGUMENT_RULES)):
+        raise TypeError(f"check_uv_arguments() got unexpected arguments: {', '.join(unknown)}")
+    return {name: rule(known[name]) for name, rule in _UV_ARGUMENT_RULES.items() if name in known}
+
+
+def encode_script_source(script_source: bytes) -> str:
+    """Script source as it travels in ``UV_SCRIPT_ENCODED``: base64, within what the API takes there."""
+    encoded = base64.b64encode(script_source).decode("ascii")
+    if len(encoded) > MAX_INLINE_SCRIPT_ENCODED_BYTES:
+        limit_kb = MAX_INLINE_SCRIPT_ENCODED_BYTES * 3 // 4 // 1000
+        raise HfJobsInputError(
+            f"script is {len(script_source) // 1000} KB; scripts sent inside the job spec are limited to about "
+            f"{limit_kb} KB. Serve it at an http(s) URL (or from a Hub repo) and pass the URL as script."
+        )
+    return encoded
+
+
+def check_uv_env(env: Mapping[str, Any] | None, kind: str) -> None:
+    """A file or inline script travels in ``UV_SCRIPT_ENCODED`` (see :func:`build_uv_command`): ``env``
+    may not set it. ``kind`` is :func:`classify_uv_script`'s."""
+    if kind in ("file", "inline") and isinstance(env, Mapping) and UV_SCRIPT_ENV in env:
+        raise HfJobsInputError(f"env may not set {UV_SCRIPT_ENV}: it carries the script.")
 
 
 def build_uv_command(
@@ -701,22 +888,12 @@ def build_uv_command(
     working directory, so nothing is uploaded to a Hub repo or bucket. Script arguments are passed to
     ``bash -c`` as positional parameters, so they need no quoting.
     """
-    args = list(script_args or [])
-    for position, part in enumerate(args):
-        if not isinstance(part, str):
-            raise HfJobsInputError(
-                f"script_args[{position}] must be a string; got {type(part).__name__} {part!r}."
-            )
+    checked = check_uv_arguments(script_args=script_args, dependencies=dependencies, python=python)
+    args = checked["script_args"]
     uv_args: list[str] = []
-    for dep in dependencies or []:
-        if not isinstance(dep, str) or not dep.strip():
-            raise HfJobsInputError(
-                f"dependencies must be requirement strings such as 'torch>=2.3'; got {dep!r}."
-            )
+    for dep in checked["dependencies"]:
         uv_args += ["--with", dep]
     if python is not None:
-        if not isinstance(python, str) or not python.strip():
-            raise HfJobsInputError(f"python must be a version string such as '3.12'; got {python!r}.")
         uv_args += ["--python", python]
     direct = [target for target in (script_url, script_command) if target is not None]
     if len(direct) + (script_source is not None) != 1:
@@ -724,13 +901,7 @@ def build_uv_command(
     if direct:
         return ["uv", "run", *uv_args, direct[0], *args], {}
     assert script_source is not None
-    encoded = base64.b64encode(script_source).decode("ascii")
-    if len(encoded) > MAX_INLINE_SCRIPT_ENCODED_BYTES:
-        limit_kb = MAX_INLINE_SCRIPT_ENCODED_BYTES * 3 // 4 // 1000
-        raise HfJobsInputError(
-            f"script is {len(script_source) // 1000} KB; scripts sent inside the job spec are limited to about "
-            f"{limit_kb} KB. Serve it at an http(s) URL (or from a Hub repo) and pass the URL as script."
-        )
+    encoded = encode_script_source(script_source)
     safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", script_name) or "script.py"
     if not safe_name.endswith(".py"):
         safe_name += ".py"

@@ -53,6 +53,7 @@ from airflow_provider_hfjobs.jobs import (
     build_job_spec,
     build_uv_command,
     cancel_job_call,
+    check_uv_env,
     classify_uv_script,
     create_job_call,
     default_uv_job_name,
@@ -304,8 +305,7 @@ class HfJobsHook(_HfJobsHookBase):
             command, extra_env = build_uv_command(**uv, script_url=script)
         else:
             command, extra_env = build_uv_command(**uv, script_command=script)
-        if env and set(env) & set(extra_env):
-            raise HfJobsInputError(f"env may not set {', '.join(extra_env)}: it carries the script.")
+        check_uv_env(env, kind)
         if name is None and not (labels and "name" in labels):
             name = default_uv_job_name(script, list(script_args or []))
         return self.run_job(

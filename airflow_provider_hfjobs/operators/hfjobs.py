@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import threading
 import time
 from collections import deque
@@ -36,10 +37,16 @@ from airflow_provider_hfjobs.jobs import (
     TASK_INSTANCE_LABEL,
     JobInfo,
     Volume,
+    check_create_arguments,
+    check_known_flavor,
+    check_uv_arguments,
+    check_uv_env,
     classify_uv_script,
+    encode_script_source,
     job_url,
     task_instance_labels,
     validate_labels,
+    validate_namespace,
 )
 from airflow_provider_hfjobs.links.hfjobs import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, HfJobLink
 from airflow_provider_hfjobs.masking import seal_mask_values
@@ -83,6 +90,25 @@ def defer_timeout(deadline: float | None, poll_interval: float) -> timedelta | N
     if deadline is None:
         return None
     return timedelta(seconds=max(0.0, deadline - time.time()) + max(60.0, 2 * poll_interval))
+
+
+def extra_flavors() -> list[str]:
+    """``[hfjobs] extra_flavors``: flavors newer than this provider, accepted in a DAG's literal ``flavor``."""
+    names = conf.get("hfjobs", "extra_flavors", fallback="") or ""
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
+def check_poll_interval(poll_interval: Any) -> float:
+    """The operator's own rule (the hook's ``wait_for_job`` has its own): positive seconds, as a float."""
+    if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
+        raise HfJobsInputError(f"poll_interval must be a positive number of seconds; got {poll_interval!r}.")
+    return float(poll_interval)
+
+
+#: What makes Airflow change a string when it renders it, with Jinja's default delimiters (a DAG's
+#: ``jinja_environment_kwargs`` may add its own).
+_JINJA_MARKS = ("{{", "{%", "{#")
+_JINJA_MARK_OPTIONS = ("variable_start_string", "block_start_string", "comment_start_string")
 
 
 #: The ``task_state_store`` key (Airflow >= 3.3) holding the job of this task instance across tries.
@@ -261,14 +287,6 @@ class HfJobRunOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, (int, float))
-            or poll_interval <= 0
-        ):
-            raise HfJobsInputError(
-                f"poll_interval must be a positive number of seconds; got {poll_interval!r}."
-            )
         self.image = image
         self.command = command
         self.flavor = flavor
@@ -289,7 +307,7 @@ class HfJobRunOperator(BaseOperator):
         self.hf_conn_id = hf_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = poll_interval
         self.stream_logs = stream_logs
         self.cancel_on_kill = cancel_on_kill
         self.reattach = reattach
@@ -297,6 +315,85 @@ class HfJobRunOperator(BaseOperator):
         self.log_metrics = log_metrics
         self.job_id: str | None = None
         self.job_namespace: str | None = None
+        #: The job URL this operator pushed to XCom in this process; ``""`` once ``execute`` has started
+        #: without one yet. ``HfJobLink`` reads it instead of asking for an XCom that may not exist.
+        self.job_url: str | None = None
+        if not isinstance(self, HfUvJobOperator):  # that one checks once its own arguments are set
+            self._check_known_arguments()
+
+    # -------------------------------------------------------------------------------------- validation
+    def _check_known_arguments(self) -> None:
+        """At DAG parse time, check every argument whose value is known already with the rules the hook
+        applies when it builds the request, so that a mistake is a DAG import error naming the task rather
+        than a failed run. An argument holding a template is checked once rendered, when the task starts.
+        So is every argument of a mapped task: unmapping builds the operator again on the worker, from
+        values that may come from XCom, which are run-time values (no known-flavor check)."""
+        try:
+            self.poll_interval = check_poll_interval(self.poll_interval)
+            if not getattr(self, "_BaseOperator__from_mapped", False):
+                self._check_arguments(None)
+        except HfJobsInputError as error:
+            raise type(error)(f"Task {self.task_id!r}: {error}") from None
+
+    def _check_arguments(self, context: Any | None) -> None:
+        """The hook's rules on the arguments known: all of them at run time (``context`` given, rendered),
+        at parse time (``None``) those holding no template, plus the known-flavor check (the hook lets the
+        server decide, since new flavors appear on the Hub; a literal off the list is almost always a typo)."""
+        arguments = {
+            name: value for name, value in self._job_arguments().items() if self._known(name, context)
+        }
+        if namespace := arguments.pop("namespace", None):
+            validate_namespace(namespace)
+        check_create_arguments(**arguments)
+        if context is None and arguments.get("flavor"):
+            check_known_flavor(arguments["flavor"], extra_flavors())
+
+    def _job_arguments(self) -> dict[str, Any]:
+        """The hook's create arguments (without the task instance labels), by operator attribute name."""
+        return {"image": self.image, "command": self.command, **self._create_arguments(self.labels)}
+
+    def _known(self, name: str, context: Any | None) -> bool:
+        """Is the argument's value known: always at run time; at parse time unless it is a template field
+        holding a template."""
+        return (
+            context is not None
+            or name not in self.template_fields
+            or not self._holds_template(getattr(self, name))
+        )
+
+    def _holds_template(self, value: Any) -> bool:
+        """Would rendering change ``value``: a string with a Jinja mark (or a template file name, by
+        ``template_ext``), an ``XComArg``/``MappedArgument`` (anything resolved when rendered), an object with
+        template fields of its own, or a collection holding one. As Airflow's ``render_template`` walks it."""
+        if isinstance(value, str):
+            return any(mark in value for mark in self._jinja_marks()) or (
+                bool(self.template_ext) and value.endswith(tuple(self.template_ext))
+            )
+        if not isinstance(value, os.PathLike) and (
+            hasattr(value, "resolve") or hasattr(value, "as_setup") or hasattr(value, "template_fields")
+        ):
+            return True
+        if isinstance(value, Mapping):
+            return any(self._holds_template(item) for item in value.values())
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return any(self._holds_template(item) for item in value)
+        return False
+
+    def _jinja_marks(self) -> tuple[str, ...]:
+        options = getattr(self._dag_of(None), "jinja_environment_kwargs", None) or {}
+        return (
+            *_JINJA_MARKS,
+            *(options[key] for key in _JINJA_MARK_OPTIONS if isinstance(options.get(key), str)),
+        )
+
+    def _dag_of(self, context: Any | None) -> Any:
+        """The task's DAG: the context's at run time, else the one it was created in, if any."""
+        dag = (context or {}).get("dag")
+        if dag is None:
+            # "not assigned to a Dag yet" (RuntimeError, AirflowException)
+            with contextlib.suppress(Exception):
+                dag = self.dag
+        return dag
 
     # ------------------------------------------------------------------------------------------ plumbing
     @cached_property
@@ -374,6 +471,8 @@ class HfJobRunOperator(BaseOperator):
     # --------------------------------------------------------------------------------------------- flow
     def execute(self, context: Any) -> str:
         self._mask_secrets()
+        self.job_url = ""  # no job in this try yet (Airflow clears a try's XComs when it starts)
+        self._check_arguments(context)  # the rendered values, before any request (the hook checks again)
         ti = context["ti"]
         own = task_instance_labels(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1) or -1)
         job = self._previous_job(context, own[TASK_INSTANCE_LABEL]) if self.reattach else None
@@ -383,6 +482,7 @@ class HfJobRunOperator(BaseOperator):
         self.job_id, self.job_namespace = job.id, job.owner_name or self.hook.namespace
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
         ti.xcom_push(key=JOB_URL_XCOM_KEY, value=job.url)
+        self.job_url = job.url
         self.log.info("Hugging Face job %s: %s", job.id, job.url)
         if not self.wait_for_completion:
             return job.id
@@ -581,6 +681,9 @@ class HfJobRunOperator(BaseOperator):
         self._cancel(reason="task killed")
 
 
+_UV_ARGUMENTS = ("script_args", "dependencies", "python")
+
+
 class HfUvJobOperator(HfJobRunOperator):
     """Run a UV script on Hugging Face Jobs and wait for it.
 
@@ -624,15 +727,53 @@ class HfUvJobOperator(HfJobRunOperator):
         self.dependencies = dependencies
         self.python = python
         self.allow_script_outside_dags_folder = allow_script_outside_dags_folder
+        self._check_known_arguments()
+
+    def _job_arguments(self) -> dict[str, Any]:
+        """The command is built from the script; an empty image is the hook's default uv image."""
+        arguments = super()._job_arguments()
+        del arguments["command"]
+        if not self.image:
+            del arguments["image"]
+        return arguments
+
+    def _check_arguments(self, context: Any | None) -> None:
+        """``run_uv_job``'s rules first (the script, its arguments, ``env`` not taking the script's
+        variable), then the create's."""
+        kind = self._script_kind(context) if self._known("script", context) else None
+        check_uv_arguments(
+            **{name: getattr(self, name) for name in _UV_ARGUMENTS if self._known(name, context)}
+        )
+        if kind == "inline":  # a file's size is checked when the hook reads it
+            encode_script_source(self.script.encode("utf-8"))
+        if kind is not None and self._known("env", context):
+            check_uv_env(self.env, kind)
+        super()._check_arguments(context)
+
+    def _script_kind(self, context: Any | None) -> str | None:
+        """What ``script`` is (:func:`classify_uv_script`), a file looked for where the task will look at
+        run time (beside the DAG file; a missing one is an error). At parse time an operator not in a DAG
+        yet cannot tell where a relative name lies: ``None`` then, after the checks that need no disk."""
+        dag = self._dag_of(context)
+        if context is None and dag is None:
+            kind = classify_uv_script(self.script)  # the rules that need no look at the disk
+            if kind in ("inline", "url"):
+                return kind
+            if not Path(self.script).expanduser().is_absolute():
+                return None
+            return self._resolve_script(None, folder_rule=False)[0]  # without the DAG's own folder yet
+        return self._resolve_script(dag)[0]
 
     def _script_path(self, context: Any) -> str:
-        """A relative script path is relative to the DAG file, not to wherever the worker runs; the file
-        must lie under the DAG folder or the DAG file's folder (symlinks and ``..`` resolved first)."""
+        """What the hook gets as ``script``: a local file resolved (see :meth:`_resolve_script`), else the
+        URL, source or command as given."""
+        return self._resolve_script(self._dag_of(context))[1]
+
+    def _resolve_script(self, dag: Any, *, folder_rule: bool = True) -> tuple[str, str]:
+        """The script's kind and what the hook gets. A relative script path is relative to the DAG file, not
+        to wherever the worker runs; the file must lie under the DAG folder or the DAG file's folder
+        (symlinks and ``..`` resolved first)."""
         script = self.script
-        dag = context.get("dag")
-        if dag is None:
-            with contextlib.suppress(Exception):  # "not assigned to a Dag yet" (RuntimeError, AirflowException)
-                dag = self.dag
         fileloc = getattr(dag, "fileloc", None)
         dag_dir = Path(fileloc).parent if fileloc else None
 
@@ -641,11 +782,13 @@ class HfUvJobOperator(HfJobRunOperator):
             return dag_dir / path if not path.is_absolute() and dag_dir is not None else path
 
         # A bare name is a command (``lighteval``) unless such a file lies beside the DAG.
-        if classify_uv_script(script, is_file=lambda name: beside_dag(name).is_file()) != "file":
-            return script
+        location = str(beside_dag(script)) if isinstance(script, str) and script.strip() else None
+        kind = classify_uv_script(script, is_file=lambda name: beside_dag(name).is_file(), location=location)
+        if kind != "file":
+            return kind, script
         resolved = beside_dag(script).resolve()
-        if self.allow_script_outside_dags_folder:
-            return str(resolved)
+        if self.allow_script_outside_dags_folder or not folder_rule:
+            return kind, str(resolved)
         roots = {Path(conf.get("core", "dags_folder")).expanduser().resolve()}
         if dag_dir is not None:
             roots.add(dag_dir.resolve())
@@ -655,7 +798,7 @@ class HfUvJobOperator(HfJobRunOperator):
                 "script beside your DAGs, or pass allow_script_outside_dags_folder=True if shipping that file "
                 "into the job is intended."
             )
-        return str(resolved)
+        return kind, str(resolved)
 
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
         return self.hook.run_uv_job(

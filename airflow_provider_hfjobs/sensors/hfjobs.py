@@ -50,6 +50,8 @@ class HfJobSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._log_cursor = 0
         self._url_pushed = False
+        #: The watched job's URL once a poke saw it (``None``: the link reads the ``job_url`` XCom).
+        self.job_url: str | None = None
 
     @cached_property
     def hook(self) -> HfJobsHook:
@@ -69,6 +71,7 @@ class HfJobSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         job = self.hook.inspect_job(self.job_id)
+        self.job_url = job.url  # the link reads it at the task's end instead of asking for the XCom
         if not self._url_pushed:
             context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=job.url)
             self._url_pushed = True

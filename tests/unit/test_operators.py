@@ -138,6 +138,32 @@ def test_deferrable_pushes_xcom_then_defers_with_padded_timeout() -> None:
     assert info.value.timeout > timedelta(minutes=10)  # padded past the trigger's own deadline
 
 
+def test_the_job_link_asks_no_xcom_when_the_operator_that_ran_knows() -> None:
+    """Airflow 3 asks each extra link when a task ends, on the worker, with the operator that ran: its
+    own ``job_url`` answers (``""``: no job in this try, so no "XCom not found" ERROR in the task log). A
+    deserialized operator (webserver) or a resumed one reads the XCom."""
+    from airflow_provider_hfjobs.links import hfjobs as links
+
+    op, hook = operator(deferrable=True)
+    hook.run_job.return_value = job("SCHEDULING")
+    hook.inspect_job.return_value = job("RUNNING")
+    link = links.HfJobLink()
+    with mock.patch.object(links.XCom, "get_value", return_value=URL) as get_value:
+        assert link.get_link(op, ti_key=None) == URL  # not run here: the XCom
+        get_value.assert_called_once()
+        get_value.reset_mock()
+        with pytest.raises(TaskDeferred):
+            op.execute({"ti": FakeTI()})
+        assert link.get_link(op, ti_key=None) == URL and op.job_url == URL
+        failing, failing_hook = operator(labels={"team": "{{ params.team }}"})
+        failing.labels = {"team": "m l"}  # as rendered
+        with pytest.raises(HfJobsInputError, match="labels"):
+            failing.execute({"ti": FakeTI()})
+        assert link.get_link(failing, ti_key=None) == ""
+        get_value.assert_not_called()
+        failing_hook.list_jobs.assert_not_called()
+
+
 def test_deferrable_finishes_inline_when_already_terminal() -> None:
     op, hook = operator(deferrable=True)
     hook.run_job.return_value = job("SCHEDULING")
