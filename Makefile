@@ -12,7 +12,7 @@ VENV_AF2 := .venv-af2
 CONSTRAINTS_AF2 := constraints/airflow-2.11.2-py3.11.txt
 STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
 
-.PHONY: venv venv-af2 test test-af3 test-af2 demo lint format clean
+.PHONY: venv venv-af2 browser test test-af3 test-af2 demo lint format clean
 
 venv: $(STAMP)
 venv-af2: $(STAMP_AF2)
@@ -27,13 +27,28 @@ $(STAMP_AF2): pyproject.toml $(CONSTRAINTS_AF2)
 	$(VENV_AF2)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS_AF2) -e '.[local,test]'
 	@rm -f $(VENV_AF2)/.installed-* && touch $@
 
+# The browser tests of the job pages drive this Chromium (Playwright cannot download its own here).
+CHROMIUM := $(or $(HFJOBS_CHROMIUM),/usr/bin/chromium)
+
+# Debian's chromium, installed when missing and we may (root, apt-get); else the browser tests skip, loudly.
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+			&& exit 0; \
+		echo "!!! WARNING: apt-get install chromium FAILED: the browser tests (tests/integration/test_job_pages.py) will be SKIPPED"; \
+	else \
+		echo "!!! WARNING: no Chromium at $(CHROMIUM) and no way to install it (needs root and apt-get): the browser tests will be SKIPPED. Install chromium, or set HFJOBS_CHROMIUM=/path/to/chromium"; \
+	fi
+
 # The whole suite on Airflow 3.3, then again on Airflow 2.11.
 test: lint test-af3 test-af2
 
-test-af3: venv
+test-af3: venv browser
 	$(VENV)/bin/python -m pytest -q
 
-test-af2: venv-af2
+test-af2: venv-af2 browser
 	$(VENV_AF2)/bin/python -m pytest -q
 
 lint: venv

@@ -7,6 +7,9 @@ Routes only; job records live in :mod:`.store`, processes in :mod:`.runner`, and
 A job is a command run as the developer, so the app answers only requests addressed to a loopback name
 (:class:`HostGuard`: a web page cannot reach it through DNS rebinding) and refuses state changes from
 other sites' pages; request bodies are capped (``MAX_BODY_BYTES``).
+
+The job pages a browser opens (``JobInfo.url``: ``/jobs/{namespace}/{id}``) are :mod:`.pages`, behind the
+same guard; they follow a job's log with the API's own stream (:func:`log_events`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import ipaddress
 import json
 import logging
@@ -35,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from airflow_provider_hfjobs.jobs import JobStage, format_timestamp
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import HARDWARE
+from airflow_provider_hfjobs.local.pages import JobPages, is_page_path
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.simulated import SimulatedRunner
 from airflow_provider_hfjobs.local.spec import (
@@ -219,6 +224,11 @@ def request_kind(method: str, path: str) -> str:
     return parts[4] if parts[4] in kinds else "other"
 
 
+def is_control_or_page(path: str) -> bool:
+    """``/_local`` control routes and the job pages: not API requests, so never counted nor faulted."""
+    return path.startswith("/_local/") or is_page_path(path)
+
+
 class RequestCounter:
     """ASGI middleware counting API requests by kind, and by job with the connections they came on
     (benchmarks read them from ``GET /_local/stats``)."""
@@ -232,7 +242,7 @@ class RequestCounter:
         self.peers = peers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/_local/"):
+        if scope["type"] == "http" and not is_control_or_page(scope["path"]):
             self.counts[request_kind(scope["method"], scope["path"])] += 1
             parts = scope["path"].strip("/").split("/")
             if len(parts) >= 4 and parts[:2] == ["api", "jobs"]:
@@ -242,14 +252,15 @@ class RequestCounter:
 
 
 class FaultMiddleware:
-    """ASGI middleware applying :mod:`.faults` to API requests (never to the ``/_local`` control routes)."""
+    """ASGI middleware applying :mod:`.faults` to API requests (never to the ``/_local`` control routes
+    nor the job pages)."""
 
     def __init__(self, app: ASGIApp, injector: FaultInjector) -> None:
         self.app = app
         self.injector = injector
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_local/"):
+        if scope["type"] != "http" or is_control_or_page(scope["path"]):
             await self.app(scope, receive, send)
             return
         fault = self.injector.take(scope["method"], scope["path"])
@@ -270,6 +281,60 @@ class FaultMiddleware:
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
             response = JSONResponse({"error": "injected fault"}, status_code=fault.status, headers=headers)
             await response(scope, receive, send)
+
+
+def log_event(moment: float, text: str) -> bytes:
+    """One log line as an SSE event. Compact, data first: the production wire, byte for byte (see the
+    spec's quoted stream)."""
+    payload = json.dumps(
+        {"data": text, "timestamp": format_timestamp(moment)}, ensure_ascii=False, separators=(",", ":")
+    )
+    return f"data: {payload}\n\n".encode()
+
+
+async def log_events(
+    job: JobRecord,
+    tail: int | None,
+    *,
+    closing: asyncio.Event,
+    keepalive_interval: float,
+    cut_after: int | None = None,
+) -> AsyncIterator[bytes]:
+    """Marker, then the whole log (or its tail), then live lines until the job is terminal. Lines no
+    longer in memory are read back from the job's ``log.jsonl``, a batch at a time. Shared by the API's
+    ``/logs`` and the job page's ``/events``, so both show the same lines."""
+    pending = [job.marker()]
+    sent = 0 if tail is None else max(0, job.log_end - tail)  # index of the next line to send
+    on_disk = LogCursor()
+    emitted = 0
+    last_write = time.monotonic()
+    while True:
+        if sent < job.log_start:
+            older = await asyncio.to_thread(job.read_log_file, on_disk, sent, job.log_start)
+            pending += older
+            sent = sent + len(older) if older else job.log_start  # the file is gone: skip
+        if sent >= job.log_start:
+            pending += job.lines_from(sent)
+            sent = job.log_end
+        if pending:
+            if cut_after is not None:
+                if emitted + len(pending) >= cut_after:
+                    yield b"".join(log_event(*entry) for entry in pending[: cut_after - emitted])
+                    raise InjectedCut(f"log stream of job {job.id} cut after {cut_after} events")
+                emitted += len(pending)
+            yield b"".join(log_event(moment, text) for moment, text in pending)
+            pending = []
+            last_write = time.monotonic()
+            continue
+        if job.stage.is_terminal:
+            return
+        if closing.is_set():  # the server goes away: the connection drops, as it would in production
+            raise InjectedCut(f"log stream of job {job.id} cut: server stopping")
+        remaining = keepalive_interval - (time.monotonic() - last_write)
+        changed = remaining > 0 and await job.wait_changed(remaining)
+        if not changed and sent >= job.log_end and not job.stage.is_terminal:
+            yield b": keep-alive\n\n"
+            last_write = time.monotonic()
 
 
 #: Fields of a bucket create body (``HfApi.create_bucket``).
@@ -321,6 +386,7 @@ def create_app(
     counts: Counter[str] = Counter()
     per_job: Counter[str] = Counter()
     peers: dict[str, set[Any]] = {}  # job id -> client (host, port) of each connection its requests used
+    follow_log = functools.partial(log_events, closing=closing, keepalive_interval=keepalive_interval)
 
     def authorized(request: Request) -> bool:
         given = request.headers.get("authorization", "")
@@ -633,53 +699,10 @@ def create_app(
         except ValueError:
             return error(400, "tail must be an integer")
         return StreamingResponse(
-            _log_events(job, tail_lines, request.scope.get(CUT_SCOPE_KEY)),
+            follow_log(job, tail_lines, cut_after=request.scope.get(CUT_SCOPE_KEY)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-
-    def _event(moment: float, text: str) -> bytes:
-        # Compact, data first: the production wire, byte for byte (see the spec's quoted stream).
-        payload = json.dumps(
-            {"data": text, "timestamp": format_timestamp(moment)}, ensure_ascii=False, separators=(",", ":")
-        )
-        return f"data: {payload}\n\n".encode()
-
-    async def _log_events(job: JobRecord, tail: int | None, cut_after: int | None) -> AsyncIterator[bytes]:
-        """Marker, then the whole log (or its tail), then live lines until the job is terminal. Lines no
-        longer in memory are read back from the job's ``log.jsonl``, a batch at a time."""
-        pending = [job.marker()]
-        sent = 0 if tail is None else max(0, job.log_end - tail)  # index of the next line to send
-        on_disk = LogCursor()
-        emitted = 0
-        last_write = time.monotonic()
-        while True:
-            if sent < job.log_start:
-                older = await asyncio.to_thread(job.read_log_file, on_disk, sent, job.log_start)
-                pending += older
-                sent = sent + len(older) if older else job.log_start  # the file is gone: skip
-            if sent >= job.log_start:
-                pending += job.lines_from(sent)
-                sent = job.log_end
-            if pending:
-                if cut_after is not None:
-                    if emitted + len(pending) >= cut_after:
-                        yield b"".join(_event(*entry) for entry in pending[: cut_after - emitted])
-                        raise InjectedCut(f"log stream of job {job.id} cut after {cut_after} events")
-                    emitted += len(pending)
-                yield b"".join(_event(moment, text) for moment, text in pending)
-                pending = []
-                last_write = time.monotonic()
-                continue
-            if job.stage.is_terminal:
-                return
-            if closing.is_set():  # the server goes away: the connection drops, as it would in production
-                raise InjectedCut(f"log stream of job {job.id} cut: server stopping")
-            remaining = keepalive_interval - (time.monotonic() - last_write)
-            changed = remaining > 0 and await job.wait_changed(remaining)
-            if not changed and sent >= job.log_end and not job.stage.is_terminal:
-                yield b": keep-alive\n\n"
-                last_write = time.monotonic()
 
     async def faults_control(request: Request) -> Response:
         """``GET`` lists, ``POST`` adds (JSON fault), ``DELETE`` clears the injected faults."""
@@ -754,6 +777,10 @@ def create_app(
             begin_close()
             await runner.shutdown()
 
+    pages = JobPages(
+        token=token, namespace=namespace, store=store, runner=runner, follow_log=follow_log,
+        authorized=authorized, read_body=read_body,
+    )  # fmt: skip
     routes = [
         Route("/api/whoami-v2", whoami),
         Route("/api/jobs/hardware", hardware),  # before /api/jobs/{namespace}: same shape
@@ -778,6 +805,7 @@ def create_app(
         Route("/_local/faults", faults_control, methods=["GET", "POST", "DELETE"]),
         Route("/_local/restart", restart_control, methods=["POST"]),
         Route("/_local/stats", stats_control, methods=["GET", "DELETE"]),
+        *pages.routes(),  # the job pages: /, /jobs/..., /_local/login, /_local/static/...
     ]
     from starlette.exceptions import HTTPException
 

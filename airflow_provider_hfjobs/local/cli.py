@@ -13,6 +13,7 @@ import sys
 import threading
 
 from airflow_provider_hfjobs.local.faults import Fault
+from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV
 from airflow_provider_hfjobs.local.server import DEFAULT_NAMESPACE, LocalJobsServer, UnsafeBindError
 from airflow_provider_hfjobs.local.simulated import Scenario
 
@@ -61,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
         "volumes are directories under the state directory)",
     )
     serve.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="give every job the variable NAME of this shell's environment (repeatable). Jobs get none of "
+        "it otherwise, except the proxy and CA variables, passed by default so that uv and pip in a job "
+        f"reach what this shell reaches: {', '.join(DEFAULT_PASS_ENV)}",
+    )
+    serve.add_argument(
+        "--no-default-pass-env",
+        action="store_true",
+        help="do not pass the proxy and CA variables by default (only the --pass-env names)",
+    )
+    serve.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -101,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval,
             state_dir=args.state_dir, faults=faults, simulate=simulate, allowed_hosts=args.allow_host,
             volume_source_dir=args.volume_source_dir,
+            pass_env=[*(() if args.no_default_pass_env else DEFAULT_PASS_ENV), *args.pass_env],
         )  # fmt: skip
-    except (UnsafeBindError, ValueError) as exc:  # ValueError: a --volume-source-dir that is no directory
+    except (UnsafeBindError, ValueError) as exc:  # a --volume-source-dir that is no directory, a bad name
         print(f"hfjobs-local: {exc}", file=sys.stderr)
         return 2
     stopped = threading.Event()
@@ -113,9 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         # A token made here is shown once, to its user; one the user chose may be a real HF token, never echoed.
         token = server.token if server.token_generated else "<your --token>"
         print(f"  export HF_ENDPOINT={server.url} HF_TOKEN={token}", flush=True)
+        print(f"  job pages: {server.pages_url} (log in with the token)", flush=True)
         print(
             f"  buckets: directories under {server.state_dir}/buckets (hf buckets create NS/NAME)", flush=True
         )
+        # Names only: a proxy URL may hold a password.
+        passed = ", ".join(server.pass_env) or "none (see --pass-env)"
+        print(f"  passed to jobs from this environment: {passed}", flush=True)
+        if unset := [name for name in args.pass_env if name not in server.pass_env]:
+            print(f"  --pass-env {', '.join(unset)}: not set here, so not passed", flush=True)
         if simulate is not None:
             print(f"  load-testing mode: jobs are simulated ({simulate}), no process runs", flush=True)
         stopped.wait()

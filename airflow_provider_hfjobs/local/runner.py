@@ -3,8 +3,9 @@
 Each job gets a shim (:mod:`.shim`): a detached process that runs the command in the job's own working
 directory and process group, with a small base environment plus the job's ``environment`` and
 ``secrets``, and writes its output lines and outcome to files in the job's directory. Nothing of the
-server's environment reaches the job, and its ``HOME`` is a fresh directory of its own: no saved Hugging
-Face token, git or cloud credentials of the developer's are found by accident. It is still a process of
+server's environment reaches the job but the variables it passes on (``pass_env``: by default how the
+developer's shell reaches the network, proxies and CA files), and its ``HOME`` is a fresh directory of its
+own: no saved Hugging Face token, git or cloud credentials of the developer's are found by accident. It is still a process of
 the developer, not a sandbox: it can read whatever they can. The runner starts
 shims, follows those files into the job record, and signals a shim to cancel. Because it only reads
 files, a restarted server resumes following jobs that kept running while it was down.
@@ -22,8 +23,10 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from airflow_provider_hfjobs.jobs import JobStage
@@ -41,6 +44,38 @@ LIVENESS_SECONDS = 1.0
 MOUNTS_FILE = "mounts.json"
 ROOT_DIR = "root"
 START_ERROR_FILE = "start-error"
+
+
+#: Passed from the server's environment to every job unless told otherwise: how the developer's shell
+#: reaches the network (proxies, custom CA files), so ``uv`` or ``pip`` in a job works behind a corporate
+#: proxy. Nothing else of the server's environment reaches a job (``--pass-env NAME`` adds a name).
+DEFAULT_PASS_ENV = (
+    *(f"{scheme}_PROXY" for scheme in ("HTTP", "HTTPS", "ALL", "NO")),
+    *(f"{scheme}_proxy" for scheme in ("http", "https", "all", "no")),
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "UV_NATIVE_TLS",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def passed_environment(names: Iterable[str], environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables of ``environ`` named in ``names`` that are set (``ValueError`` for a bad name)."""
+    passed: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ValueError(
+                f"pass_env: {name!r} is not an environment variable name (letters, digits and _, not "
+                "starting with a digit), e.g. --pass-env HTTPS_PROXY"
+            )
+        if name in environ:
+            passed[name] = environ[name]
+    return passed
 
 
 def base_environment(workdir: str, home: str) -> dict[str, str]:
@@ -107,9 +142,13 @@ class ProcessRunner:
     server pick them up); otherwise cancel them, and their shims also stop if the server process dies.
     """
 
-    def __init__(self, max_concurrency: int = 4, keep_jobs: bool = False) -> None:
+    def __init__(
+        self, max_concurrency: int = 4, keep_jobs: bool = False, pass_env: Mapping[str, str] | None = None
+    ) -> None:
         self._slots = Slots(max_concurrency)
         self.keep_jobs = keep_jobs
+        #: Variables of the server's environment every job gets (a job's own env and secrets win).
+        self.pass_env = dict(pass_env or {})
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, JobRecord] = {}
         self._stopping = False
@@ -186,6 +225,7 @@ class ProcessRunner:
         home.mkdir(mode=0o700, exist_ok=True)
         env = {
             **base_environment(str(workdir), str(home)),
+            **self.pass_env,
             **(job.spec.get("environment") or {}),
             **job.secrets,
         }

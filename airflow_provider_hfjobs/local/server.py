@@ -19,12 +19,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 
 from airflow_provider_hfjobs.local.app import create_app
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
-from airflow_provider_hfjobs.local.runner import ProcessRunner
+from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV, ProcessRunner, passed_environment
 from airflow_provider_hfjobs.local.simulated import Scenario, SimulatedRunner
 from airflow_provider_hfjobs.local.store import JobStore, private_directory
 from airflow_provider_hfjobs.local.volumes import BucketStore, Volumes
@@ -68,6 +69,9 @@ class LocalJobsServer:
     Buckets are directories under ``state_dir/buckets``; ``volume_source_dir`` is where model, dataset and
     space volumes come from (``DIR/datasets/<namespace>/<name>``, ...): see :mod:`.volumes`.
 
+    Jobs get none of this process's environment but the variables named in ``pass_env`` (default
+    :data:`~.runner.DEFAULT_PASS_ENV`: proxies and CA files), read when the server is made.
+
     Safe by default, since every job runs a command as the developer: without ``token`` a random one is
     made (``server.token``); only requests addressed to a loopback name are answered, plus the names in
     ``allowed_hosts`` (``"*"``: any) and the address listened on; listening on a non-loopback address
@@ -88,6 +92,7 @@ class LocalJobsServer:
         simulate: Scenario | None = None,
         allowed_hosts: Iterable[str] = (),
         volume_source_dir: str | None = None,
+        pass_env: Iterable[str] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -112,6 +117,8 @@ class LocalJobsServer:
         if volume_source_dir is not None and not Path(volume_source_dir).is_dir():
             raise ValueError(f"volume_source_dir {volume_source_dir!r} is not a directory")
         self.volume_source_dir = volume_source_dir
+        #: What of this process's environment every job gets, read now (``None``: ``DEFAULT_PASS_ENV``).
+        self.pass_env = passed_environment(DEFAULT_PASS_ENV if pass_env is None else pass_env)
         self._owns_state_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="hfjobs-local-")
         self.faults = FaultInjector()
@@ -139,6 +146,11 @@ class LocalJobsServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def pages_url(self) -> str:
+        """The job list in a browser (``JobInfo.url`` opens one job under it); asks for the token once."""
+        return f"{self.url}/jobs/{quote(self.namespace, safe='')}"
 
     def start(self) -> LocalJobsServer:
         private_directory(Path(self.state_dir))  # job records, logs, secrets of waiting jobs
@@ -225,7 +237,9 @@ class _LazyApp:
             if owner.simulate is not None:
                 owner.runner, store = SimulatedRunner(owner.simulate), JobStore()
             else:
-                owner.runner = ProcessRunner(owner.max_concurrency, keep_jobs=not owner._owns_state_dir)
+                owner.runner = ProcessRunner(
+                    owner.max_concurrency, keep_jobs=not owner._owns_state_dir, pass_env=owner.pass_env
+                )
                 owner.runner.volumes = volumes
                 store = JobStore(owner.state_dir)
             self._app = create_app(

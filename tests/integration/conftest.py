@@ -8,10 +8,12 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from airflow_provider_hfjobs.local import LocalJobsServer
+from tests.integration.browser import launch_browser
 from tests.integration.faultproxy import FaultProxy
 
 TOKEN = "hf_integration_token_5f2c"
@@ -81,3 +83,9 @@ def no_job_left_behind(tmp_path: Path) -> Iterator[None]:
                 cmdline = (entry / "cmdline").read_bytes()
                 if marker in cmdline and b"shim.py" in cmdline:
                     os.kill(int(entry.name), signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Headless Chromium (Debian's, driven by Playwright), or a skip the run's summary shouts about."""
+    yield from launch_browser(request)

@@ -4,11 +4,13 @@ the developer's credentials by accident. Real HTTP on 127.0.0.1; no timing is as
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import requests
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local import store as local_store
+from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
@@ -277,6 +280,82 @@ def test_a_job_gets_a_fresh_home_and_none_of_the_servers_credentials(
         assert report["env"] == dict.fromkeys(report["env"])
         assert report["path"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+@pytest.fixture
+def recording_proxy() -> Iterator[tuple[str, list[str]]]:
+    """A forward HTTP proxy on 127.0.0.1 that answers every request itself and records its URL."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)  # a proxied request names the whole URL
+            body = b"answered by the developer's proxy"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}", seen
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_jobs_reach_the_network_through_the_developers_proxy_and_get_only_the_passed_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recording_proxy: tuple[str, list[str]]
+) -> None:
+    proxy_url, seen = recording_proxy
+    for name in ("no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)  # passed by default, as the shell's proxy settings are
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # this test's own requests go direct
+    monkeypatch.setenv("MY_SETTING", "asked-for")
+    monkeypatch.setenv("NOT_ASKED_FOR", "server-only-canary")
+    probe = (
+        "import os, urllib.request\n"
+        "print(urllib.request.urlopen('http://files.example.invalid/data.txt', timeout=20).read().decode())\n"
+        "print(os.environ.get('MY_SETTING'), os.environ.get('NOT_ASKED_FOR'), os.environ.get('HTTP_PROXY'))\n"
+    )
+    server = LocalJobsServer(token=TOKEN, namespace=NS, pass_env=[*DEFAULT_PASS_ENV, "MY_SETTING"])
+    with server:
+        job = create(server, ["python", "-c", probe])
+        assert wait_terminal(server, job["id"])["status"]["stage"] == "COMPLETED", log_lines(server, job["id"])
+        lines = log_lines(server, job["id"])
+    assert lines == ["answered by the developer's proxy", f"asked-for None {proxy_url}"]
+    assert seen == ["http://files.example.invalid/data.txt"]
+    assert "MY_SETTING" in server.pass_env and "NOT_ASKED_FOR" not in server.pass_env
+
+
+def test_serve_says_which_variables_it_passes_never_their_values_and_refuses_a_bad_name() -> None:
+    env = {**os.environ, "HTTPS_PROXY": "http://user:proxy-password@proxy.example:3128"}
+    command = [sys.executable, "-m", "airflow_provider_hfjobs.local", "serve", "--port", "0"]
+    refused = subprocess.run(
+        [*command, "--pass-env", "NOT A NAME"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert refused.returncode == 2
+    assert "'NOT A NAME' is not an environment variable name" in refused.stderr
+    serving = subprocess.Popen(
+        [*command, "--pass-env", "UNSET_HERE_1234"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert serving.stdout is not None
+        lines: list[str] = []
+        while len(lines) < 12 and not (lines and "not set here" in lines[-1]):
+            lines.append(serving.stdout.readline())
+    finally:
+        serving.terminate()
+        serving.wait(timeout=30)
+    passed = next(line for line in lines if "passed to jobs" in line)
+    assert "HTTPS_PROXY" in passed and "proxy-password" not in "".join(lines)
+    assert any("--pass-env UNSET_HERE_1234: not set here" in line for line in lines), lines
 
 
 # ------------------------------------------------------------------------------------------- its files
