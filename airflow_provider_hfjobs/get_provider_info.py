@@ -36,6 +36,9 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.triggers.hfjobs"]}
         ],
+        "task-decorators": [
+            {"name": "hf_job", "class-name": "airflow_provider_hfjobs.decorators.hf_job.hf_job_task"}
+        ],
         "extra-links": ["airflow_provider_hfjobs.links.hfjobs.HfJobLink"],
         "connection-types": [
             {

@@ -57,6 +57,7 @@ from airflow_provider_hfjobs.metrics import (
     summary_from,
     summary_line,
 )
+from airflow_provider_hfjobs.results import is_result_line, visible_lines
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, EVENT_STATUSES, HfJobTrigger
 
 JOB_XCOM_KEY = "job"
@@ -79,6 +80,7 @@ def failure_message(
     head = f"Hugging Face job {job_id} ended {stage or 'unwatched'}"
     head += f": {message.rstrip('. ')}" if message else ""
     text = f"{head}. {url}"
+    log_lines = visible_lines(log_lines)  # a @task.hf_job function's result lines are not for people
     if log_lines:
         text += f"\nLast {len(log_lines)} log lines:\n" + "\n".join(f"  {line}" for line in log_lines)
     return text
@@ -553,7 +555,8 @@ class HfJobRunOperator(BaseOperator):
             ):
                 if echo:
                     for text in batch.texts:
-                        self.log.info("%s", text)
+                        if not is_result_line(text):  # a @task.hf_job function's result: read at the end
+                            self.log.info("%s", text)
                 tail.extend(batch.texts)
                 cursor = batch.next_cursor or cursor
         except HfJobsError as exc:

@@ -14,6 +14,7 @@ from airflow_provider_hfjobs.exceptions import HfJobsError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.links.hfjobs import JOB_URL_XCOM_KEY, HfJobLink
 from airflow_provider_hfjobs.operators.hfjobs import defer_timeout, failure_message, validate_event
+from airflow_provider_hfjobs.results import visible_lines
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigger
 
 
@@ -61,9 +62,10 @@ class HfJobSensor(BaseSensorOperator):
         lines: list[str] = []
         try:
             for batch in self.hook.iter_job_log_batches(self.job_id, follow=False, cursor=self._log_cursor):
-                for text in batch.texts:
+                shown = visible_lines(batch.texts)  # a @task.hf_job's result lines stay out of the log
+                for text in shown:
                     self.log.info("%s", text)
-                lines.extend(batch.texts)
+                lines.extend(shown)
                 self._log_cursor = batch.next_cursor or self._log_cursor
         except HfJobsError as exc:
             self.log.warning("Could not read the logs of job %s: %s", self.job_id, exc)

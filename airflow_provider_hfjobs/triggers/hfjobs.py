@@ -32,6 +32,7 @@ from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
 from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
 from airflow_provider_hfjobs.masking import unseal_mask_values
 from airflow_provider_hfjobs.metrics import MetricsAccumulator
+from airflow_provider_hfjobs.results import is_result_line
 from airflow_provider_hfjobs.triggers.log_checkpoint import (
     MAX_BATCH_LINES,
     Checkpoint,
@@ -337,7 +338,8 @@ class HfJobTrigger(BaseTrigger):
                     self.job_id, namespace=self.namespace, cursor=self.log_cursor
                 ):
                     for text in batch.texts:
-                        self.log.info("%s", text)
+                        if not is_result_line(text):  # a @task.hf_job result: the task reads it at the end
+                            self.log.info("%s", text)
                     self.log_cursor = batch.next_cursor or self.log_cursor
             else:
                 await self._stream_logs_checkpointed(hook)
@@ -462,7 +464,8 @@ class HfJobTrigger(BaseTrigger):
         which lines are unsure (at most :data:`MAX_BATCH_LINES`); killed anywhere else, the exact place."""
         await self._save(self.log_cursor, end)
         for text in texts:
-            self.log.info("%s", text)
+            if not is_result_line(text):  # a @task.hf_job result: the task reads it at the end
+                self.log.info("%s", text)
         self.log_cursor = end
         await self._save(end, end)
         self._last_step = time.monotonic()

@@ -1,0 +1,1 @@
+"""Task decorators: ``@task.hf_job`` (:mod:`.hf_job`)."""

@@ -1,0 +1,293 @@
+"""``@task.hf_job``: a Python function of the DAG runs on Hugging Face Jobs hardware.
+
+.. code-block:: python
+
+    @task.hf_job(flavor="a10g-small", dependencies=["torch"], timeout="2h")
+    def embed(shard: str, model: str = "BAAI/bge-small-en") -> dict:
+        import torch  # imports inside the function: the DAG file's do not exist in the job
+
+        ...
+        return {"rows": n, "path": out}
+
+    stats = embed.expand(shard=list_shards())
+
+The function's source (its ``@task.hf_job`` decorator stripped) becomes an inline UV script
+(:func:`airflow_provider_hfjobs.results.build_function_script`) with a PEP 723 header for ``dependencies``
+and a runner that calls it with the task's arguments, resolved by then (XComs, mapped values, templates),
+as JSON. Its return value comes back through the job's log as result lines the task log never shows
+(:mod:`airflow_provider_hfjobs.results`) and becomes the task's XCom ``return_value`` (``multiple_outputs``
+works as for ``@task``). An exception in the function fails the task with its type, message and last
+frames. Everything else is :class:`~airflow_provider_hfjobs.operators.hfjobs.HfUvJobOperator`'s: flavor,
+secrets, volumes, timeout, deferrable, reattach.
+
+Limits: arguments and the return value are JSON (the return value at most 512 KiB: write more to a bucket
+volume and return its path); no lambdas and no closures (the function travels as source); the function
+imports what it uses; names of the DAG file (other functions, constants) do not exist in the job.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from airflow.providers.common.compat.sdk import DecoratedOperator, task_decorator_factory
+
+from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, HfJobsInputError
+from airflow_provider_hfjobs.jobs import JobInfo, encode_script_source
+from airflow_provider_hfjobs.operators.hfjobs import HfUvJobOperator
+from airflow_provider_hfjobs.results import (
+    RESULT_TAIL_LINES,
+    build_function_script,
+    check_json_argument,
+    decode_result,
+    error_summary,
+)
+
+#: What HfUvJobOperator's own checks see while the operator is made (inline source, then replaced).
+_PLACEHOLDER_SCRIPT = "# @task.hf_job: the function's script is built once the operator is made\npass\n"
+
+
+def _plain(value: Any) -> Any:
+    """The values of a mapped task, as a downstream task gets them (a lazy XCom sequence), as a list."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray, list, tuple)):
+        return list(value)
+    return value
+
+
+def check_function(function: Any) -> None:
+    """What cannot travel to a job as source: not a plain named function, a lambda, a closure."""
+    if not inspect.isfunction(function):
+        raise HfJobsInputError(
+            f"@task.hf_job runs a plain Python function (def ...); got {type(function).__name__} {function!r:.80}."
+        )
+    name = function.__name__
+    if name == "<lambda>":
+        raise HfJobsInputError(
+            "@task.hf_job cannot run a lambda: the function travels to the job as its source. Write a def."
+        )
+    nonlocals = sorted(inspect.getclosurevars(function).nonlocals)
+    if nonlocals:
+        raise HfJobsInputError(
+            f"@task.hf_job function {name}() uses variables of its enclosing function "
+            f"({', '.join(nonlocals)}): it travels to the job as source, without them. Pass them as arguments "
+            "(JSON values) instead."
+        )
+
+
+class HfJobDecoratedOperator(DecoratedOperator, HfUvJobOperator):
+    """The operator behind ``@task.hf_job``: an :class:`HfUvJobOperator` whose script is the function.
+
+    :param python_callable: the function (a plain ``def``, no closure).
+    :param op_args: positional arguments (JSON values once resolved).
+    :param op_kwargs: keyword arguments (JSON values once resolved).
+    :param dependencies: requirements, written into the script's PEP 723 header.
+
+    Everything else as :class:`HfUvJobOperator` (no ``script``/``script_args``: the function is the script).
+    """
+
+    custom_operator_name = "@task.hf_job"
+    # The script is built from the function, never rendered: its source may hold "{{" legitimately.
+    template_fields: Sequence[str] = (
+        *DecoratedOperator.template_fields,
+        *(name for name in HfUvJobOperator.template_fields if name not in ("script", "script_args")),
+    )
+    template_fields_renderers = {
+        **{
+            k: v
+            for k, v in HfUvJobOperator.template_fields_renderers.items()
+            if k not in ("script", "script_args")
+        },
+        **DecoratedOperator.template_fields_renderers,
+    }
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        op_args: Sequence[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        check_function(python_callable)
+        for name in ("script", "script_args"):
+            if name in kwargs:
+                raise TypeError(f"@task.hf_job takes no {name!r}: the decorated function is the script.")
+        if kwargs.get("wait_for_completion") is False:
+            raise HfJobsInputError(
+                "@task.hf_job waits for its function's return value: wait_for_completion=False is not supported."
+            )
+        super().__init__(
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            script=_PLACEHOLDER_SCRIPT,
+            **kwargs,
+        )
+        # The script without arguments yet, so that a function too large fails when the DAG is parsed;
+        # execute() builds it again with the arguments.
+        self.script = build_function_script(self._function_source(), python_callable.__name__)
+        self._check_script_size(self.script)
+        if not getattr(self, "_BaseOperator__from_mapped", False):
+            self._check_literal_arguments()
+
+    # ------------------------------------------------------------------------------------------ the script
+    def _function_source(self) -> str:
+        """The function's source with its task decorators stripped, by Airflow's own helper."""
+        try:
+            return self.get_python_source()
+        except (OSError, TypeError) as error:
+            raise HfJobsInputError(
+                f"@task.hf_job cannot read the source of {self.python_callable.__name__}() ({error}): define "
+                "it in a DAG file."
+            ) from None
+
+    def _check_script_size(self, script: str) -> None:
+        try:
+            encode_script_source(script.encode("utf-8"))
+        except HfJobsInputError:
+            raise HfJobsInputError(
+                f"Task {self.task_id!r}: {self.python_callable.__name__}() with its arguments is "
+                f"{len(script.encode('utf-8')) // 1000} KB of script, over what a job spec carries (about 750 "
+                "KB). Pass large inputs as a path in a volume (volumes=...) instead of as arguments."
+            ) from None
+
+    def _named_arguments(self) -> list[tuple[str, Any]]:
+        """``op_args`` and ``op_kwargs``, each with the parameter name it binds to (for messages)."""
+        names = list(inspect.signature(self.python_callable).parameters)
+        named = [
+            (names[position] if position < len(names) else f"#{position}", value)
+            for position, value in enumerate(self.op_args or ())
+        ]
+        return named + list((self.op_kwargs or {}).items())
+
+    def _check_literal_arguments(self) -> None:
+        """At parse time, the arguments already known (no template, no XCom) must be JSON."""
+        function_name = self.python_callable.__name__
+        for name, value in self._named_arguments():
+            if not self._holds_template(value):
+                try:
+                    check_json_argument(name, value, function_name=function_name)
+                except HfJobsInputError as error:
+                    raise HfJobsInputError(f"Task {self.task_id!r}: {error}") from None
+
+    def _call_arguments(self, context: Any) -> tuple[list[Any], dict[str, Any]]:
+        """The resolved arguments, plus the context values the function asks for by name (``ds``,
+        ``run_id``, ``params`` ...: only plain JSON ones can travel), each checked to be JSON."""
+        function_name = self.python_callable.__name__
+        self.op_args = [_plain(value) for value in self.op_args or ()]
+        self.op_kwargs = {name: _plain(value) for name, value in (self.op_kwargs or {}).items()}
+        args, kwargs = list(self.op_args), dict(self.op_kwargs)
+        parameters = list(inspect.signature(self.python_callable).parameters.values())
+        from_context = []
+        for position, parameter in enumerate(parameters):
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if position < len(args) or parameter.name in kwargs or parameter.name not in context:
+                continue
+            if parameter.kind is parameter.POSITIONAL_ONLY:
+                continue
+            kwargs[parameter.name] = context[parameter.name]
+            from_context.append(parameter.name)
+        for name, value in self._named_arguments() + [(name, kwargs[name]) for name in from_context]:
+            try:
+                check_json_argument(name, value, function_name=function_name)
+            except HfJobsInputError as error:
+                where = (
+                    " It comes from the Airflow context (the function asks for it by name): only plain values "
+                    "such as ds or run_id can travel; pass what the function needs as an argument instead."
+                    if name in from_context
+                    else ""
+                )
+                raise HfJobsInputError(f"Task {self.task_id!r}: {error}{where}") from None
+        return args, kwargs
+
+    def _build_script(self, context: Any) -> str:
+        args, kwargs = self._call_arguments(context)
+        script = build_function_script(
+            self._function_source(),
+            self.python_callable.__name__,
+            args=args,
+            kwargs=kwargs,
+            dependencies=self.dependencies,
+        )
+        self._check_script_size(script)
+        return script
+
+    # -------------------------------------------------------------------------------------------- the run
+    def execute(self, context: Any) -> Any:
+        self.script = self._build_script(context)  # after templates and XComs are resolved
+        return super().execute(context)
+
+    def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
+        """The dependencies are in the script's header, not ``uv run --with``."""
+        return self.hook.run_uv_job(
+            self.script, python=self.python, image=self.image, **self._create_arguments(labels)
+        )
+
+    def _finish(
+        self, context: Any, job: JobInfo, log_tail: list[str], *, metrics: dict[str, Any] | None = None
+    ) -> Any:
+        """The job's outcome as :class:`HfUvJobOperator`'s, then the function's: its return value, or its
+        exception in the failure message."""
+        function_name = self.python_callable.__name__
+        if not job.stage.is_success:
+            log_tail = log_tail or self._log_tail(job.id)
+            found = decode_result(log_tail)
+            try:
+                super()._finish(context, job, log_tail, metrics=metrics)
+            except HfJobFailedError as failure:
+                if found is None or found[0] != "error":
+                    raise
+                raise HfJobFailedError(
+                    f"{error_summary(found[1], function_name)}\n{failure}",
+                    job_id=failure.job_id, stage=failure.stage, job_url=failure.job_url,
+                ) from None  # fmt: skip
+        super()._finish(context, job, log_tail, metrics=metrics)
+        found = decode_result(log_tail)
+        if found is None:
+            try:
+                tail = list(
+                    self.hook.fetch_job_logs(job.id, namespace=self.job_namespace, tail=RESULT_TAIL_LINES)
+                )
+            except HfJobsError as error:
+                raise HfJobsError(
+                    f"Hugging Face job {job.id} COMPLETED, but its log (holding {function_name}()'s return value) "
+                    f"could not be read: {error}"
+                ) from None
+            found = decode_result(tail)
+        if found is None or found[0] != "value":
+            raise HfJobsError(
+                f"Hugging Face job {job.id} COMPLETED, but the end of its log holds no return value of "
+                f"{function_name}() (did something in the job print after it, or exit the process?). {job.url}"
+            )
+        return found[1]
+
+
+def hf_job_task(
+    python_callable: Callable[..., Any] | None = None,
+    multiple_outputs: bool | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``@task.hf_job``: run the decorated function on Hugging Face Jobs (see :mod:`this module <.hf_job>`).
+
+    Takes :class:`HfUvJobOperator`'s arguments (``flavor``, ``dependencies``, ``python``, ``secrets``,
+    ``volumes``, ``timeout``, ``deferrable`` ...) and ``@task``'s (``multiple_outputs``, ``task_id`` ...).
+    """
+    if python_callable is not None:
+        check_function(python_callable)
+        return task_decorator_factory(
+            python_callable=python_callable,
+            multiple_outputs=multiple_outputs,
+            decorated_operator_class=HfJobDecoratedOperator,
+            **kwargs,
+        )
+    factory = task_decorator_factory(
+        multiple_outputs=multiple_outputs, decorated_operator_class=HfJobDecoratedOperator, **kwargs
+    )
+
+    def decorator(function: Callable[..., Any]) -> Any:
+        check_function(function)  # when the decorator is applied, before any task is made of it
+        return factory(function)
+
+    return decorator
