@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ import requests
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local.faults import Fault
 from tests.integration.conftest import NAMESPACE, TOKEN
+from tests.integration.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
@@ -38,13 +38,6 @@ JOB_WAIT_MS = 30_000
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def create(server: LocalJobsServer, command: list[str], **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import requests
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local.simulated import Scenario
 from airflow_provider_hfjobs.local.spec import CREATE_FIELDS, host_arch
+from tests.integration.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
@@ -65,13 +66,6 @@ FIELD_TESTS = {
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def call(server: LocalJobsServer, method: str, path: str, **kwargs: Any) -> requests.Response:

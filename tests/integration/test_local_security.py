@@ -11,8 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import requests
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local import store as local_store
 from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV
+from tests.integration.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
@@ -29,15 +29,6 @@ TOKEN = "hf_security_token"
 NS = "guarded"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def create(server: LocalJobsServer, command: list[str], **extra: Any) -> dict:
@@ -327,7 +318,9 @@ def test_jobs_reach_the_network_through_the_developers_proxy_and_get_only_the_pa
     server = LocalJobsServer(token=TOKEN, namespace=NS, pass_env=[*DEFAULT_PASS_ENV, "MY_SETTING"])
     with server:
         job = create(server, ["python", "-c", probe])
-        assert wait_terminal(server, job["id"])["status"]["stage"] == "COMPLETED", log_lines(server, job["id"])
+        assert wait_terminal(server, job["id"])["status"]["stage"] == "COMPLETED", log_lines(
+            server, job["id"]
+        )
         lines = log_lines(server, job["id"])
     assert lines == ["answered by the developer's proxy", f"asked-for None {proxy_url}"]
     assert seen == ["http://files.example.invalid/data.txt"]

@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook, HfJobsHook
 from airflow_provider_hfjobs.jobs import JobStage, RetryPolicy
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+from tests.integration.waiting import wait_for
 from tests.unit.test_trigger import recorded
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
@@ -53,15 +53,6 @@ def expected(count: int) -> list[str]:
     return [f"line {i}" for i in range(count)]
 
 
-def wait_for(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def hook_for(
     server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch, conn_id: str = "hf_restart"
 ) -> HfJobsHook:
@@ -74,7 +65,6 @@ def hook_for(
 def server(tmp_path: Path) -> Iterator[LocalJobsServer]:
     with LocalJobsServer(token=TOKEN, namespace=NS, state_dir=str(tmp_path / "state")) as srv:
         yield srv
-
 
 
 def test_sync_hook_follows_a_job_across_a_restart(server, monkeypatch, tmp_path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
@@ -64,18 +63,6 @@ CASES = [
     ("wait-poll-zero", lambda hook: hook.wait_for_job(JOB, poll_interval=0), "poll_interval"),
 ]
 
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> HfJobsHook:
-    def no_http(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("bad input must be rejected before any request")
-
-    monkeypatch.setattr(requests.Session, "request", no_http)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_HF_BAD_INPUT",
-        '{"conn_type": "hf_jobs", "host": "http://127.0.0.1:9", "password": "hf_x", "extra": {"namespace": "alice"}}',
-    )
-    return HfJobsHook("hf_bad_input")
 
 
 @pytest.mark.parametrize(("case", "call", "needle"), CASES, ids=[case for case, _, _ in CASES])

@@ -13,7 +13,6 @@ from unittest import mock
 
 import pendulum
 import pytest
-import requests
 from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
@@ -80,20 +79,6 @@ UV_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("uv-volumes", "https://e.x/s.py", {"volumes": [{**VOLUME, "mount_path": "ckpts"}]}),
 ]
 
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> HfJobsHook:
-    """The hook, to produce its own message for the same mistake (and never a request)."""
-
-    def no_http(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("bad input must be rejected before any request")
-
-    monkeypatch.setattr(requests.Session, "request", no_http)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_HF_PARSE",
-        '{"conn_type": "hf_jobs", "host": "http://127.0.0.1:9", "password": "hf_x", "extra": {"namespace": "alice"}}',
-    )
-    return HfJobsHook("hf_parse")
 
 
 def hook_message(call: Any) -> str:
