@@ -559,6 +559,51 @@ def validate_attempts(attempts: int | None) -> int | None:
     return attempts
 
 
+#: The schedule aliases ``huggingface_hub`` documents, and the cron expression each stands for.
+SCHEDULE_ALIASES = {
+    "@annually": "0 0 1 1 *",
+    "@yearly": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def validate_schedule(schedule: str) -> str:
+    """A scheduled job's ``schedule``: one of :data:`SCHEDULE_ALIASES` or a 5-field cron expression (minute,
+    hour, day of month, month, day of week), checked before any request."""
+    aliases = ", ".join(SCHEDULE_ALIASES)
+    if not isinstance(schedule, str) or not schedule.strip():
+        raise HfJobsInputError(
+            f"schedule must be a cron expression such as '*/5 * * * *' or one of {aliases}; got {schedule!r}."
+        )
+    schedule = schedule.strip()
+    if schedule.startswith("@"):
+        if schedule not in SCHEDULE_ALIASES:
+            close = difflib.get_close_matches(schedule, SCHEDULE_ALIASES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise HfJobsInputError(f"schedule {schedule!r} is not one of {aliases}.{hint}")
+        return schedule
+    from croniter import croniter  # installed with Airflow; only needed here
+
+    fields = schedule.split()
+    if len(fields) != 5 or not croniter.is_valid(schedule):
+        raise HfJobsInputError(
+            f"schedule {schedule!r} is not a cron expression of 5 fields (minute hour day-of-month month "
+            f"day-of-week), e.g. '0 9 * * 1' for 9:00 every Monday or '*/5 * * * *'; or use one of {aliases}."
+        )
+    return schedule
+
+
+def next_schedule_time(schedule: str, after: datetime) -> datetime:
+    """The first moment strictly after ``after`` (UTC) that ``schedule`` names."""
+    from croniter import croniter
+
+    expression = SCHEDULE_ALIASES.get(schedule, schedule)
+    return croniter(expression, after.astimezone(UTC)).get_next(datetime)
+
+
 def validate_command(command: Sequence[str]) -> list[str]:
     """The job's command: a non-empty list of strings (no shell string: it would run as one program name)."""
     if isinstance(command, str) or not isinstance(command, (list, tuple)):
