@@ -62,6 +62,11 @@ class HfJobsBadRequestError(HfJobsAPIError):
     """400/422: the server rejected the request body (an unknown flavor, for example)."""
 
 
+class HfJobsConcurrencyError(HfJobsAPIError):
+    """409 on triggering a scheduled job: a run of it is still active and it does not allow concurrent
+    runs (``concurrency`` off). Nothing was started."""
+
+
 class HfJobsRateLimitError(HfJobsAPIError):
     """429: rate limited, still so after retries."""
 

@@ -25,7 +25,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "operators": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.operators.hfjobs"]}
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_hfjobs.operators.hfjobs",
+                    "airflow_provider_hfjobs.operators.scheduled",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.sensors.hfjobs"]}
@@ -34,7 +40,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.hooks.hfjobs"]}
         ],
         "triggers": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.triggers.hfjobs"]}
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_hfjobs.triggers.hfjobs",
+                    "airflow_provider_hfjobs.triggers.scheduled",
+                ],
+            }
         ],
         "task-decorators": [
             {"name": "hf_job", "class-name": "airflow_provider_hfjobs.decorators.hf_job.hf_job_task"}

@@ -24,12 +24,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from airflow_provider_hfjobs.exceptions import (
     HfJobsAPIError,
     HfJobsAuthError,
     HfJobsBadRequestError,
+    HfJobsConcurrencyError,
     HfJobsError,
     HfJobsInputError,
     HfJobsNotFoundError,
@@ -1679,7 +1680,7 @@ def _job_call(
     namespace: str | None, **kwargs: Any,
 ) -> ApiCall[T]:  # fmt: skip
     return ApiCall(
-        job_route(job_id, suffix, namespace), what.format(job_id=job_id),
+        job_route(validate_job_id(job_id), suffix, namespace), what.format(job_id=job_id),
         namespace=validate_namespace(namespace) if namespace else None, job_id=job_id, method=method, parse=parse,
         **kwargs,
     )  # fmt: skip
@@ -1865,3 +1866,510 @@ def task_instance_labels(dag_id: str, task_id: str, run_id: str, map_index: int 
         "airflow-dag": _sanitize_name(dag_id)[:MAX_LABEL_LENGTH],
         "airflow-task": _sanitize_name(task_id)[:MAX_LABEL_LENGTH],
     }
+
+
+# ------------------------------------------------------------------------------------------ scheduled jobs
+_SCHEDULED_JOB_ID_RE = _JOB_ID_RE
+
+
+def validate_scheduled_job_id(scheduled_job_id: str) -> str:
+    """A scheduled job's id (24 hex characters on the Hub), never a path trick."""
+    if not isinstance(scheduled_job_id, str) or not _SCHEDULED_JOB_ID_RE.match(scheduled_job_id):
+        raise HfJobsInputError(
+            f"scheduled_job_id {scheduled_job_id!r} is not a scheduled job id (24 hex characters, e.g. "
+            "6abb8dc9c617607c354d45f4)."
+        )
+    return scheduled_job_id
+
+
+def _validate_optional_bool(value: bool | None, field_name: str, meaning: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise HfJobsInputError(f"{field_name} must be True, False or None ({meaning}); got {value!r}.")
+    return value
+
+
+def build_scheduled_job_spec(
+    *,
+    image: str,
+    command: list[str],
+    schedule: str,
+    suspend: bool | None = None,
+    concurrency: bool | None = None,
+    env: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Any] | None = None,
+    flavor: str | None = None,
+    timeout: int | float | str | None = None,
+    attempts: int | None = None,
+    name: str | None = None,
+    labels: Mapping[str, Any] | None = None,
+    volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+    expose: Sequence[int] | None = None,
+    expose_public: Sequence[int] | None = None,
+    resource_group_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``POST /api/scheduled-jobs/{namespace}`` body, exactly as ``huggingface_hub``'s
+    ``create_scheduled_job`` builds it: ``{"jobSpec": <the create body of build_job_spec, without ssh and
+    network, which a scheduled job cannot have>, "schedule", "concurrency"?, "suspend"?}`` (the job name
+    defaults as for ``run_job``). Everything is validated first, the schedule included."""
+    checked_schedule = validate_schedule(schedule)
+    _validate_optional_bool(suspend, "suspend", "True creates the schedule paused")
+    _validate_optional_bool(concurrency, "concurrency", "True lets runs overlap")
+    body: dict[str, Any] = {
+        "jobSpec": build_job_spec(
+            image=image, command=command, env=env, secrets=secrets, flavor=flavor, timeout=timeout,
+            attempts=attempts, name=name, labels=labels, volumes=volumes, expose=expose,
+            expose_public=expose_public, resource_group_id=resource_group_id,
+        ),
+        "schedule": checked_schedule,
+    }  # fmt: skip
+    if concurrency is not None:
+        body["concurrency"] = concurrency
+    if suspend is not None:
+        body["suspend"] = suspend
+    return body
+
+
+def uv_job_command(
+    script: str,
+    kind: str,
+    *,
+    script_args: list[str] | None = None,
+    dependencies: list[str] | None = None,
+    python: str | None = None,
+    read_file: Callable[[str], bytes] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The command and extra environment of a uv job whose ``script`` is of ``kind``
+    (:func:`classify_uv_script`); a ``"file"`` is read with ``read_file`` (the caller's disk)."""
+    uv: dict[str, Any] = {"script_args": script_args, "dependencies": dependencies, "python": python}
+    if kind == "file":
+        if read_file is None:
+            raise HfJobsInputError(f"script file {script!r} cannot be read here: pass its source instead.")
+        name = posixpath.basename(script)
+        return build_uv_command(**uv, script_source=read_file(script), script_name=name or "script.py")
+    if kind == "inline":
+        return build_uv_command(**uv, script_source=script.encode("utf-8"))
+    if kind == "url":
+        return build_uv_command(**uv, script_url=script)
+    return build_uv_command(**uv, script_command=script)
+
+
+def _with_extra_env(env: Mapping[str, Any] | None, extra: Mapping[str, str]) -> Mapping[str, Any] | None:
+    if not extra:
+        return env
+    return {**validate_env(env), **extra}
+
+
+def build_scheduled_uv_job_spec(
+    script: str,
+    *,
+    schedule: str,
+    script_args: list[str] | None = None,
+    suspend: bool | None = None,
+    concurrency: bool | None = None,
+    dependencies: list[str] | None = None,
+    python: str | None = None,
+    image: str | None = None,
+    env: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Any] | None = None,
+    flavor: str | None = None,
+    timeout: int | float | str | None = None,
+    attempts: int | None = None,
+    name: str | None = None,
+    labels: Mapping[str, Any] | None = None,
+    volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+    expose: Sequence[int] | None = None,
+    expose_public: Sequence[int] | None = None,
+    resource_group_id: str | None = None,
+    is_file: Callable[[str], bool] | None = None,
+    read_file: Callable[[str], bytes] | None = None,
+) -> dict[str, Any]:
+    """The body of ``huggingface_hub``'s ``create_scheduled_uv_job``: the uv image by default, the name
+    from the script, the command as ``run_uv_job``'s (a URL or a command: ``uv run ...`` exactly as
+    there; a file or inline source travels in the spec, see :func:`build_uv_command`). Free of I/O:
+    ``is_file``/``read_file`` are the caller's look at its disk (without them no script is a file)."""
+    kind = classify_uv_script(script, is_file=is_file or (lambda _: False))
+    if name is None and not (isinstance(labels, Mapping) and "name" in labels):
+        name = default_uv_job_name(script, _validate_script_args(script_args))
+    command, extra_env = uv_job_command(
+        script, kind, script_args=script_args, dependencies=dependencies, python=python, read_file=read_file
+    )
+    check_uv_env(env, kind)
+    return build_scheduled_job_spec(
+        image=image or DEFAULT_UV_IMAGE, command=command, schedule=schedule, suspend=suspend,
+        concurrency=concurrency, env=_with_extra_env(env, extra_env), secrets=secrets, flavor=flavor,
+        timeout=timeout, attempts=attempts, name=name, labels=labels, volumes=volumes, expose=expose,
+        expose_public=expose_public, resource_group_id=resource_group_id,
+    )  # fmt: skip
+
+
+@dataclass
+class JobSpec:
+    """What a scheduled job runs (its ``jobSpec``), read as ``huggingface_hub.JobSpec``: camelCase or
+    snake_case keys; ``secrets`` are names only (the server never returns values)."""
+
+    docker_image: str | None = None
+    space_id: str | None = None
+    command: list[str] = field(default_factory=list)
+    arguments: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    secret_names: list[str] = field(default_factory=list)
+    flavor: str | None = None
+    #: Seconds; ``huggingface_hub`` reads ``timeout``, the JS types say ``timeoutSeconds``: both are read.
+    timeout: int | None = None
+    tags: list[str] | None = None
+    arch: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    volumes: list[Volume] = field(default_factory=list)
+    retry: int | None = None
+    attempts: int | None = None
+    expose: list[int] | None = None
+    expose_public: list[int] | None = None
+    resource_group_id: str | None = None
+
+    @property
+    def image(self) -> str | None:
+        return self.docker_image or (f"hf.co/spaces/{self.space_id}" if self.space_id else None)
+
+    @classmethod
+    def _from_mapping(cls, data: Mapping[str, Any]) -> JobSpec:
+        secrets = data.get("secrets") or []
+        timeout = _pick(data, "timeout", "timeoutSeconds")
+        extras = _job_extras(data, {})  # the informational fields, read leniently as a job's
+        return cls(
+            docker_image=_pick(data, "dockerImage", "docker_image"),
+            space_id=_pick(data, "spaceId", "space_id"),
+            command=list(data.get("command") or []),
+            arguments=list(data.get("arguments") or []),
+            environment=dict(data.get("environment") or {}),
+            secret_names=[
+                str(name) for name in (sorted(secrets) if isinstance(secrets, (Mapping, list)) else [])
+            ],
+            flavor=data.get("flavor"),
+            timeout=_whole(timeout),
+            tags=_list_of(data.get("tags"), str),
+            arch=_str_or_none(data.get("arch")),
+            labels=dict(data.get("labels") or {}),
+            volumes=extras["volumes"],
+            retry=extras["retry"],
+            attempts=extras["attempts"],
+            expose=extras["expose"],
+            expose_public=extras["expose_public"],
+            resource_group_id=extras["resource_group_id"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, for XCom (secret names only)."""
+        return {
+            "image": self.image, "docker_image": self.docker_image, "space_id": self.space_id,
+            "command": list(self.command), "arguments": list(self.arguments), "environment": dict(self.environment),
+            "secret_names": list(self.secret_names), "flavor": self.flavor, "timeout": self.timeout,
+            "tags": self.tags, "arch": self.arch, "labels": dict(self.labels),
+            "volumes": [volume.to_xcom() for volume in self.volumes], "retry": self.retry, "attempts": self.attempts,
+            "expose": self.expose, "expose_public": self.expose_public, "resource_group_id": self.resource_group_id,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LastJobInfo:
+    """The latest run a scheduled job started (``status.lastJob``): its job id and when."""
+
+    id: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledJobStatus:
+    """``status`` of a scheduled job: its latest run (``None`` before the first) and the next run's time."""
+
+    last_job: LastJobInfo | None = None
+    next_job_run_at: datetime | None = None
+
+
+@dataclass
+class ScheduledJobInfo:
+    """A scheduled job as the API returns it, read as ``huggingface_hub.ScheduledJobInfo``.
+
+    The owner is flattened as in :class:`JobInfo`. There is no ``url``: the Hub has no page address for a
+    scheduled job that the official client knows of."""
+
+    id: str
+    owner_name: str
+    owner_type: str | None = None
+    owner_id: str | None = None
+    created_at: datetime | None = None
+    job_spec: JobSpec = field(default_factory=JobSpec)
+    schedule: str | None = None
+    suspend: bool | None = None
+    concurrency: bool | None = None
+    status: ScheduledJobStatus = field(default_factory=ScheduledJobStatus)
+
+    @property
+    def last_job(self) -> LastJobInfo | None:
+        return self.status.last_job
+
+    @property
+    def next_job_run_at(self) -> datetime | None:
+        return self.status.next_job_run_at
+
+    @classmethod
+    def from_api(cls, data: Any) -> ScheduledJobInfo:
+        """Parse a scheduled job (camelCase or snake_case keys). Anything else a 2xx answer may carry (a
+        list, no id, a field of the wrong type, a bad timestamp) is an :class:`HfJobsAPIError`, as for
+        :meth:`JobInfo.from_api`: never a bare ``KeyError`` in a sensor or trigger."""
+        job_id = data.get("id") if isinstance(data, Mapping) else None
+        if isinstance(job_id, bool) or not isinstance(job_id, (str, int)) or job_id == "":
+            raise _not_a_scheduled_job(data, "no id")
+        try:
+            return cls._from_mapping(data, str(job_id))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise _not_a_scheduled_job(data, str(exc)) from None
+
+    @classmethod
+    def _from_mapping(cls, data: Mapping[str, Any], job_id: str) -> ScheduledJobInfo:
+        def mapping(value: Any, key: str) -> Mapping[str, Any]:
+            value = value or {}
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{key} is a {type(value).__name__}, not an object")
+            return value
+
+        def flag(key: str) -> bool | None:
+            value = data.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"{key} is a {type(value).__name__}, not a boolean")
+            return value
+
+        owner = mapping(data.get("owner"), "owner")
+        spec = mapping(_pick(data, "jobSpec", "job_spec"), "jobSpec")
+        status = mapping(data.get("status"), "status")
+        last = mapping(_pick(status, "lastJob", "last_job"), "status.lastJob")
+        last_job = None
+        if last:
+            last_id = last.get("id")
+            if isinstance(last_id, bool) or not isinstance(last_id, (str, int)) or last_id == "":
+                raise TypeError("status.lastJob has no id")
+            last_job = LastJobInfo(str(last_id), parse_timestamp(last.get("at")))
+        schedule = data.get("schedule")
+        if schedule is not None and not isinstance(schedule, str):
+            raise TypeError(f"schedule is a {type(schedule).__name__}, not a string")
+        next_run = _pick(status, "nextJobRunAt", "next_job_run_at")
+        return cls(
+            id=job_id,
+            owner_name=str(owner.get("name") or ""),
+            owner_type=owner.get("type"),
+            owner_id=owner.get("id"),
+            created_at=parse_timestamp(_pick(data, "createdAt", "created_at")),
+            job_spec=JobSpec._from_mapping(spec),
+            schedule=schedule,
+            suspend=flag("suspend"),
+            concurrency=flag("concurrency"),
+            status=ScheduledJobStatus(last_job, parse_timestamp(next_run) if next_run else None),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict for XCom (secret names only, timestamps as ``...Z`` strings)."""
+        last = self.status.last_job
+        return {
+            "id": self.id, "owner": self.owner_name, "owner_type": self.owner_type,
+            "created_at": format_timestamp(self.created_at) if self.created_at else None,
+            "job_spec": self.job_spec.to_dict(), "schedule": self.schedule, "suspend": self.suspend,
+            "concurrency": self.concurrency,
+            "last_job": {"id": last.id, "at": format_timestamp(last.at) if last.at else None} if last else None,
+            "next_job_run_at": format_timestamp(self.next_job_run_at) if self.next_job_run_at else None,
+        }  # fmt: skip
+
+
+def _not_a_scheduled_job(data: Any, problem: str) -> HfJobsAPIError:
+    return HfJobsAPIError(
+        f"The Jobs API answered something that is not a scheduled job ({problem}): {str(data)[:200]!r}.",
+        status_code=200,
+    )
+
+
+def scheduled_job_route(
+    scheduled_job_id: str | None = None, suffix: str | None = None, namespace: str | None = None
+) -> str:
+    """``/api/scheduled-jobs/{namespace}[/{id}[/{suffix}]]``, the names checked first."""
+    route = f"/api/scheduled-jobs/{quote(validate_namespace(namespace)) if namespace else NAMESPACE}"
+    if scheduled_job_id is not None:
+        route += f"/{validate_scheduled_job_id(scheduled_job_id)}"
+    return f"{route}/{suffix}" if suffix else route
+
+
+def _scheduled_job(status_code: int, content: bytes, endpoint: str, action: str) -> ScheduledJobInfo:
+    return ScheduledJobInfo.from_api(json_answer(status_code, content, action=action))
+
+
+def _ignored(status_code: int, content: bytes, endpoint: str, action: str) -> None:
+    return None  # done; huggingface_hub reads nothing of the answer either
+
+
+def _scheduled_call(
+    method: str, scheduled_job_id: str, suffix: str | None, what: str, parse: Callable[[int, bytes, str, str], T],
+    namespace: str | None, **kwargs: Any,
+) -> ApiCall[T]:  # fmt: skip
+    validate_scheduled_job_id(scheduled_job_id)  # a missing id (None) too: never the list route
+    return ApiCall(
+        scheduled_job_route(scheduled_job_id, suffix, namespace), what.format(id=scheduled_job_id),
+        namespace=validate_namespace(namespace) if namespace else None, job_id=scheduled_job_id, method=method,
+        parse=parse, **kwargs,
+    )  # fmt: skip
+
+
+def create_scheduled_job_call(
+    body: Mapping[str, Any], namespace: str | None = None
+) -> ApiCall[ScheduledJobInfo]:
+    """``POST /api/scheduled-jobs/{ns}`` with the body of :func:`build_scheduled_job_spec`. Not
+    idempotent: each create that arrives makes a schedule, so one whose outcome is unknown is not re-sent."""
+    return ApiCall(
+        scheduled_job_route(namespace=namespace), f"create a scheduled job in namespace {NAMESPACE}",
+        namespace=namespace or None, method="POST", parse=_scheduled_job, body=body, idempotent=False,
+    )  # fmt: skip
+
+
+def list_scheduled_jobs_call(
+    labels: Mapping[str, str] | None = None, namespace: str | None = None
+) -> ApiCall[list[ScheduledJobInfo]]:
+    """``GET /api/scheduled-jobs/{ns}``: the server filters on one label only, so, as
+    ``huggingface_hub``, the first label goes in the query (``?label=k=v``) and the others are checked
+    here, on the answer."""
+    wanted = validate_labels(labels)
+    route = scheduled_job_route(namespace=namespace)
+    if wanted:
+        key, value = next(iter(wanted.items()))
+        route += "?" + urlencode([("label", f"{key}={value}")])
+
+    def parse(status_code: int, content: bytes, endpoint: str, action: str) -> list[ScheduledJobInfo]:
+        data = json_answer(status_code, content, action=action)
+        if not isinstance(data, list):
+            raise HfJobsAPIError(
+                f"Could not {action}: the server answered a {type(data).__name__}, not a list of scheduled jobs.",
+                status_code=status_code,
+            )
+        found = [ScheduledJobInfo.from_api(item) for item in data]
+        return [job for job in found if all(job.job_spec.labels.get(k) == v for k, v in wanted.items())]
+
+    return ApiCall(
+        route, f"list scheduled jobs in namespace {NAMESPACE}", namespace=namespace or None, parse=parse
+    )
+
+
+def inspect_scheduled_job_call(
+    scheduled_job_id: str, namespace: str | None = None
+) -> ApiCall[ScheduledJobInfo]:
+    """``GET /api/scheduled-jobs/{ns}/{id}``."""
+    return _scheduled_call(
+        "GET", scheduled_job_id, None, "inspect scheduled job {id}", _scheduled_job, namespace
+    )
+
+
+def delete_scheduled_job_call(scheduled_job_id: str, namespace: str | None = None) -> ApiCall[None]:
+    """``DELETE /api/scheduled-jobs/{ns}/{id}`` (the answer is not read, as in ``huggingface_hub``)."""
+    return _scheduled_call("DELETE", scheduled_job_id, None, "delete scheduled job {id}", _ignored, namespace)
+
+
+def suspend_scheduled_job_call(scheduled_job_id: str, namespace: str | None = None) -> ApiCall[None]:
+    """``POST /api/scheduled-jobs/{ns}/{id}/suspend``, no body: no more runs until resumed."""
+    return _scheduled_call(
+        "POST", scheduled_job_id, "suspend", "suspend scheduled job {id}", _ignored, namespace
+    )
+
+
+def resume_scheduled_job_call(scheduled_job_id: str, namespace: str | None = None) -> ApiCall[None]:
+    """``POST /api/scheduled-jobs/{ns}/{id}/resume``, no body."""
+    return _scheduled_call(
+        "POST", scheduled_job_id, "resume", "resume scheduled job {id}", _ignored, namespace
+    )
+
+
+def update_scheduled_job_schedule_call(
+    scheduled_job_id: str, schedule: str, namespace: str | None = None
+) -> ApiCall[ScheduledJobInfo]:
+    """``POST /api/scheduled-jobs/{ns}/{id}/schedule`` with ``{"schedule": ...}`` (checked first)."""
+    body = {"schedule": validate_schedule(schedule)}
+    return _scheduled_call(
+        "POST", scheduled_job_id, "schedule", "update the schedule of scheduled job {id}", _scheduled_job,
+        namespace, body=body,
+    )  # fmt: skip
+
+
+def trigger_scheduled_job_call(scheduled_job_id: str, namespace: str | None = None) -> ApiCall[JobInfo]:
+    """``POST /api/scheduled-jobs/{ns}/{id}/run``, no body: the job of the run it starts. Not idempotent:
+    each one that arrives starts a run. 409: a run is active and the scheduled job disallows concurrency
+    (see :func:`trigger_error`)."""
+    return _scheduled_call(
+        "POST", scheduled_job_id, "run", "trigger scheduled job {id}", _job, namespace, idempotent=False
+    )
+
+
+def update_scheduled_job_labels_call(
+    scheduled_job_id: str, labels: Mapping[str, Any], namespace: str | None = None
+) -> ApiCall[ScheduledJobInfo]:
+    """``PUT /api/scheduled-jobs/{ns}/{id}/labels`` with ``{"labels": {...}}``: replaces all its labels."""
+    if labels is None:
+        raise HfJobsInputError(
+            "labels is required: the scheduled job's new labels, e.g. {'team': 'ml'} ({} clears them)."
+        )
+    body = {"labels": validate_labels(labels)}
+    return _scheduled_call(
+        "PUT", scheduled_job_id, "labels", "update the labels of scheduled job {id}", _scheduled_job, namespace,
+        body=body,
+    )  # fmt: skip
+
+
+def trigger_error(error: HfJobsError, scheduled_job_id: str) -> HfJobsError:
+    """The error of a trigger, said plainly: a 409 is :class:`HfJobsConcurrencyError` (a run is still
+    active and the scheduled job does not allow concurrent runs); anything else as it was."""
+    if not isinstance(error, HfJobsAPIError) or error.status_code != 409:
+        return error
+    detail = f" Server said: {error.server_message}." if error.server_message else ""
+    return HfJobsConcurrencyError(
+        f"Could not trigger scheduled job {scheduled_job_id}: a run of it is still active and it does not allow "
+        f"concurrent runs (concurrency is off; HTTP 409). Wait for that run to finish, or create the scheduled "
+        f"job with concurrency=True.{detail}",
+        status_code=409, server_message=error.server_message, request_id=error.request_id,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ scheduled jobs managed from Airflow
+#: Label naming the Airflow task that manages a scheduled job: the same DAG and task find the same one.
+SCHEDULED_TASK_LABEL = "airflow-scheduled-task"
+
+
+def scheduled_task_labels(dag_id: str, task_id: str) -> dict[str, str]:
+    """The labels a scheduled job managed by task ``task_id`` of ``dag_id`` carries: a uuid5 of the two
+    (no run: every DAG run manages the same scheduled job), and readable ``airflow-dag``/``airflow-task``."""
+    key = uuid.uuid5(uuid.NAMESPACE_URL, f"airflow-scheduled-task:{dag_id}\x00{task_id}").hex
+    return {
+        SCHEDULED_TASK_LABEL: key,
+        "airflow-dag": _sanitize_name(dag_id)[:MAX_LABEL_LENGTH],
+        "airflow-task": _sanitize_name(task_id)[:MAX_LABEL_LENGTH],
+    }
+
+
+def _attempts_of(spec: JobSpec) -> int:
+    if spec.attempts is not None:
+        return spec.attempts
+    return spec.retry + 1 if spec.retry is not None else 1
+
+
+def scheduled_spec_changes(desired: Mapping[str, Any], current: JobSpec) -> list[str]:
+    """The fields of ``current`` (a scheduled job's spec, as served) that differ from ``desired`` (the
+    ``jobSpec`` of a create body): what only a new scheduled job can change, since the API updates the
+    schedule, labels and suspension of one but never its spec.
+
+    Labels are left out (they have their own update); secrets compare by name (values are never served);
+    a field the create leaves to the server (no timeout given) is not compared, and empty equals absent."""
+    wanted = JobSpec._from_mapping(desired)
+    changed = []
+    for name in ("image", "command", "arguments", "environment", "secret_names", "flavor", "timeout",
+                 "volumes", "expose", "expose_public", "resource_group_id"):  # fmt: skip
+        want, have = getattr(wanted, name), getattr(current, name)
+        if name == "timeout" and want is None:
+            continue
+        if name == "secret_names":
+            want, have = sorted(want), sorted(have)
+        if (want or None) != (have or None):
+            changed.append(name)
+    if _attempts_of(wanted) != _attempts_of(current):
+        changed.append("attempts")
+    return changed

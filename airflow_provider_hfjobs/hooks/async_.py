@@ -43,10 +43,12 @@ from airflow_provider_hfjobs.jobs import (
     JobWait,
     RetryAttempts,
     Route,
+    ScheduledJobInfo,
     body_limit,
     cancel_job_call,
     error_for_response,
     inspect_job_call,
+    inspect_scheduled_job_call,
     job_logs_route,
     job_metrics_route,
     namespace_from_whoami,
@@ -214,6 +216,13 @@ class HfJobsAsyncHook(_HfJobsHookBase):
     async def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo:
         """``GET /api/jobs/{namespace}/{id}``."""
         return await self._request(inspect_job_call(job_id, namespace))
+
+    async def inspect_scheduled_job(
+        self, scheduled_job_id: str, *, namespace: str | None = None
+    ) -> ScheduledJobInfo:
+        """``GET /api/scheduled-jobs/{namespace}/{id}``: for a trigger waiting on a scheduled job's runs
+        (``status.lastJob``, ``status.nextJobRunAt``)."""
+        return await self._request(inspect_scheduled_job_call(scheduled_job_id, namespace))
 
     async def cancel_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo | None:
         """``POST /api/jobs/{namespace}/{id}/cancel``; the job if the server sent it back."""

@@ -26,7 +26,16 @@ from airflow_provider_hfjobs.hooks.credentials import (
     user_agent,
 )
 from airflow_provider_hfjobs.hooks.sync import NO_FOLLOW_READ_TIMEOUT, HfJobsHook
-from airflow_provider_hfjobs.jobs import FOLLOW_READ_TIMEOUT, JobInitiator, JobNetwork, Volume
+from airflow_provider_hfjobs.jobs import (
+    FOLLOW_READ_TIMEOUT,
+    JobInitiator,
+    JobNetwork,
+    JobSpec,
+    LastJobInfo,
+    ScheduledJobInfo,
+    ScheduledJobStatus,
+    Volume,
+)
 
 __all__ = [
     "CA_ENVIRONMENT",
@@ -37,6 +46,10 @@ __all__ = [
     "HfJobsHook",
     "JobInitiator",
     "JobNetwork",
+    "JobSpec",
+    "LastJobInfo",
+    "ScheduledJobInfo",
+    "ScheduledJobStatus",
     "Volume",
     "_HfJobsHookBase",
     "_HttpxEventStream",

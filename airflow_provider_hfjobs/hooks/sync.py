@@ -48,30 +48,43 @@ from airflow_provider_hfjobs.jobs import (
     RetryAttempts,
     RetryPolicy,
     Route,
+    ScheduledJobInfo,
     Volume,
     body_limit,
     build_job_spec,
-    build_uv_command,
+    build_scheduled_job_spec,
+    build_scheduled_uv_job_spec,
     cancel_job_call,
     check_uv_env,
     classify_uv_script,
     create_job_call,
+    create_scheduled_job_call,
     default_uv_job_name,
+    delete_scheduled_job_call,
     error_for_response,
     hardware_call,
     inspect_job_call,
+    inspect_scheduled_job_call,
     job_logs_route,
     job_metrics_route,
     job_route,
     json_answer,
     list_jobs_params,
+    list_scheduled_jobs_call,
     namespace_from_whoami,
     next_page_url,
     outcome_unknown,
     parse_timestamp,
     rerun_job_call,
+    resume_scheduled_job_call,
+    suspend_scheduled_job_call,
+    trigger_error,
+    trigger_scheduled_job_call,
     update_job_expose_call,
     update_job_labels_call,
+    update_scheduled_job_labels_call,
+    update_scheduled_job_schedule_call,
+    uv_job_command,
     validate_namespace,
     whoami_call,
 )
@@ -293,18 +306,14 @@ class HfJobsHook(_HfJobsHookBase):
         :meth:`run_job`'s.
         """
         kind = classify_uv_script(script, is_file=_is_file)
-        uv = {"script_args": script_args, "dependencies": dependencies, "python": python}
-        if kind == "file":
-            path = Path(script).expanduser()
-            command, extra_env = build_uv_command(
-                **uv, script_source=path.read_bytes(), script_name=path.name
-            )
-        elif kind == "inline":
-            command, extra_env = build_uv_command(**uv, script_source=script.encode("utf-8"))
-        elif kind == "url":
-            command, extra_env = build_uv_command(**uv, script_url=script)
-        else:
-            command, extra_env = build_uv_command(**uv, script_command=script)
+        command, extra_env = uv_job_command(
+            script,
+            kind,
+            script_args=script_args,
+            dependencies=dependencies,
+            python=python,
+            read_file=_read_file,
+        )
         check_uv_env(env, kind)
         if name is None and not (labels and "name" in labels):
             name = default_uv_job_name(script, list(script_args or []))
@@ -446,6 +455,133 @@ class HfJobsHook(_HfJobsHookBase):
     def list_jobs_hardware(self) -> list[HardwareInfo]:
         """``GET /api/jobs/hardware``: flavors and their prices."""
         return self._request(hardware_call())
+
+    # -------------------------------------------------------------------------------------- scheduled jobs
+    def create_scheduled_job(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        schedule: str,
+        suspend: bool | None = None,
+        concurrency: bool | None = None,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        flavor: str | None = None,
+        timeout: int | float | str | None = None,
+        attempts: int | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+        expose: Sequence[int] | None = None,
+        expose_public: Sequence[int] | None = None,
+        resource_group_id: str | None = None,
+        namespace: str | None = None,
+    ) -> ScheduledJobInfo:
+        """Create a scheduled job (``POST /api/scheduled-jobs/{namespace}``) with every argument of
+        ``huggingface_hub``'s ``create_scheduled_job`` and the very same body. ``schedule`` is a 5-field
+        cron expression or one of ``@hourly``, ``@daily``, ``@weekly``, ``@monthly``, ``@yearly``,
+        ``@annually``; it and everything else is validated before any request.
+
+        Sent at most once: each create that reaches the server makes a schedule, so an answer lost to a
+        5xx or a dropped connection is an error saying it may exist, never a second send (a refused
+        connection, 408 or 429 is retried)."""
+        body = build_scheduled_job_spec(
+            image=image, command=command, schedule=schedule, suspend=suspend, concurrency=concurrency, env=env,
+            secrets=secrets, flavor=flavor, timeout=timeout, attempts=attempts, name=name, labels=labels,
+            volumes=volumes, expose=expose, expose_public=expose_public, resource_group_id=resource_group_id,
+        )  # fmt: skip
+        for value in (secrets or {}).values():
+            mask_secret(value)
+        return self._request(create_scheduled_job_call(body, namespace))
+
+    def create_scheduled_uv_job(
+        self,
+        script: str,
+        *,
+        script_args: list[str] | None = None,
+        schedule: str,
+        suspend: bool | None = None,
+        concurrency: bool | None = None,
+        dependencies: list[str] | None = None,
+        python: str | None = None,
+        image: str | None = None,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        flavor: str | None = None,
+        timeout: int | float | str | None = None,
+        attempts: int | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        volumes: Sequence[Volume | Mapping[str, Any]] | None = None,
+        expose: Sequence[int] | None = None,
+        expose_public: Sequence[int] | None = None,
+        resource_group_id: str | None = None,
+        namespace: str | None = None,
+    ) -> ScheduledJobInfo:
+        """A scheduled UV script job, as ``huggingface_hub``'s ``create_scheduled_uv_job``: the script is
+        what :meth:`run_uv_job` takes (a local file or inline source travels inside the job spec); the
+        other arguments are :meth:`create_scheduled_job`'s."""
+        body = build_scheduled_uv_job_spec(
+            script, schedule=schedule, script_args=script_args, suspend=suspend, concurrency=concurrency,
+            dependencies=dependencies, python=python, image=image, env=env, secrets=secrets, flavor=flavor,
+            timeout=timeout, attempts=attempts, name=name, labels=labels, volumes=volumes, expose=expose,
+            expose_public=expose_public, resource_group_id=resource_group_id, is_file=_is_file,
+            read_file=_read_file,
+        )  # fmt: skip
+        for value in (secrets or {}).values():
+            mask_secret(value)
+        return self._request(create_scheduled_job_call(body, namespace))
+
+    def list_scheduled_jobs(
+        self, *, labels: Mapping[str, str] | None = None, namespace: str | None = None
+    ) -> list[ScheduledJobInfo]:
+        """``GET /api/scheduled-jobs/{namespace}``: those with all of ``labels``. As ``huggingface_hub``,
+        the first label is filtered on by the server (``?label=k=v``), the others here."""
+        return self._request(list_scheduled_jobs_call(labels, namespace))
+
+    def inspect_scheduled_job(
+        self, scheduled_job_id: str, *, namespace: str | None = None
+    ) -> ScheduledJobInfo:
+        """``GET /api/scheduled-jobs/{namespace}/{id}``: its spec, schedule, latest run and next run time."""
+        return self._request(inspect_scheduled_job_call(scheduled_job_id, namespace))
+
+    def delete_scheduled_job(self, scheduled_job_id: str, *, namespace: str | None = None) -> None:
+        """``DELETE /api/scheduled-jobs/{namespace}/{id}``: no more runs (runs already started go on)."""
+        self._request(delete_scheduled_job_call(scheduled_job_id, namespace))
+
+    def suspend_scheduled_job(self, scheduled_job_id: str, *, namespace: str | None = None) -> None:
+        """``POST .../suspend``: pause the schedule until :meth:`resume_scheduled_job`."""
+        self._request(suspend_scheduled_job_call(scheduled_job_id, namespace))
+
+    def resume_scheduled_job(self, scheduled_job_id: str, *, namespace: str | None = None) -> None:
+        """``POST .../resume``: the schedule runs again."""
+        self._request(resume_scheduled_job_call(scheduled_job_id, namespace))
+
+    def update_scheduled_job_schedule(
+        self, scheduled_job_id: str, *, schedule: str, namespace: str | None = None
+    ) -> ScheduledJobInfo:
+        """``POST .../schedule``: change when it runs (spec, labels and suspension are kept); the schedule
+        is checked first."""
+        return self._request(update_scheduled_job_schedule_call(scheduled_job_id, schedule, namespace))
+
+    def trigger_scheduled_job(self, scheduled_job_id: str, *, namespace: str | None = None) -> JobInfo:
+        """``POST .../run``: one run now (the schedule and its next run are unchanged); the job of that run.
+
+        Sent at most once, as :meth:`rerun_job`. A run still active while the scheduled job does not allow
+        concurrent runs is :class:`~.exceptions.HfJobsConcurrencyError` (HTTP 409): nothing was started."""
+        try:
+            return self._request(trigger_scheduled_job_call(scheduled_job_id, namespace))
+        except HfJobsError as exc:
+            if (clear := trigger_error(exc, scheduled_job_id)) is exc:
+                raise
+            raise clear from None
+
+    def update_scheduled_job_labels(
+        self, scheduled_job_id: str, *, labels: Mapping[str, str], namespace: str | None = None
+    ) -> ScheduledJobInfo:
+        """``PUT .../labels``: replace all its labels (checked as on create)."""
+        return self._request(update_scheduled_job_labels_call(scheduled_job_id, labels, namespace))
 
     @overload
     def wait_for_job(
@@ -735,6 +871,10 @@ def _is_file(script: str) -> bool:
         return Path(script).expanduser().is_file()
     except (OSError, ValueError):
         return False
+
+
+def _read_file(script: str) -> bytes:
+    return Path(script).expanduser().read_bytes()
 
 
 def _not_sent(exc: requests.RequestException) -> bool:

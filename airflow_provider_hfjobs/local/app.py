@@ -36,11 +36,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_provider_hfjobs.jobs import JobStage, format_timestamp
+from airflow_provider_hfjobs.exceptions import HfJobsInputError
+from airflow_provider_hfjobs.jobs import JobStage, format_timestamp, validate_schedule
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import HARDWARE
 from airflow_provider_hfjobs.local.pages import JobPages, is_page_path
 from airflow_provider_hfjobs.local.runner import ProcessRunner
+from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobRecord, ScheduledJobStore
+from airflow_provider_hfjobs.local.scheduler import Scheduler
 from airflow_provider_hfjobs.local.simulated import SimulatedRunner
 from airflow_provider_hfjobs.local.spec import (
     SpecError,
@@ -207,11 +210,32 @@ logging.getLogger("uvicorn.error").addFilter(_HideInjectedCuts())
 CUT_SCOPE_KEY = "hfjobs.cut_after_events"
 
 
+#: Scheduled-job routes by their last path part (``POST .../run`` is a trigger).
+SCHEDULED_ACTIONS = {"suspend": "suspend", "resume": "resume", "schedule": "schedule", "run": "trigger",
+                     "labels": "labels"}  # fmt: skip
+#: Fields of a scheduled-job create body (the reference's §8).
+SCHEDULED_FIELDS = ("jobSpec", "schedule", "concurrency", "suspend")
+SCHEDULED_JOB = "/api/scheduled-jobs/{namespace}/{scheduled_job_id}"
+
+
+def scheduled_request_kind(method: str, parts: list[str]) -> str:
+    """``scheduled-create``, ``scheduled-list``, ``scheduled-inspect``, ``scheduled-delete``,
+    ``scheduled-suspend``, ... for ``/api/scheduled-jobs/...``."""
+    if len(parts) == 3:
+        return "scheduled-create" if method == "POST" else "scheduled-list"
+    if len(parts) == 4:
+        return "scheduled-delete" if method == "DELETE" else "scheduled-inspect"
+    action = SCHEDULED_ACTIONS.get(parts[4]) if len(parts) == 5 else None
+    return f"scheduled-{action}" if action else "other"
+
+
 def request_kind(method: str, path: str) -> str:
     """What an API request is, for the request counts of ``/_local/stats``."""
     parts = path.strip("/").split("/")
     if parts[:2] == ["api", "whoami-v2"]:
         return "whoami"
+    if parts[:2] == ["api", "scheduled-jobs"] and len(parts) >= 3:
+        return scheduled_request_kind(method, parts)
     if parts[:2] != ["api", "jobs"] or len(parts) < 3:
         return "other"
     if parts[2] == "hardware":
@@ -376,11 +400,13 @@ def create_app(
     on_restart: RestartCallback | None = None,
     allowed_hosts: Iterable[str] = (),
     volumes: Volumes | None = None,
+    scheduled_store: ScheduledJobStore | None = None,
 ) -> Starlette:
     """The Starlette app of one local server: one token, one namespace, jobs kept in ``store`` and run by
     ``runner``; ``on_restart(downtime)`` serves ``POST /_local/restart``. Requests must be addressed to a
     loopback name or one of ``allowed_hosts`` (``"*"``: any). ``volumes``: the buckets and volume sources
-    (``None``: volumes and buckets are refused)."""
+    (``None``: volumes and buckets are refused). ``scheduled_store``: the scheduled jobs (``None``: kept
+    in memory), whose runs the app's :class:`~.scheduler.Scheduler` starts."""
     closing = asyncio.Event()
     injector = faults or FaultInjector()
     counts: Counter[str] = Counter()
@@ -409,16 +435,21 @@ def create_app(
         ports = set((spec.get("expose") or {}).get("ports") or [])
         if request.url.port in ports:
             return error(409, f"expose: port {request.url.port} is the local Jobs server's own port")
+        message = port_taken(spec, job_id)
+        return None if message is None else error(409, message)
+
+    def port_taken(spec: dict[str, Any], job_id: str | None = None) -> str | None:
+        """Why a port of ``spec`` cannot be exposed: another live job exposes it (``None``: free)."""
+        ports = set((spec.get("expose") or {}).get("ports") or [])
         for other in store.all():
             if (
                 other.id != job_id
                 and not other.stage.is_terminal
                 and (taken := ports & set(other.exposed_ports))
             ):
-                return error(
-                    409,
+                return (
                     f"expose: port {min(taken)} is already exposed by job {other.id} ({other.stage.value}): "
-                    "local jobs bind their exposed ports themselves on 127.0.0.1, so two cannot share one",
+                    "local jobs bind their exposed ports themselves on 127.0.0.1, so two cannot share one"
                 )
         return None
 
@@ -763,6 +794,195 @@ def create_app(
             body["per_job_connections"] = {job_id: len(clients) for job_id, clients in peers.items()}
         return JSONResponse(body)
 
+    # ----------------------------------------------------------------------------------- scheduled jobs
+    def active_runs(record: ScheduledJobRecord) -> list[JobRecord]:
+        """The scheduled job's runs still SCHEDULING or RUNNING."""
+        return [
+            job
+            for job in store.all()
+            if not job.stage.is_terminal
+            and (job.initiator or {}).get("type") == "scheduled-job"
+            and (job.initiator or {}).get("id") == record.id
+        ]
+
+    def start_scheduled_run(record: ScheduledJobRecord) -> JobRecord | str:
+        """A run of the scheduled job, made and started as ``POST /api/jobs`` makes one (its spec and
+        labels as they are now, its secrets); or why it cannot start now."""
+        if not record.concurrency and (active := active_runs(record)):
+            return (
+                f"Scheduled job {record.id} does not allow concurrent runs (concurrency is false) and its "
+                f"run {active[0].id} is still {active[0].stage.value}"
+            )
+        spec = copy.deepcopy(record.spec)
+        if (taken := port_taken(spec)) is not None:
+            return taken
+        initiator = {"type": "scheduled-job", "id": record.id}
+        if name := record.labels.get("name"):
+            initiator["name"] = name
+        job = store.create(record.namespace, spec, dict(record.secrets), initiator=initiator)
+        runner.start(job)
+        record.record_run(job.id, job.created_at)
+        return job
+
+    def scheduled_tick_run(record: ScheduledJobRecord) -> None:
+        outcome = start_scheduled_run(record)
+        if isinstance(outcome, str):
+            logger.info("scheduled job %s: run skipped: %s", record.id, outcome)
+
+    schedules = scheduled_store if scheduled_store is not None else ScheduledJobStore()
+    scheduler = Scheduler(schedules, scheduled_tick_run)
+
+    def scheduled_or_error(request: Request) -> ScheduledJobRecord | JSONResponse:
+        if not authorized(request):
+            return unauthorized()
+        ns, scheduled_id = request.path_params["namespace"], request.path_params["scheduled_job_id"]
+        record = schedules.get(ns, scheduled_id)
+        return record if record is not None else error(404, "Scheduled job not found")
+
+    def checked_schedule(value: Any) -> str:
+        try:
+            return validate_schedule(value)
+        except HfJobsInputError as exc:
+            raise SpecError(400, str(exc)) from None
+
+    def checked_flag(body: dict[str, Any], key: str) -> bool:
+        value = body.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise SpecError(400, f"{key} must be true or false; got {json.dumps(value)}")
+        return bool(value)
+
+    async def create_scheduled(request: Request) -> Response:
+        """``POST /api/scheduled-jobs/{ns}``: ``{"jobSpec", "schedule", "concurrency"?, "suspend"?}``; the
+        jobSpec is checked exactly as a job create body."""
+        if not authorized(request):
+            return unauthorized()
+        ns = request.path_params["namespace"]
+        if ns != namespace:
+            return error(403, f"You don't have access to namespace {ns}")
+        try:
+            body = await read_json(request)
+            if not isinstance(body, dict):
+                raise SpecError(
+                    400, 'Request body must be a JSON object {"jobSpec": {...}, "schedule": "..."}'
+                )
+            refuse_unknown(body, SCHEDULED_FIELDS, "the scheduled job")
+            if "jobSpec" not in body:
+                raise SpecError(
+                    400, "jobSpec is required: the job each run starts (the body of a job create)"
+                )
+            if "schedule" not in body:
+                raise SpecError(
+                    400, "schedule is required: a 5-field cron expression or @hourly, @daily, ..."
+                )
+            schedule = checked_schedule(body["schedule"])
+            suspend, concurrency = checked_flag(body, "suspend"), checked_flag(body, "concurrency")
+            try:
+                spec, secret_values = validate_create(body["jobSpec"])
+            except SpecError as exc:
+                raise SpecError(exc.status, f"jobSpec: {exc}") from None
+            await check_volumes(spec)
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        if request.url.port in set((spec.get("expose") or {}).get("ports") or []):
+            return error(409, f"expose: port {request.url.port} is the local Jobs server's own port")
+        record = schedules.create(ns, spec, secret_values, schedule, suspend=suspend, concurrency=concurrency)
+        scheduler.plan(record)
+        return JSONResponse(record.to_json())
+
+    async def list_scheduled(request: Request) -> Response:
+        """``GET /api/scheduled-jobs/{ns}``, optionally ``?label=k=v`` (repeatable: all must match)."""
+        if not authorized(request):
+            return unauthorized()
+        ns = request.path_params["namespace"]
+        if ns != namespace:
+            return error(403, f"You don't have access to namespace {ns}")
+        labels: dict[str, str] = {}
+        for item in request.query_params.getlist("label"):
+            key, sep, value = item.partition("=")
+            if not sep:
+                return error(400, f"label filter {item!r} must be key=value")
+            labels[key] = value
+        return JSONResponse([record.to_json() for record in schedules.list(ns, labels)])
+
+    async def inspect_scheduled(request: Request) -> Response:
+        record = scheduled_or_error(request)
+        return record if isinstance(record, Response) else JSONResponse(record.to_json())
+
+    async def delete_scheduled(request: Request) -> Response:
+        """No more runs, and its secret values are gone; runs already started go on."""
+        record = scheduled_or_error(request)
+        if isinstance(record, Response):
+            return record
+        if refusal := await no_body(request, "A delete"):
+            return refusal
+        schedules.delete(record)
+        scheduler.wake()
+        return JSONResponse(record.to_json())
+
+    async def set_suspended(request: Request, suspend: bool) -> Response:
+        record = scheduled_or_error(request)
+        if isinstance(record, Response):
+            return record
+        if refusal := await no_body(request, "A suspend" if suspend else "A resume"):
+            return refusal
+        if record.suspend != suspend:
+            record.suspend = suspend
+            record.touch()
+            scheduler.plan(record)  # suspended: no next run; resumed: the next one from now
+        return JSONResponse(record.to_json())
+
+    async def suspend_scheduled(request: Request) -> Response:
+        return await set_suspended(request, True)
+
+    async def resume_scheduled(request: Request) -> Response:
+        return await set_suspended(request, False)
+
+    async def update_schedule(request: Request) -> Response:
+        """``POST .../schedule`` ``{"schedule"}``: the next run is recomputed from now."""
+        record = scheduled_or_error(request)
+        if isinstance(record, Response):
+            return record
+        try:
+            body = await read_json(request)
+            if not isinstance(body, dict) or "schedule" not in body:
+                raise SpecError(400, 'Request body must be a JSON object {"schedule": "..."}')
+            refuse_unknown(body, ("schedule",), "the schedule update")
+            record.schedule = checked_schedule(body["schedule"])
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        record.touch()
+        scheduler.plan(record)
+        return JSONResponse(record.to_json())
+
+    async def update_scheduled_labels(request: Request) -> Response:
+        """``PUT .../labels`` ``{"labels"}``: replaces them all; future runs carry the new ones."""
+        record = scheduled_or_error(request)
+        if isinstance(record, Response):
+            return record
+        try:
+            body = await read_json(request)
+            if not isinstance(body, dict) or "labels" not in body:
+                raise SpecError(400, 'Request body must be a JSON object {"labels": {key: value}}')
+            refuse_unknown(body, ("labels",), "the labels update")
+            record.spec["labels"] = check_labels(body["labels"])
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        record.touch()
+        return JSONResponse(record.to_json())
+
+    async def trigger_scheduled(request: Request) -> Response:
+        """``POST .../run``: one run now (the schedule is untouched); 409 while a run is active and
+        ``concurrency`` is false."""
+        record = scheduled_or_error(request)
+        if isinstance(record, Response):
+            return record
+        if refusal := await no_body(request, "A trigger"):
+            return refusal
+        outcome = start_scheduled_run(record)
+        if isinstance(outcome, str):
+            return error(409, outcome)
+        return JSONResponse(outcome.to_json())
+
     async def not_found(request: Request) -> Response:
         return error(404, "Not found")
 
@@ -771,10 +991,12 @@ def create_app(
         app.state.loop = asyncio.get_running_loop()
         for job in store.unfinished():  # a restart on a kept state directory
             runner.resume(job)
+        scheduler.start()  # after the resumed jobs: a run still active counts for concurrency
         try:
             yield
         finally:
             begin_close()
+            await scheduler.stop()
             await runner.shutdown()
 
     pages = JobPages(
@@ -793,6 +1015,15 @@ def create_app(
         Route("/api/jobs/{namespace}/{job_id}/expose", update_expose, methods=["PUT"]),
         Route("/api/jobs/{namespace}/{job_id}/duplicate", duplicate_job, methods=["POST"]),
         Route("/api/jobs/{namespace}/{job_id}/metrics", job_metrics, methods=["GET"]),
+        Route("/api/scheduled-jobs/{namespace}", create_scheduled, methods=["POST"]),
+        Route("/api/scheduled-jobs/{namespace}", list_scheduled, methods=["GET"]),
+        Route(SCHEDULED_JOB, inspect_scheduled, methods=["GET"]),
+        Route(SCHEDULED_JOB, delete_scheduled, methods=["DELETE"]),
+        Route(f"{SCHEDULED_JOB}/suspend", suspend_scheduled, methods=["POST"]),
+        Route(f"{SCHEDULED_JOB}/resume", resume_scheduled, methods=["POST"]),
+        Route(f"{SCHEDULED_JOB}/schedule", update_schedule, methods=["POST"]),
+        Route(f"{SCHEDULED_JOB}/run", trigger_scheduled, methods=["POST"]),
+        Route(f"{SCHEDULED_JOB}/labels", update_scheduled_labels, methods=["PUT"]),
         Route("/api/buckets/{namespace}", list_buckets, methods=["GET"]),
         Route("/api/buckets/{namespace}/{name}", create_bucket, methods=["POST"]),
         Route("/api/buckets/{namespace}/{name}", bucket_info, methods=["GET"]),
@@ -820,6 +1051,8 @@ def create_app(
     app.add_middleware(ProtocolHeaders)
     app.state.store = store
     app.state.runner = runner
+    app.state.scheduled_store = schedules
+    app.state.scheduler = scheduler
     app.state.closing = closing
     app.state.begin_close = begin_close
     app.state.faults = injector

@@ -26,6 +26,7 @@ import uvicorn
 from airflow_provider_hfjobs.local.app import create_app
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV, ProcessRunner, passed_environment
+from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobStore
 from airflow_provider_hfjobs.local.simulated import Scenario, SimulatedRunner
 from airflow_provider_hfjobs.local.store import JobStore, private_directory
 from airflow_provider_hfjobs.local.volumes import BucketStore, Volumes
@@ -59,7 +60,8 @@ class UnsafeBindError(ValueError):
 class LocalJobsServer:
     """An HF-Jobs-compatible server on ``host:port`` (port 0: a free one), running jobs as local processes.
 
-    ``state_dir`` keeps job records, logs and working directories; a server started on it again picks
+    ``state_dir`` keeps job records, logs and working directories, and the scheduled jobs (with their
+    secret values, for their future runs: :mod:`.scheduled_store`); a server started on it again picks
     up every job, including those that ran on meanwhile, and jobs keep running when it stops. Without
     one, a temporary directory is used and removed at ``stop()``, and running jobs are cancelled.
     ``restart()`` stops serving and serves again from the same state, with jobs running on.
@@ -236,16 +238,19 @@ class _LazyApp:
             )  # fmt: skip
             if owner.simulate is not None:
                 owner.runner, store = SimulatedRunner(owner.simulate), JobStore()
+                schedules = ScheduledJobStore()
             else:
                 owner.runner = ProcessRunner(
                     owner.max_concurrency, keep_jobs=not owner._owns_state_dir, pass_env=owner.pass_env
                 )
                 owner.runner.volumes = volumes
                 store = JobStore(owner.state_dir)
+                schedules = ScheduledJobStore(owner.state_dir)  # with their secret values, 0600
             self._app = create_app(
                 token=owner.token, namespace=owner.namespace, runner=owner.runner, store=store,
                 keepalive_interval=owner.keepalive_interval, faults=owner.faults,
                 on_restart=owner.restart_in_background, allowed_hosts=owner.allowed_hosts, volumes=volumes,
+                scheduled_store=schedules,
             )  # fmt: skip
             owner.app = self._app
             owner.loop = asyncio.get_running_loop()

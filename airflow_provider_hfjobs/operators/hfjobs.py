@@ -256,6 +256,8 @@ class HfJobRunOperator(BaseOperator):
     }  # fmt: skip
     operator_extra_links = (HfJobLink(),)
     ui_color = "#ffd21e"
+    #: A subclass with arguments of its own calls :meth:`_check_known_arguments` once they are set.
+    _checks_own_arguments = False
 
     def __init__(
         self,
@@ -320,7 +322,7 @@ class HfJobRunOperator(BaseOperator):
         #: The job URL this operator pushed to XCom in this process; ``""`` once ``execute`` has started
         #: without one yet. ``HfJobLink`` reads it instead of asking for an XCom that may not exist.
         self.job_url: str | None = None
-        if not isinstance(self, HfUvJobOperator):  # that one checks once its own arguments are set
+        if not self._checks_own_arguments:  # a subclass checks once its own arguments are set
             self._check_known_arguments()
 
     # -------------------------------------------------------------------------------------- validation
@@ -712,6 +714,7 @@ class HfUvJobOperator(HfJobRunOperator):
         "script": "py", "script_args": "json", "dependencies": "json", "env": "json", "labels": "json",
         "secrets": "json", "volumes": "json",
     }  # fmt: skip
+    _checks_own_arguments = True
 
     def __init__(
         self,

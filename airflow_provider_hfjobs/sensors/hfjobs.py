@@ -10,18 +10,27 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator, conf
 
-from airflow_provider_hfjobs.exceptions import HfJobsError
+from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.links.hfjobs import JOB_URL_XCOM_KEY, HfJobLink
 from airflow_provider_hfjobs.operators.hfjobs import defer_timeout, failure_message, validate_event
 from airflow_provider_hfjobs.results import visible_lines
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigger
+from airflow_provider_hfjobs.triggers.scheduled import HfScheduledRunTrigger
+
+SCHEDULED_RUNS = ("next", "latest")
 
 
 class HfJobSensor(BaseSensorOperator):
     """Succeed when the job is COMPLETED; fail when it is ERROR, CANCELED or DELETED.
 
     :param job_id: the job to watch (templated, e.g. ``"{{ ti.xcom_pull('submit', key='job_id') }}"``).
+    :param scheduled_job_id: instead of ``job_id``, watch a run of this scheduled job (templated): the
+        ``next`` one to start after the sensor starts (by its schedule or a trigger), or the ``latest``
+        one (the next, if there is none yet), as ``run`` says. Deferred, the wait for the run is in the
+        triggerer too. ``run="next"`` needs poke or deferrable mode (reschedule mode keeps no memory of
+        which run was the latest when it started).
+    :param run: ``"next"`` (default) or ``"latest"``.
     :param namespace: its namespace (default: the connection's, or the token's user).
     :param hf_conn_id: the ``hf_jobs`` connection.
     :param stream_logs: copy the job's log lines into the task log: new ones at each poke, live when
@@ -29,14 +38,16 @@ class HfJobSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     """
 
-    template_fields: Sequence[str] = ("job_id", "namespace", "hf_conn_id")
+    template_fields: Sequence[str] = ("job_id", "scheduled_job_id", "namespace", "hf_conn_id")
     operator_extra_links = (HfJobLink(),)
     ui_color = "#ffd21e"
 
     def __init__(
         self,
         *,
-        job_id: str,
+        job_id: str | None = None,
+        scheduled_job_id: str | None = None,
+        run: str = "next",
         namespace: str | None = None,
         hf_conn_id: str = HfJobsHook.default_conn_name,
         stream_logs: bool = False,
@@ -44,7 +55,25 @@ class HfJobSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if (job_id is None) == (scheduled_job_id is None):
+            raise HfJobsInputError(
+                f"Task {self.task_id!r}: give HfJobSensor either job_id (a job) or scheduled_job_id (a run of a "
+                "scheduled job), not both or neither."
+            )
+        if run not in SCHEDULED_RUNS:
+            raise HfJobsInputError(f"Task {self.task_id!r}: run {run!r} must be 'next' or 'latest'.")
+        if scheduled_job_id is not None and run == "next" and self.reschedule and not deferrable:
+            raise HfJobsInputError(
+                f"Task {self.task_id!r}: run='next' cannot be watched in reschedule mode (each poke starts "
+                "afresh and cannot tell which run was the latest when the sensor started): use mode='poke' "
+                "or deferrable=True, or run='latest'."
+            )
         self.job_id = job_id
+        self.scheduled_job_id = scheduled_job_id
+        self.run = run
+        #: The latest run when the sensor started (``run="next"`` waits for another), once looked at.
+        self._baseline: str | None = None
+        self._baseline_known = False
         self.namespace = namespace
         self.hf_conn_id = hf_conn_id
         self.stream_logs = stream_logs
@@ -61,7 +90,7 @@ class HfJobSensor(BaseSensorOperator):
     def _show_new_lines(self) -> list[str]:
         lines: list[str] = []
         try:
-            for batch in self.hook.iter_job_log_batches(self.job_id, follow=False, cursor=self._log_cursor):
+            for batch in self.hook.iter_job_log_batches(self.job_id, follow=False, cursor=self._log_cursor):  # type: ignore[arg-type]
                 shown = visible_lines(batch.texts)  # a @task.hf_job's result lines stay out of the log
                 for text in shown:
                     self.log.info("%s", text)
@@ -71,8 +100,30 @@ class HfJobSensor(BaseSensorOperator):
             self.log.warning("Could not read the logs of job %s: %s", self.job_id, exc)
         return lines
 
+    def _find_run(self) -> bool:
+        """For a scheduled job: set ``job_id`` to the run to watch once there is one (``False`` until then)."""
+        scheduled = self.hook.inspect_scheduled_job(self.scheduled_job_id)  # type: ignore[arg-type]
+        latest = scheduled.last_job.id if scheduled.last_job else None
+        if not self._baseline_known:
+            self._baseline, self._baseline_known = (None if self.run == "latest" else latest), True
+        if latest is None or latest == self._baseline:
+            next_run = scheduled.next_job_run_at
+            self.log.info(
+                "Scheduled job %s: waiting for its %s run (%s).", self.scheduled_job_id,
+                "next" if latest else "first",
+                "suspended" if scheduled.suspend else f"next at {next_run.isoformat() if next_run else 'unknown'}",
+            )  # fmt: skip
+            return False
+        self.job_id = latest
+        self.log.info(
+            "Scheduled job %s: watching its run, Hugging Face job %s.", self.scheduled_job_id, latest
+        )
+        return True
+
     def poke(self, context: Any) -> bool:
-        job = self.hook.inspect_job(self.job_id)
+        if self.job_id is None and not self._find_run():
+            return False
+        job = self.hook.inspect_job(self.job_id)  # type: ignore[arg-type]
         self.job_url = job.url  # the link reads it at the task's end instead of asking for the XCom
         if not self._url_pushed:
             context["ti"].xcom_push(key=JOB_URL_XCOM_KEY, value=job.url)
@@ -91,9 +142,35 @@ class HfJobSensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        deadline = time.time() + float(self.timeout) if self.timeout else None
+        if self.job_id is None and not self._find_run():
+            self.defer(
+                trigger=HfScheduledRunTrigger(
+                    scheduled_job_id=self.scheduled_job_id, namespace=self.hook.namespace,  # type: ignore[arg-type]
+                    hf_conn_id=self.hf_conn_id, after_job_id=self._baseline, poll_interval=float(self.poke_interval),
+                    deadline=deadline,
+                ),
+                method_name="execute_run_started",
+                timeout=defer_timeout(deadline, float(self.poke_interval)),
+            )  # fmt: skip
+        return self._watch_deferred(context, deadline)
+
+    def execute_run_started(self, context: Any, event: Mapping[str, Any] | None = None) -> Any:
+        """The scheduled job started the run to watch (or the wait failed): follow it as a job."""
+        if not isinstance(event, Mapping) or event.get("status") != "started" or not event.get("job_id"):
+            message = event.get("message") if isinstance(event, Mapping) else None
+            raise AirflowFailException(
+                f"Scheduled job {self.scheduled_job_id}: no run to watch: {message or event!r}"
+            )
+        self.job_id = str(event["job_id"])
+        self.log.info(
+            "Scheduled job %s: watching its run, Hugging Face job %s.", self.scheduled_job_id, self.job_id
+        )
+        return self._watch_deferred(context, event.get("deadline"))
+
+    def _watch_deferred(self, context: Any, deadline: float | None) -> Any:
         if self.poke(context):
             return None
-        deadline = time.time() + float(self.timeout) if self.timeout else None
         self.defer(
             trigger=HfJobTrigger(
                 job_id=self.job_id, namespace=self.hook.namespace, hf_conn_id=self.hf_conn_id,

@@ -41,6 +41,8 @@ def test_example_dags_parse_without_import_errors(airflow_home: AirflowHome) -> 
         "hfjobs_data_pipeline",
         "hfjobs_fanout",
         "hfjobs_sensor",
+        "hfjobs_scheduled",
+        "hfjobs_function",
     ):
         assert dag_id in listed.stdout
 
