@@ -388,6 +388,17 @@ def check_bucket_settings(body: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def label_filters(request: Request) -> dict[str, str]:
+    """The ``label=key=value`` filters of a list request (``SpecError`` 400 for one without ``=``)."""
+    labels: dict[str, str] = {}
+    for item in request.query_params.getlist("label"):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(400, f"label filter {item!r} must be key=value")
+        labels[key] = value
+    return labels
+
+
 def create_app(
     *,
     token: str,
@@ -595,12 +606,10 @@ def create_app(
         if ns != namespace:
             return error(403, f"You don't have access to namespace {ns}")
         query = request.query_params
-        labels: dict[str, str] = {}
-        for item in query.getlist("label"):
-            key, sep, value = item.partition("=")
-            if not sep:
-                return error(400, f"label filter {item!r} must be key=value")
-            labels[key] = value
+        try:
+            labels = label_filters(request)
+        except SpecError as exc:
+            return error(exc.status, str(exc))
         stages = [stage.upper() for stage in query.getlist("stage")]
         try:
             offset = max(0, int(query.get("offset", "0")))
@@ -896,12 +905,10 @@ def create_app(
         ns = request.path_params["namespace"]
         if ns != namespace:
             return error(403, f"You don't have access to namespace {ns}")
-        labels: dict[str, str] = {}
-        for item in request.query_params.getlist("label"):
-            key, sep, value = item.partition("=")
-            if not sep:
-                return error(400, f"label filter {item!r} must be key=value")
-            labels[key] = value
+        try:
+            labels = label_filters(request)
+        except SpecError as exc:
+            return error(exc.status, str(exc))
         return JSONResponse([record.to_json() for record in schedules.list(ns, labels)])
 
     async def inspect_scheduled(request: Request) -> Response:
