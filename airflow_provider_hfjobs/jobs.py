@@ -1354,9 +1354,10 @@ def error_for_response(
     elif status_code == 404:
         cls = HfJobsNotFoundError
         if job_id:
+            kind = "scheduled job" if "scheduled job" in action else "job"  # the scheduled routes say so
             text = (
-                f"Could not {action}: job {job_id} not found in namespace {namespace!r} (HTTP 404). Check the "
-                "job id and the namespace it was created in."
+                f"Could not {action}: {kind} {job_id} not found in namespace {namespace!r} (HTTP 404). Check "
+                f"the {kind} id and the namespace it was created in."
             )
         else:
             text = f"Could not {action}: not found (HTTP 404). Check the namespace {namespace!r} and the endpoint."

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import signal
+import stat
 import sys
 import threading
+from pathlib import Path
 
 from airflow_provider_hfjobs.local.faults import Fault
 from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV
@@ -29,7 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8910, help="port (default 8910; 0 for any free port)")
     serve.add_argument(
-        "--token", default=None, help="the one accepted token (default: a random one, printed at start)"
+        "--token",
+        default=None,
+        help="the one accepted token (default: a random one, printed at start); visible to other local users "
+        "in the process list: prefer --token-file",
+    )
+    serve.add_argument(
+        "--token-file",
+        default=None,
+        metavar="PATH",
+        help="read the one accepted token from this file (its first line; not readable by other users)",
     )
     serve.add_argument(
         "--allow-host",
@@ -95,6 +106,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_token(token: str | None, token_file: str | None) -> str | None:
+    """The token of ``--token`` or ``--token-file`` (``ValueError`` for both, an unreadable or empty file,
+    or a file other users may read: the token runs commands as you)."""
+    if token_file is None:
+        return token
+    if token is not None:
+        raise ValueError("give --token or --token-file, not both")
+    path = Path(token_file).expanduser()
+    try:
+        mode = path.stat().st_mode
+        first = path.read_text().splitlines()[:1]
+    except OSError as exc:
+        raise ValueError(f"--token-file {token_file}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise ValueError(
+            f"--token-file {token_file} may be read by other users (mode {stat.S_IMODE(mode):o}): "
+            f"chmod 600 {token_file}"
+        )
+    if not first or not first[0].strip():
+        raise ValueError(f"--token-file {token_file} is empty: put the token on its first line")
+    return first[0].strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_concurrency < 1:
@@ -111,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hfjobs-local: --simulate: {exc}", file=sys.stderr)
         return 2
     try:
+        token = read_token(args.token, args.token_file)
+    except ValueError as exc:
+        print(f"hfjobs-local: {exc}", file=sys.stderr)
+        return 2
+    try:
         server = LocalJobsServer(
-            host=args.host, port=args.port, token=args.token, namespace=args.namespace,
+            host=args.host, port=args.port, token=token, namespace=args.namespace,
             max_concurrency=args.max_concurrency, keepalive_interval=args.keepalive_interval,
             state_dir=args.state_dir, faults=faults, simulate=simulate, allowed_hosts=args.allow_host,
             volume_source_dir=args.volume_source_dir,
@@ -127,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     with server:
         print(f"Local Hugging Face Jobs server on {server.url} (namespace {server.namespace})", flush=True)
         # A token made here is shown once, to its user; one the user chose may be a real HF token, never echoed.
-        token = server.token if server.token_generated else "<your --token>"
+        token = server.token if server.token_generated else "<the token you gave>"
         print(f"  export HF_ENDPOINT={server.url} HF_TOKEN={token}", flush=True)
         print(f"  job pages: {server.pages_url} (log in with the token)", flush=True)
         print(

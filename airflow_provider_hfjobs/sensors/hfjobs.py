@@ -140,6 +140,9 @@ class HfJobSensor(BaseSensorOperator):
         raise AirflowFailException(failure_message(job.id, job.stage.value, job.message, job.url, tail))
 
     def execute(self, context: Any) -> Any:
+        # No job seen yet in this process: the link shows nothing rather than asking for an XCom that a
+        # sensor failing before its first look (a wrong id) never pushed (Airflow 3 logs that as an ERROR).
+        self.job_url = ""
         if not self.deferrable:
             return super().execute(context)
         deadline = time.time() + float(self.timeout) if self.timeout else None

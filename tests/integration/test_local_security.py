@@ -138,6 +138,35 @@ def test_the_cli_prints_its_fresh_token_once_and_honours_allow_host() -> None:
         assert process.wait(timeout=30) == 0
 
 
+def test_a_token_file_keeps_the_token_out_of_the_process_list(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("hf_from_a_file_5d2c\n")
+    token_file.chmod(0o644)
+    command = [sys.executable, "-m", "airflow_provider_hfjobs.local", "serve", "--port", "0"]
+    refused = subprocess.run(
+        [*command, "--token-file", str(token_file)], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and f"chmod 600 {token_file}" in refused.stderr, refused.stderr
+    both = subprocess.run(
+        [*command, "--token-file", str(token_file), "--token", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 2 and "not both" in both.stderr
+    token_file.chmod(0o600)
+    process, (first, second) = serve("--token-file", str(token_file))
+    try:
+        whoami = f"{first.split()[6]}/api/whoami-v2"
+        auth = {"Authorization": "Bearer hf_from_a_file_5d2c"}
+        assert requests.get(whoami, headers=auth, timeout=10).status_code == 200
+        assert "hf_from_a_file_5d2c" not in second  # a token the user chose is never printed
+        assert "hf_from_a_file_5d2c" not in Path(f"/proc/{process.pid}/cmdline").read_text()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+
+
 # --------------------------------------------------------------------------------- who may reach it
 def test_only_requests_addressed_to_loopback_are_answered(server: LocalJobsServer) -> None:
     """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends ``Host:

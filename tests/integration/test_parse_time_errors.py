@@ -20,6 +20,7 @@ HEADER = """
 import pendulum
 from airflow.providers.common.compat.sdk import DAG
 from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator
+from airflow_provider_hfjobs.sensors.hfjobs import HfJobSensor
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 """
@@ -30,6 +31,8 @@ with DAG(dag_id="hfjobs_input_error", schedule=None, start_date=START, params={"
         task_id="bad_timeout", image="python:3.12", command=["true"], timeout="{{ params.timeout }}", retries=0
     )
     HfJobRunOperator(task_id="good", image="python:3.12", command=["python", "-c", "print('fine here')"])
+    # A sensor given a job id that does not exist fails on its first look, before any URL is known.
+    HfJobSensor(task_id="no_such_job", job_id="0123456789abcdef01234567", retries=0, poke_interval=1)
 """
 BAD_LITERAL_DAG = """
 with DAG(dag_id="hfjobs_bad_literal", schedule=None, start_date=START):
@@ -64,13 +67,14 @@ def test_input_errors_at_parse_time_and_at_run_time(server, tmp_path: Path) -> N
         -5000:
     ]
     assert count(text, "fine here") == 1, text[-5000:]
+    assert count(text, "job 0123456789abcdef01234567 not found in namespace") >= 1, text[-5000:]
     assert "XCom not found" not in text, text[-5000:]
     assert not [line for line in text.splitlines() if "job_url" in line and "error" in line.lower()], text[
         -5000:
     ]
     if AIRFLOW_V_3_PLUS:
         links = link_xcoms(home.path, "hfjobs_input_error")
-        assert links["bad_timeout"] == ""
+        assert links["bad_timeout"] == "" and links["no_such_job"] == ""
         assert str(links["good"]).startswith(f"{server.url}/jobs/alice/"), links
 
     # Parse time: the literal typo is the DAG's import error, naming the task, the closest flavor and

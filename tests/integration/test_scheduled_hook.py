@@ -385,7 +385,8 @@ def test_a_create_is_sent_at_most_once_and_reads_are_retried(
 
 def test_an_unknown_scheduled_job_is_one_clear_line(stand_in: ScheduledStandIn, hook: HfJobsHook) -> None:
     missing = "0123456789abcdef01234567"
-    with pytest.raises(HfJobsNotFoundError, match=f"Could not inspect scheduled job {missing}: .*HTTP 404"):
+    expected = f"Could not inspect scheduled job {missing}: scheduled job {missing} not found in namespace .*HTTP 404"
+    with pytest.raises(HfJobsNotFoundError, match=expected):
         hook.inspect_scheduled_job(missing, namespace=NS)
 
 
