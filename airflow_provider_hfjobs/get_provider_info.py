@@ -52,6 +52,32 @@ def get_provider_info() -> dict[str, Any]:
             {"name": "hf_job", "class-name": "airflow_provider_hfjobs.decorators.hf_job.hf_job_task"}
         ],
         "extra-links": ["airflow_provider_hfjobs.links.hfjobs.HfJobLink"],
+        "config": {
+            "hfjobs": {
+                "description": "Options of the Hugging Face Jobs provider.",
+                "options": {
+                    "log_checkpoint_steps_per_second": {
+                        "description": "Display steps per second, for all deferred tasks of one triggerer, "
+                        "that keep their place in the job's log so that a restarted or moved triggerer shows "
+                        "each line once (two XCom writes a step). Empty: 10 on Airflow 3, 25 on Airflow 2. "
+                        "0: no checkpoints (live lines, at least once across restarts).",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": "10",
+                        "default": "",
+                    },
+                    "extra_flavors": {
+                        "description": "Hardware flavors newer than this provider, comma-separated: a DAG's "
+                        "literal flavor is checked against huggingface_hub 2.4's list plus these when the DAG "
+                        "is parsed.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "b300x8,mi355x",
+                        "default": "",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "hf_jobs",

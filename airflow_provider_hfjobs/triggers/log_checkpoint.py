@@ -180,7 +180,8 @@ def step_budget() -> StepBudget | None:
         try:
             from airflow.providers.common.compat.sdk import conf
 
-            rate = conf.getfloat("hfjobs", "log_checkpoint_steps_per_second", fallback=DEFAULT_STEPS_PER_SECOND)
+            raw = conf.get("hfjobs", "log_checkpoint_steps_per_second", fallback="") or ""
+            rate = float(raw) if raw.strip() else DEFAULT_STEPS_PER_SECOND  # empty: this Airflow's default
         except Exception:  # an unreadable setting must not stop a trigger: the default then
             rate = DEFAULT_STEPS_PER_SECOND
         _budget.append(StepBudget(rate) if rate > 0 else None)

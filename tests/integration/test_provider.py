@@ -43,3 +43,27 @@ def test_provider_info_declares_the_connection_form() -> None:
     from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 
     assert HfJobsHook.get_ui_field_behaviour()["hidden_fields"] == conn["ui-field-behaviour"]["hidden-fields"]
+
+
+def test_the_providers_options_are_in_airflows_configuration(tmp_path: Path) -> None:
+    """`airflow config list` shows the [hfjobs] options with their descriptions; an unset one reads empty,
+    which the provider takes as its default."""
+    listed = airflow("config", "list", "--section", "hfjobs", "--include-descriptions", home=tmp_path)
+    assert "log_checkpoint_steps_per_second" in listed and "extra_flavors" in listed, listed
+    assert "Hardware flavors newer than this provider" in listed
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__HFJOBS__EXTRA_FLAVORS": "b300x8"}
+    got = subprocess.run(
+        [AIRFLOW, "config", "get-value", "hfjobs", "extra_flavors"], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert got.returncode == 0 and got.stdout.strip().splitlines()[-1] == "b300x8", got.stderr[-2000:]
+
+
+def test_an_empty_checkpoint_rate_is_this_airflows_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_hfjobs.triggers import log_checkpoint
+
+    for value, expected in (("", log_checkpoint.DEFAULT_STEPS_PER_SECOND), ("4", 4.0), ("0", None)):
+        monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", value)
+        monkeypatch.setattr(log_checkpoint, "_budget", [])
+        budget = log_checkpoint.step_budget()
+        assert (budget.per_second if budget else None) == expected
