@@ -58,12 +58,3 @@ def test_the_providers_options_are_in_airflows_configuration(tmp_path: Path) -> 
     )  # fmt: skip
     assert got.returncode == 0 and got.stdout.strip().splitlines()[-1] == "b300x8", got.stderr[-2000:]
 
-
-def test_an_empty_checkpoint_rate_is_this_airflows_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_hfjobs.triggers import log_checkpoint
-
-    for value, expected in (("", log_checkpoint.DEFAULT_STEPS_PER_SECOND), ("4", 4.0), ("0", None)):
-        monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", value)
-        monkeypatch.setattr(log_checkpoint, "_budget", [])
-        budget = log_checkpoint.step_budget()
-        assert (budget.per_second if budget else None) == expected

@@ -227,6 +227,9 @@ def test_a_zero_budget_turns_checkpoints_off(monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "4")
     monkeypatch.setattr(log_checkpoint, "_budget", [])
     assert log_checkpoint.step_budget().per_second == 4.0
+    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "")  # the registered default
+    monkeypatch.setattr(log_checkpoint, "_budget", [])
+    assert log_checkpoint.step_budget().per_second == log_checkpoint.DEFAULT_STEPS_PER_SECOND
 
 
 def test_checkpoint_values_round_trip_and_reject_other_jobs() -> None:
