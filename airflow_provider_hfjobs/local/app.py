@@ -40,7 +40,7 @@ from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.jobs import JobStage, format_timestamp, validate_schedule
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import HARDWARE
-from airflow_provider_hfjobs.local.pages import JobPages, is_page_path
+from airflow_provider_hfjobs.local.pages import JobPages, ScheduledActions, is_page_path
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobRecord, ScheduledJobStore
 from airflow_provider_hfjobs.local.scheduler import Scheduler
@@ -926,17 +926,29 @@ def create_app(
         scheduler.wake()
         return JSONResponse(record.to_json())
 
+    def set_scheduled_suspend(record: ScheduledJobRecord, suspend: bool) -> ScheduledJobRecord:
+        """Suspend or resume (the API's ``.../suspend``, ``.../resume`` and the list page's buttons)."""
+        if record.suspend != suspend:
+            record.suspend = suspend
+            record.touch()
+            scheduler.plan(record)  # suspended: no next run; resumed: the next one from now
+        return record
+
+    def trigger_scheduled_run(record: ScheduledJobRecord) -> JobRecord:
+        """One run now, the schedule untouched (the API's ``.../run`` and the page's "Run now");
+        ``SpecError`` 409 while a run is active and ``concurrency`` is false."""
+        outcome = start_scheduled_run(record)
+        if isinstance(outcome, str):
+            raise SpecError(409, outcome)
+        return outcome
+
     async def set_suspended(request: Request, suspend: bool) -> Response:
         record = scheduled_or_error(request)
         if isinstance(record, Response):
             return record
         if refusal := await no_body(request, "A suspend" if suspend else "A resume"):
             return refusal
-        if record.suspend != suspend:
-            record.suspend = suspend
-            record.touch()
-            scheduler.plan(record)  # suspended: no next run; resumed: the next one from now
-        return JSONResponse(record.to_json())
+        return JSONResponse(set_scheduled_suspend(record, suspend).to_json())
 
     async def suspend_scheduled(request: Request) -> Response:
         return await set_suspended(request, True)
@@ -985,10 +997,11 @@ def create_app(
             return record
         if refusal := await no_body(request, "A trigger"):
             return refusal
-        outcome = start_scheduled_run(record)
-        if isinstance(outcome, str):
-            return error(409, outcome)
-        return JSONResponse(outcome.to_json())
+        try:
+            job = trigger_scheduled_run(record)
+        except SpecError as exc:
+            return error(exc.status, str(exc))
+        return JSONResponse(job.to_json())
 
     async def not_found(request: Request) -> Response:
         return error(404, "Not found")
@@ -1009,6 +1022,12 @@ def create_app(
     pages = JobPages(
         token=token, namespace=namespace, store=store, runner=runner, follow_log=follow_log,
         authorized=authorized, read_body=read_body,
+        scheduled=ScheduledActions(
+            store=schedules,
+            suspend=lambda record: set_scheduled_suspend(record, True),
+            resume=lambda record: set_scheduled_suspend(record, False),
+            trigger=trigger_scheduled_run,
+        ),
     )  # fmt: skip
     routes = [
         Route("/api/whoami-v2", whoami),

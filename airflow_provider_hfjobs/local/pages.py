@@ -1,15 +1,18 @@
 """Job pages of the local Jobs server: what ``JobInfo.url`` and the Airflow "Hugging Face Job" link open.
 
-``GET /jobs/{namespace}`` lists the jobs, newest first; ``GET /jobs/{namespace}/{id}`` shows one: its
-spec (secret *names* only), times, cost, a live log (``/events``, the API's own log stream) and a Cancel
-button. Plain HTML built here, every value from a job through :func:`html.escape` (labels, commands and
+``GET /jobs/{namespace}`` lists the scheduled jobs (with Suspend/Resume and Run now buttons) and the
+jobs, newest first; ``GET /jobs/{namespace}/{id}`` shows one job: its spec (secret *names* only), who
+started it, times, cost, a live log (``/events``, the API's own log stream) and a Cancel button. Plain HTML built here, every value from a job through :func:`html.escape` (labels, commands and
 log lines are whatever the job's author wrote); one static script (``static/job.js``) follows the log and
 the stage, and inserts log lines as text. No inline script or style: the CSP forbids both.
 
 A browser cannot send the API's ``Authorization: Bearer`` header, so a page without it asks for the
 server's token once (``POST /_local/login``) and gets a session cookie: a random id kept in memory here,
-never the token. State changes from a page (cancel) carry a CSRF field derived from the session, on top
-of :class:`~.app.HostGuard` (no cross-site ``Origin``) and the cookie's ``SameSite=Strict``.
+never the token. State changes from a page (cancel; suspend, resume, run now) carry a CSRF field derived
+from the session and the job or scheduled job they act on, on top of :class:`~.app.HostGuard` (no
+cross-site ``Origin``) and the cookie's ``SameSite=Strict``. The scheduled-job buttons call the very
+functions the API's ``/api/scheduled-jobs/{ns}/{id}/suspend|resume|run`` routes call
+(:class:`ScheduledActions`); their outcome is shown once on the list the browser is sent back to.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import secrets
 import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any, Protocol
@@ -31,8 +35,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from airflow_provider_hfjobs.jobs import HardwareInfo, JobInfo, JobStage
+from airflow_provider_hfjobs.jobs import HardwareInfo, JobInfo, JobStage, ScheduledJobInfo
 from airflow_provider_hfjobs.local.hardware import FLAVORS, hardware_entry
+from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobRecord, ScheduledJobStore
+from airflow_provider_hfjobs.local.spec import SpecError
 from airflow_provider_hfjobs.local.store import JobRecord, JobStore
 
 #: Where the static files are served; paths under ``/_local/`` are never counted nor faulted.
@@ -55,6 +61,10 @@ LIST_LIMIT = 200
 FORM_LIMIT = 16 << 10
 #: Characters of a command shown in the list.
 SHORT_COMMAND = 80
+#: Messages (the outcome of a scheduled job's button) a session keeps until its next list page.
+NOTICES_KEPT = 5
+#: The list page's scheduled-job buttons, by the last part of their path.
+SCHEDULED_BUTTONS = {"suspend": "Suspend", "resume": "Resume", "run": "Run now"}
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -78,6 +88,18 @@ class LogFollower(Protocol):
 
 class Canceller(Protocol):
     async def cancel(self, job: JobRecord) -> None: ...
+
+
+@dataclass(frozen=True)
+class ScheduledActions:
+    """The app's scheduled jobs and what its API routes do to them: the list page's buttons call these
+    same functions. Each returns what it changed or started, or raises :class:`~.spec.SpecError` with
+    the API's status (409: a run is active and ``concurrency`` is false)."""
+
+    store: ScheduledJobStore
+    suspend: Callable[[ScheduledJobRecord], ScheduledJobRecord]
+    resume: Callable[[ScheduledJobRecord], ScheduledJobRecord]
+    trigger: Callable[[ScheduledJobRecord], JobRecord]
 
 
 def is_page_path(path: str) -> bool:
@@ -166,6 +188,35 @@ def list_path(namespace: str) -> str:
     return f"/jobs/{quote(namespace, safe='')}"
 
 
+def scheduled_path(namespace: str, scheduled_id: str, action: str) -> str:
+    return f"{list_path(namespace)}/scheduled/{quote(scheduled_id, safe='')}/{quote(action, safe='')}"
+
+
+def scheduled_anchor(scheduled_id: str) -> str:
+    """The element id of a scheduled job's row on the list (the job page links there)."""
+    return f"scheduled-{scheduled_id}"
+
+
+def csrf_subject(scheduled_id: str) -> str:
+    """What a scheduled job's CSRF field is bound to: never a job id (those are bare hex)."""
+    return f"scheduled-job:{scheduled_id}"
+
+
+def initiator_html(job: JobInfo) -> str:
+    """Who started the job: a scheduled job (linked to its row on the list), a rerun job, or a user."""
+    who = job.initiator
+    if who is None:
+        return '<span class="none">—</span>'
+    ns = job.owner_name or ""
+    named = f" ({e(who.name)})" if who.name else ""
+    if who.type == "scheduled-job":
+        href = f"{list_path(ns)}#{quote(scheduled_anchor(who.id), safe='')}"
+        return f'scheduled job <a href="{e(href)}"><code>{e(who.id)}</code></a>{named}'
+    if who.type == "duplicated-job":
+        return f'duplicate of job <a href="{e(job_path(ns, who.id))}"><code>{e(who.id)}</code></a>'
+    return f"{e(who.type)} {e(who.name or who.id)}"
+
+
 def stage_badge(stage: JobStage, element_id: str | None = None) -> str:
     ident = f' id="{e(element_id)}"' if element_id else ""
     return f'<span{ident} class="stage stage-{e(stage.value)}">{e(stage.value)}</span>'
@@ -240,6 +291,7 @@ def detail_rows(job: JobInfo) -> list[tuple[str, str, str]]:
         ("Image", where, "image"),
         ("Command", command_html(job), "command"),
         ("Flavor", f"<code>{e(job.flavor or '—')}</code>", "flavor"),
+        ("Started by", initiator_html(job), "initiator"),
         ("Labels", chips(sorted(job.labels.items())), "labels"),
         ("Environment", chips(sorted(job.environment.items())), "environment"),
         ("Secrets", chips((name, "***") for name in job.secret_names), "secrets"),
@@ -283,6 +335,7 @@ class JobPages:
         follow_log: LogFollower,
         authorized: Callable[[Request], bool],
         read_body: Callable[[Request, int], Awaitable[bytes | None]],
+        scheduled: ScheduledActions | None = None,
     ) -> None:
         self.token = token
         self.namespace = namespace
@@ -291,7 +344,9 @@ class JobPages:
         self.follow_log = follow_log
         self.authorized = authorized
         self.read_body = read_body
+        self.scheduled = scheduled
         self._sessions: dict[str, float] = {}  # session id -> when it expires (time.monotonic)
+        self._notices: dict[str, list[tuple[bool, str]]] = {}  # session id -> (is an error, text)
         self._csrf_key = secrets.token_bytes(32)
         self._static = {
             name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC_TYPES
@@ -306,6 +361,11 @@ class JobPages:
             Route("/jobs/{namespace}/{job_id}/events", self.job_events, methods=["GET"]),
             Route("/jobs/{namespace}/{job_id}/status", self.job_status, methods=["GET"]),
             Route("/jobs/{namespace}/{job_id}/cancel", self.job_cancel, methods=["POST"]),
+            Route(
+                "/jobs/{namespace}/scheduled/{scheduled_job_id}/{action}",
+                self.scheduled_action,
+                methods=["POST"],
+            ),
             Route(LOGIN_PATH, self.login_page, methods=["GET"]),
             Route(LOGIN_PATH, self.login, methods=["POST"]),
             Route(LOGOUT_PATH, self.logout, methods=["GET", "POST"]),
@@ -327,33 +387,61 @@ class JobPages:
         if sid is None or expires is None:
             return None
         if expires < time.monotonic():
-            del self._sessions[sid]
+            self.forget(sid)
             return None
         return sid
+
+    def forget(self, sid: str) -> None:
+        self._sessions.pop(sid, None)
+        self._notices.pop(sid, None)
+
+    def notify(self, sid: str, text: str, *, problem: bool = False) -> None:
+        """A message for the session's next list page (the outcome of a button that redirected there)."""
+        kept = self._notices.setdefault(sid, [])
+        kept.append((problem, text))
+        del kept[:-NOTICES_KEPT]
 
     def allowed(self, request: Request) -> bool:
         """A page session, or the API's bearer token (scripts and tests)."""
         return self.session(request) is not None or self.authorized(request)
 
     def csrf(self, session: str, job_id: str) -> str:
-        """The cancel form's field: only a page served to this session can know it."""
+        """A form's CSRF field (cancel: the job id; a scheduled job's buttons: :func:`csrf_subject`): only
+        a page served to this session can know it."""
         return hmac.new(self._csrf_key, f"{session}\0{job_id}".encode(), hashlib.sha256).hexdigest()
+
+    def csrf_input(self, request: Request, subject: str) -> str:
+        """The hidden field of a form acting on ``subject`` (none without a page session)."""
+        sid = self.session(request)
+        return f'<input type="hidden" name="csrf" value="{e(self.csrf(sid, subject))}">' if sid else ""
+
+    def csrf_refused(self, request: Request, fields: dict[str, str] | None, subject: str) -> bool:
+        """A session must send the page's field for ``subject``; a bearer token (no browser sends one
+        by itself) need not."""
+        sid = self.session(request)
+        if sid is None or self.authorized(request):
+            return False
+        given = (fields or {}).get("csrf", "")
+        return not hmac.compare_digest(given.encode(), self.csrf(sid, subject).encode())
 
     def new_session(self) -> str:
         now = time.monotonic()
         for sid, expires in list(self._sessions.items()):
             if expires < now:
-                del self._sessions[sid]
+                self.forget(sid)
         while len(self._sessions) >= MAX_SESSIONS:
-            del self._sessions[next(iter(self._sessions))]  # the oldest
+            self.forget(next(iter(self._sessions)))  # the oldest
         sid = secrets.token_urlsafe(32)
         self._sessions[sid] = now + SESSION_SECONDS
         return sid
 
-    def ask_login(self, request: Request, problem: str | None = None) -> Response:
-        """401 with the login form, coming back here afterwards."""
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        target = here if request.method == "GET" else here.rsplit("/", 1)[0]  # a refused cancel: its job
+    def ask_login(
+        self, request: Request, problem: str | None = None, *, target: str | None = None
+    ) -> Response:
+        """401 with the login form, coming back here (or to ``target``) afterwards."""
+        if target is None:
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            target = here if request.method == "GET" else here.rsplit("/", 1)[0]  # a refused cancel: its job
         return page(401, "Log in · Local HF Jobs", login_form(safe_next(target), problem))
 
     async def form(self, request: Request) -> dict[str, str] | None:
@@ -388,7 +476,7 @@ class JobPages:
     async def logout(self, request: Request) -> Response:
         sid = request.cookies.get(self.cookie_name(request))
         if sid:
-            self._sessions.pop(sid, None)
+            self.forget(sid)
         response = RedirectResponse(f"{LOGIN_PATH}?{urlencode({'next': list_path(self.namespace)})}", 303)
         response.delete_cookie(self.cookie_name(request), path="/", httponly=True, samesite="strict")
         return secured(response)
@@ -456,8 +544,62 @@ class JobPages:
             if rows
             else '<p class="none">No jobs yet.</p>'
         )
-        body = f"{masthead(ns)}<main><h1>Jobs of {e(ns)}</h1><p>{e(shown)}, newest first.</p>{table}</main>"
+        sid = self.session(request)
+        notices = "".join(
+            f'<p class="error" role="alert">{e(text)}</p>'
+            if problem
+            else f'<p class="notice" role="status">{e(text)}</p>'
+            for problem, text in (self._notices.pop(sid, []) if sid else [])
+        )
+        scheduled = self.scheduled_section(request, ns)
+        heading = "<h2>Jobs</h2>" if scheduled else ""
+        body = (
+            f"{masthead(ns)}<main><h1>Jobs of {e(ns)}</h1>{notices}{scheduled}{heading}"
+            f"<p>{e(shown)}, newest first.</p>{table}</main>"
+        )
         return page(200, f"Jobs of {ns} · Local HF Jobs", body)
+
+    def scheduled_section(self, request: Request, ns: str) -> str:
+        """The list's "Scheduled jobs" table (nothing without any), each row with its buttons."""
+        records = self.scheduled.store.list(ns) if self.scheduled is not None else []
+        rows = []
+        for record in records:
+            info = ScheduledJobInfo.from_api(record.to_json())  # secret names only, as the API shows it
+            spec = info.job_spec
+            where = spec.docker_image or (f"space {spec.space_id}" if spec.space_id else "—")
+            command = shlex.join([*spec.command, *spec.arguments])
+            state = "suspended" if info.suspend else "active"
+            last = info.last_job
+            last_run = (
+                f'<a class="last-run" href="{e(job_path(ns, last.id))}"><code>{e(last.id)}</code></a>'
+                f'<br><span class="when">{e(format_moment(last.at))}</span>'
+                if last is not None
+                else '<span class="none">none yet</span>'
+            )
+            field = self.csrf_input(request, csrf_subject(info.id))
+            forms = "".join(
+                f'<form method="post" action="{e(scheduled_path(ns, info.id, action))}">{field}'
+                f'<button type="submit" class="action-{e(action)}">{e(SCHEDULED_BUTTONS[action])}</button></form>'
+                for action in ("resume" if info.suspend else "suspend", "run")
+            )
+            rows.append(
+                f'<tr id="{e(scheduled_anchor(info.id))}" class="scheduled-job">'
+                f"<td><code>{e(info.id)}</code></td><td><code>{e(info.schedule or '—')}</code></td>"
+                f'<td><span class="state state-{e(state)}">{e(state)}</span></td>'
+                f"<td>{'allowed' if info.concurrency else 'one at a time'}</td>"
+                f'<td class="next-run">{e(format_moment(info.next_job_run_at))}</td><td>{last_run}</td>'
+                f"<td><code>{e(where)}</code></td>"
+                f'<td><code title="{e(command)}">{e(shorten(command))}</code></td>'
+                f'<td>{chips(sorted(spec.labels.items()))}</td><td class="actions">{forms}</td></tr>'
+            )
+        if not rows:
+            return ""
+        return (
+            '<section id="scheduled"><h2>Scheduled jobs</h2><table class="scheduled"><thead><tr><th>Scheduled job'
+            "</th><th>Schedule</th><th>State</th><th>Concurrent runs</th><th>Next run</th><th>Last run</th>"
+            "<th>Image</th><th>Command</th><th>Labels</th><th></th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></section>"
+        )
 
     async def job_page(self, request: Request) -> Response:
         record = self.job_or_refusal(request)
@@ -467,8 +609,7 @@ class JobPages:
         ns = record.namespace
         cancel = ""
         if not job.is_terminal:
-            sid = self.session(request)
-            field = f'<input type="hidden" name="csrf" value="{e(self.csrf(sid, job.id))}">' if sid else ""
+            field = self.csrf_input(request, job.id)
             cancel = (
                 f'<form id="cancel-form" method="post" action="{e(job_path(ns, job.id, "/cancel"))}">'
                 f'{field}<button id="cancel" type="submit">Cancel job</button></form>'
@@ -524,16 +665,55 @@ class JobPages:
         if isinstance(record, Response):
             return record
         fields = await self.form(request)
-        sid = self.session(request)
-        if sid is not None and not self.authorized(request):
-            given = (fields or {}).get("csrf", "")
-            if not hmac.compare_digest(given.encode(), self.csrf(sid, record.id).encode()):
-                body = (
-                    f"{masthead(record.namespace)}<main><h1>Cancel refused</h1><p>The form did not come "
-                    "from this job's page (no or a wrong CSRF field). Open the job page and use its "
-                    f'button.</p><p><a href="{e(job_path(record.namespace, record.id))}">Back to the job'
-                    "</a></p></main>"
-                )
-                return page(403, "Cancel refused · Local HF Jobs", body)
+        if self.csrf_refused(request, fields, record.id):
+            body = (
+                f"{masthead(record.namespace)}<main><h1>Cancel refused</h1><p>The form did not come "
+                "from this job's page (no or a wrong CSRF field). Open the job page and use its "
+                f'button.</p><p><a href="{e(job_path(record.namespace, record.id))}">Back to the job'
+                "</a></p></main>"
+            )
+            return page(403, "Cancel refused · Local HF Jobs", body)
         await self.runner.cancel(record)
         return secured(RedirectResponse(job_path(record.namespace, record.id), status_code=303))
+
+    async def scheduled_action(self, request: Request) -> Response:
+        """A scheduled job's button on the list (``suspend``, ``resume``, ``run``): what the API's route
+        does (the same :class:`ScheduledActions` function), then back to the list (303) with its outcome
+        there, a refusal (409) included. CSRF as for cancel."""
+        ns, scheduled_id = request.path_params["namespace"], request.path_params["scheduled_job_id"]
+        action = request.path_params["action"]
+        if not self.allowed(request):
+            return self.ask_login(request, target=list_path(self.namespace))
+        record = self.scheduled.store.get(ns, scheduled_id) if self.scheduled is not None else None
+        if record is None or action not in SCHEDULED_BUTTONS:
+            return self.not_found(f"No scheduled job {scheduled_id} in namespace {ns} on this server.")
+        assert self.scheduled is not None
+        fields = await self.form(request)
+        if self.csrf_refused(request, fields, csrf_subject(record.id)):
+            body = (
+                f"{masthead(ns)}<main><h1>{e(SCHEDULED_BUTTONS[action])} refused</h1><p>The form did not "
+                "come from this server's list of jobs (no or a wrong CSRF field). Open the list and use its "
+                f'buttons.</p><p><a href="{e(list_path(ns))}">Back to the jobs of {e(ns)}</a></p></main>'
+            )
+            return page(403, f"{SCHEDULED_BUTTONS[action]} refused · Local HF Jobs", body)
+        try:
+            if action == "run":
+                job = self.scheduled.trigger(record)
+                outcome = f"Scheduled job {record.id}: run {job.id} started."
+            elif action == "suspend":
+                self.scheduled.suspend(record)
+                outcome = f"Scheduled job {record.id} suspended: no runs until it is resumed."
+            else:
+                self.scheduled.resume(record)
+                outcome = f"Scheduled job {record.id} resumed."
+        except SpecError as exc:
+            problem = f"{SCHEDULED_BUTTONS[action]} refused ({exc.status}): {exc}"
+            sid = self.session(request)
+            if sid is None:  # a script with the bearer token: no session to carry the message
+                body = f'{masthead(ns)}<main><p class="error" role="alert">{e(problem)}</p></main>'
+                return page(exc.status, f"{SCHEDULED_BUTTONS[action]} refused · Local HF Jobs", body)
+            self.notify(sid, problem, problem=True)
+        else:
+            if (sid := self.session(request)) is not None:
+                self.notify(sid, outcome)
+        return secured(RedirectResponse(list_path(ns), status_code=303))

@@ -481,3 +481,244 @@ def test_markup_from_a_job_stays_text_in_the_browser(hook: Any, context: Any) ->
     assert received.bodies
     for url, text in received.bodies:
         assert TOKEN not in text and CANARY not in text, url
+
+
+# -------------------------------------------------------------------------------- scheduled jobs (HTTP)
+NEVER_SOON = "0 0 1 1 *"  # New Year's midnight: never due during a test
+
+
+def create_scheduled(
+    server: LocalJobsServer, command: list[str], schedule: str = NEVER_SOON, **extra: Any
+) -> dict[str, Any]:
+    spec = {"command": command, "dockerImage": "python:3.12", "flavor": "cpu-basic", **extra}
+    answer = requests.post(
+        f"{server.url}/api/scheduled-jobs/{NAMESPACE}", headers=AUTH,
+        json={"jobSpec": spec, "schedule": schedule}, timeout=HTTP_TIMEOUT,
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def scheduled(server: LocalJobsServer, scheduled_id: str) -> dict[str, Any]:
+    answer = requests.get(
+        f"{server.url}/api/scheduled-jobs/{NAMESPACE}/{scheduled_id}", headers=AUTH, timeout=HTTP_TIMEOUT
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def delete_scheduled(server: LocalJobsServer, scheduled_id: str) -> None:
+    requests.delete(
+        f"{server.url}/api/scheduled-jobs/{NAMESPACE}/{scheduled_id}", headers=AUTH, timeout=HTTP_TIMEOUT
+    )
+
+
+def runs_of(server: LocalJobsServer, scheduled_id: str) -> list[str]:
+    """The ids of the jobs the scheduled job started."""
+    jobs = requests.get(f"{server.url}/api/jobs/{NAMESPACE}", headers=AUTH, timeout=HTTP_TIMEOUT).json()
+    return [job["id"] for job in jobs if (job.get("initiator") or {}).get("id") == scheduled_id]
+
+
+def scheduled_action(scheduled_id: str, action: str) -> str:
+    return f"/jobs/{NAMESPACE}/scheduled/{scheduled_id}/{action}"
+
+
+def scheduled_csrf(list_html: str, scheduled_id: str, action: str) -> str:
+    """The CSRF field of a scheduled job's button form on the list page."""
+    match = re.search(
+        rf'action="{re.escape(scheduled_action(scheduled_id, action))}"><input type="hidden" name="csrf" '
+        r'value="([0-9a-f]+)"',
+        list_html,
+    )
+    assert match, f"the list has no {action} form with a CSRF field for scheduled job {scheduled_id}"
+    return match.group(1)
+
+
+def test_the_list_shows_scheduled_jobs_escaped_and_without_secrets() -> None:
+    with LocalJobsServer(token=TOKEN, namespace=NAMESPACE) as fresh:
+        session = logged_in(fresh)
+        empty = session.get(f"{fresh.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
+        assert "Scheduled jobs" not in empty and 'class="scheduled"' not in empty  # none: no section
+        created = create_scheduled(
+            fresh, ["python", "-c", f"print({XSS!r})"], arguments=[f"arg{XSS}"],
+            environment={"NOTE": f"env{XSS}"}, secrets={"API_KEY": CANARY, "HF_TOKEN": TOKEN},
+            labels={"suite": "pages", "kind": "scheduled"},
+        )  # fmt: skip
+        sid = created["id"]
+        job = create(fresh, ["python", "-c", "print('plain job')"])
+        listing = session.get(f"{fresh.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT)
+        assert listing.status_code == 200
+        text = listing.text
+        assert "<h2>Scheduled jobs</h2>" in text
+        assert text.index("Scheduled jobs") < text.index('<table class="jobs">')  # above the jobs
+        row = text[text.index(f'<tr id="scheduled-{sid}"') :]
+        row = row[: row.index("</tr>")]
+        assert f"<code>{sid}</code>" in row and f"<code>{NEVER_SOON}</code>" in row
+        assert ">active<" in row and "one at a time" in row and "none yet" in row
+        next_run = created["status"]["nextJobRunAt"]  # e.g. 2027-01-01T00:00:00.000Z
+        assert f"{next_run[:10]} {next_run[11:19]} UTC" in row
+        assert "<code>python:3.12</code>" in row
+        assert ESCAPED_XSS in row and XSS not in text and "<script>alert" not in text
+        assert "suite=pages" in row and "kind=scheduled" in row
+        assert ">Suspend</button>" in row and ">Run now</button>" in row and ">Resume</button>" not in row
+        assert job["id"] in text  # the jobs table is still there
+        assert CANARY not in text and TOKEN not in text
+        for header in ("content-security-policy", "x-frame-options", "referrer-policy", "cache-control"):
+            assert header in listing.headers
+        # Logged out, the list (and so the scheduled jobs) asks for the token.
+        assert is_login_form(requests.get(f"{fresh.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT))
+
+
+def test_suspend_resume_and_run_now_need_the_csrf_field_and_this_sites_origin(
+    server: LocalJobsServer,
+) -> None:
+    created = create_scheduled(server, ["python", "-c", "print('scheduled run')"], labels={"page": "buttons"})
+    sid = created["id"]
+    other = create_scheduled(server, ["python", "-c", "print('other')"])["id"]
+    try:
+        session = logged_in(server)
+        listing = session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
+        token = scheduled_csrf(listing, sid, "suspend")
+        assert scheduled_csrf(listing, sid, "run") == token  # bound to the scheduled job, not the button
+        other_token = scheduled_csrf(listing, other, "suspend")
+        stranger = logged_in(server).get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
+        for action in ("suspend", "run"):
+            url = f"{server.url}{scheduled_action(sid, action)}"
+            refusals = [
+                session.post(url, data={}, allow_redirects=False, timeout=HTTP_TIMEOUT),
+                session.post(url, data={"csrf": "0" * 64}, allow_redirects=False, timeout=HTTP_TIMEOUT),
+                session.post(url, data={"csrf": other_token}, allow_redirects=False, timeout=HTTP_TIMEOUT),
+                session.post(url, data={"csrf": scheduled_csrf(stranger, sid, action)}, allow_redirects=False,
+                             timeout=HTTP_TIMEOUT),
+            ]  # fmt: skip
+            assert [answer.status_code for answer in refusals] == [403] * 4, action
+            assert "refused" in refusals[0].text and "CSRF" in refusals[0].text
+            foreign = session.post(
+                url, data={"csrf": token}, headers={"Origin": "http://evil.example"},
+                allow_redirects=False, timeout=HTTP_TIMEOUT,
+            )  # fmt: skip
+            assert foreign.status_code == 403 and "Cross-site request" in foreign.json()["error"]
+            assert is_login_form(requests.post(url, data={"csrf": token}, timeout=HTTP_TIMEOUT))
+        unchanged = scheduled(server, sid)
+        assert unchanged["suspend"] is False and unchanged["status"]["lastJob"] is None
+        assert runs_of(server, sid) == []
+        # Unknown scheduled jobs and buttons are not found (and never echoed unescaped).
+        for path in (scheduled_action("0123456789abcdef01234567", "run"), scheduled_action(sid, "delete"),
+                     f"/jobs/bob/scheduled/{sid}/run", scheduled_action(XSS, "run")):  # fmt: skip
+            answer = session.post(f"{server.url}{path}", data={"csrf": token}, timeout=HTTP_TIMEOUT)
+            assert answer.status_code == 404 and XSS not in answer.text, path
+        assert scheduled(server, sid)["status"]["lastJob"] is None
+
+        def press(action: str) -> str:
+            answer = session.post(
+                f"{server.url}{scheduled_action(sid, action)}", data={"csrf": token},
+                headers={"Origin": server.url}, allow_redirects=False, timeout=HTTP_TIMEOUT,
+            )  # fmt: skip
+            assert answer.status_code == 303 and answer.headers["location"] == f"/jobs/{NAMESPACE}"
+            return session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
+
+        after = press("suspend")
+        state = scheduled(server, sid)
+        assert state["suspend"] is True and state["status"]["nextJobRunAt"] is None
+        assert f"Scheduled job {sid} suspended" in after and 'class="notice"' in after
+        row = after[after.index(f'<tr id="scheduled-{sid}"') :]
+        row = row[: row.index("</tr>")]
+        assert ">suspended<" in row and ">Resume</button>" in row and ">Suspend</button>" not in row
+        assert scheduled(server, other)["suspend"] is False  # the other one is untouched
+        after = press("resume")
+        assert scheduled(server, sid)["suspend"] is False and f"Scheduled job {sid} resumed" in after
+        assert "suspended:" not in after  # a message is shown once
+        after = press("run")
+        [run] = runs_of(server, sid)
+        assert scheduled(server, sid)["status"]["lastJob"]["id"] == run
+        assert f"run {run} started" in after
+        assert f'<a class="last-run" href="{job_path(run)}"><code>{run}</code></a>' in after
+        wait_stage(server, run, TERMINAL)
+        page = session.get(f"{server.url}{job_path(run)}", timeout=HTTP_TIMEOUT).text
+        assert ">Started by</th>" in page
+        assert f'scheduled job <a href="/jobs/{NAMESPACE}#scheduled-{sid}"><code>{sid}</code></a>' in page
+        # A plain job says who started it too.
+        plain = create(server, ["python", "-c", "print('by hand')"])
+        assert f"user {NAMESPACE}" in session.get(f"{server.url}{job_path(plain['id'])}", timeout=30).text
+        # A script with the bearer token needs no page field, as for cancel.
+        bearer = requests.post(
+            f"{server.url}{scheduled_action(sid, 'suspend')}", headers=AUTH, allow_redirects=False,
+            timeout=HTTP_TIMEOUT,
+        )  # fmt: skip
+        assert bearer.status_code == 303 and scheduled(server, sid)["suspend"] is True
+    finally:
+        delete_scheduled(server, sid)
+        delete_scheduled(server, other)
+
+
+def test_run_now_while_a_run_is_active_shows_the_409_and_starts_nothing(
+    server: LocalJobsServer, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    sid = create_scheduled(server, gated(go, first="scheduled run waiting"))["id"]
+    try:
+        session = logged_in(server)
+        token = scheduled_csrf(session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=30).text, sid, "run")
+        url = f"{server.url}{scheduled_action(sid, 'run')}"
+        first = session.post(url, data={"csrf": token}, allow_redirects=False, timeout=HTTP_TIMEOUT)
+        assert first.status_code == 303
+        [run] = runs_of(server, sid)
+        wait_stage(server, run, ("RUNNING",))
+        again = session.post(url, data={"csrf": token}, timeout=HTTP_TIMEOUT)  # follows the 303
+        assert again.status_code == 200 and again.url == f"{server.url}/jobs/{NAMESPACE}"
+        assert "Run now refused (409)" in again.text and 'role="alert"' in again.text
+        assert f"its run {run} is still RUNNING" in again.text
+        assert runs_of(server, sid) == [run]  # nothing started
+        assert scheduled(server, sid)["status"]["lastJob"]["id"] == run
+        assert "Run now refused" not in session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=30).text
+        # The API route answers the same refusal, from the same function.
+        api = requests.post(
+            f"{server.url}/api/scheduled-jobs/{NAMESPACE}/{sid}/run", headers=AUTH, timeout=HTTP_TIMEOUT
+        )
+        assert api.status_code == 409 and f"its run {run} is still RUNNING" in api.json()["error"]
+        # Without a page session (the bearer token) the refusal is the answer itself.
+        bearer = requests.post(url, headers=AUTH, allow_redirects=False, timeout=HTTP_TIMEOUT)
+        assert bearer.status_code == 409 and "Run now refused (409)" in bearer.text
+        assert runs_of(server, sid) == [run]
+        go.touch()
+        assert wait_stage(server, run, TERMINAL) == "COMPLETED"
+    finally:
+        delete_scheduled(server, sid)
+
+
+# ------------------------------------------------------------------------------ scheduled jobs (browser)
+def test_run_now_on_the_list_starts_a_run_whose_page_names_the_scheduled_job(
+    server: LocalJobsServer, context: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    sid = create_scheduled(
+        server, ["python", "-c", "print('run from the page')"], labels={"browser": "scheduled"}
+    )["id"]
+    try:
+        page = context.new_page()
+        log_in(page, server.pages_url)
+        row = page.locator(f"#scheduled-{sid}")
+        expect(row).to_contain_text("active")
+        expect(row).to_contain_text("none yet")
+        expect(row).to_contain_text("browser=scheduled")
+        row.get_by_role("button", name="Run now").click()
+        expect(page).to_have_url(server.pages_url)
+        expect(page.locator(".notice")).to_contain_text(f"Scheduled job {sid}: run ")
+        link = row.locator("a.last-run")
+        expect(link).to_have_count(1)
+        [run] = runs_of(server, sid)
+        expect(link).to_have_text(run)
+        expect(row).to_contain_text("UTC")
+        link.click()
+        expect(page).to_have_url(f"{server.url}{job_path(run)}")
+        expect(page.locator("#log")).to_contain_text("run from the page")
+        expect(page.locator("#stage")).to_have_text("COMPLETED")
+        started_by = page.locator("tr", has=page.locator("#initiator"))
+        expect(started_by.locator("th")).to_have_text("Started by")
+        expect(page.locator("#initiator")).to_have_text(f"scheduled job {sid}")
+        # The scheduled job's link on the run's page goes back to its row on the list.
+        page.locator("#initiator a").click()
+        expect(page.locator(f"#scheduled-{sid}")).to_contain_text(run)
+    finally:
+        delete_scheduled(server, sid)
