@@ -76,7 +76,9 @@ def test_a_connection_stored_in_the_metadata_db_serves_deferred_tasks_too(server
     assert count(text, "Hello from the cloud!") == 2 and "ended unwatched" not in text
 
 
-def test_nightly_training_checkpoints_to_a_bucket_the_evaluation_reads(airflow_home: AirflowHome, server) -> None:
+def test_nightly_training_checkpoints_to_a_bucket_the_evaluation_reads(
+    airflow_home: AirflowHome, server
+) -> None:
     """A dataset volume in, a bucket volume out, attempts=2 and the metrics summary (deferred); the
     evaluation (on a worker) reads the checkpoint back through the same bucket."""
     created = requests.post(
@@ -94,7 +96,9 @@ def test_nightly_training_checkpoints_to_a_bucket_the_evaluation_reads(airflow_h
     assert count(text, "COMPLETED on a10g-small") == 1
     assert count(text, "used: ") >= 1, text[-5000:]  # the metrics summary of the GPU-flavor task
     assert re.search(r"loaded checkpoint /checkpoints/\d{8}: epoch 3, loss=", text), text[-5000:]
-    checkpoints = list((Path(server.state_dir) / "buckets" / NAMESPACE / "nightly-checkpoints").glob("*/state.json"))
+    checkpoints = list(
+        (Path(server.state_dir) / "buckets" / NAMESPACE / "nightly-checkpoints").glob("*/state.json")
+    )
     assert len(checkpoints) == 1
 
 

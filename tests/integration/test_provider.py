@@ -57,4 +57,3 @@ def test_the_providers_options_are_in_airflows_configuration(tmp_path: Path) -> 
         timeout=120,
     )  # fmt: skip
     assert got.returncode == 0 and got.stdout.strip().splitlines()[-1] == "b300x8", got.stderr[-2000:]
-

@@ -64,7 +64,6 @@ CASES = [
 ]
 
 
-
 @pytest.mark.parametrize(("case", "call", "needle"), CASES, ids=[case for case, _, _ in CASES])
 def test_rejected_before_any_request(hook: HfJobsHook, case: str, call, needle: str) -> None:
     with pytest.raises(HfJobsInputError) as info:

@@ -80,7 +80,6 @@ UV_CASES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-
 def hook_message(call: Any) -> str:
     with pytest.raises(HfJobsInputError) as info:
         call()
