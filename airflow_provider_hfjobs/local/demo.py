@@ -151,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home).resolve()
     marker = home / ".hfjobs-demo"
     if home.exists() and any(home.iterdir()) and not marker.exists():
-        print(f"--home {home} is not empty and not a previous demo's: choose another.", file=sys.stderr)
+        print(
+            f"--home {home} is not empty and not a previous demo's (no {marker.name} in it), so the demo will not "
+            "empty it: remove it yourself, or pass --home with another directory.",
+            file=sys.stderr,
+        )
         return 2
     shutil.rmtree(home, ignore_errors=True)  # the previous demo's, kept until now
     home.mkdir(parents=True)
