@@ -30,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_hfjobs.operators.hfjobs",
                     "airflow_provider_hfjobs.operators.scheduled",
+                    "airflow_provider_hfjobs.operators.maintenance",
                 ],
             }
         ],

@@ -803,6 +803,24 @@ class HfJobsHook(_HfJobsHookBase):
             "ca_bundle": StringField(lazy_gettext("CA bundle (path)"), widget=BS3TextFieldWidget()),
         }
 
+    # -------------------------------------------------------------------------------------------- orphans
+    def list_orphan_jobs(
+        self,
+        task_states: Any = None,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        min_age: timedelta | float | str = timedelta(minutes=10),
+    ) -> list[Any]:
+        """The live jobs this provider's operators started whose task instance no longer watches them (it
+        finished, failed, was cleared or deleted), older than ``min_age``: billed with nobody watching. A
+        ``list[OrphanJob]``; ``task_states`` is a :data:`~airflow_provider_hfjobs.orphans.TaskStatesReader`
+        (default: this Airflow's). See :mod:`airflow_provider_hfjobs.orphans`."""
+        from airflow_provider_hfjobs.orphans import scan_orphan_jobs
+
+        scan = scan_orphan_jobs(self, task_states, namespace=namespace, labels=labels, min_age=min_age)
+        return scan.orphans
+
 
 class _Answer(NamedTuple):
     """A sync answer, its body read within :func:`.jobs.body_limit`."""
