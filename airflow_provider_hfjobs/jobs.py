@@ -1262,7 +1262,9 @@ def server_error_text(body: bytes | str | None, headers: Mapping[str, str] | Non
     text = text.strip()
     if text:
         try:
-            payload = json.loads(text)
+            payload = loads_json(text)
+        except JSONTooDeepError:
+            payload = False  # no answer of the Jobs API: not quoted either
         except ValueError:
             payload = None
         if isinstance(payload, dict):
@@ -1273,13 +1275,63 @@ def server_error_text(body: bytes | str | None, headers: Mapping[str, str] | Non
                 parts.append(str(error))
             if payload.get("error_description"):
                 parts.append(str(payload["error_description"]))
-            for item in payload.get("errors") or []:
+            errors = payload.get("errors")
+            for item in errors if isinstance(errors, list) else ():
                 if isinstance(item, dict) and item.get("message"):
                     parts.append(str(item["message"]))
         elif payload is None and not text.lstrip().startswith("<"):
-            parts.append(text[:300])
-    unique = list(dict.fromkeys(part.strip() for part in parts if part and part.strip()))
+            parts.append(text)
+    unique = list(
+        dict.fromkeys(part.strip()[:MAX_SERVER_TEXT_CHARS] for part in parts if part and part.strip())
+    )
     return " ".join(unique).replace("\n", " ") or None
+
+
+#: Longest piece of the server's own text quoted in an error message (each of header, ``error`` ...).
+MAX_SERVER_TEXT_CHARS = 300
+#: Deepest JSON nesting read from the server. A Jobs API answer is a few levels deep; a deeper one is
+#: refused, since parsing or printing it could exhaust Python's recursion limit (a ``RecursionError`` out
+#: of a hook, or out of the code that shows its message).
+MAX_JSON_DEPTH = 64
+
+
+class JSONTooDeepError(ValueError):
+    """JSON nested deeper than :data:`MAX_JSON_DEPTH`; ``parsed=False``: so deep that the parser itself
+    gave up (whether the rest was even JSON is unknown)."""
+
+    def __init__(self, *, parsed: bool) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        self.parsed = parsed
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` for server answers: ``ValueError`` for anything that is not JSON, and
+    :class:`JSONTooDeepError` (never ``RecursionError``) for JSON nested too deeply to handle safely."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise JSONTooDeepError(parsed=False) from None
+    if isinstance(data, (dict, list)):
+        brackets = (
+            text.count("[") + text.count("{")
+            if isinstance(text, str)
+            else text.count(b"[") + text.count(b"{")
+        )
+        if brackets > MAX_JSON_DEPTH:  # only a body with that many brackets can be that deep
+            _check_depth(data)
+    return data
+
+
+def _check_depth(data: dict[str, Any] | list[Any]) -> None:
+    """Walk ``data`` without recursion; :class:`JSONTooDeepError` past :data:`MAX_JSON_DEPTH` levels."""
+    stack: list[tuple[Iterable[Any], int]] = [(data.values() if isinstance(data, dict) else data, 1)]
+    while stack:
+        children, depth = stack.pop()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= MAX_JSON_DEPTH:
+                    raise JSONTooDeepError(parsed=True)
+                stack.append((child.values() if isinstance(child, dict) else child, depth + 1))
 
 
 def body_limit(status_code: int, *, listing: bool = False) -> int:
@@ -1301,11 +1353,12 @@ def json_answer(status_code: int, content: bytes, *, action: str, listing: bool 
             status_code=status_code,
         )
     try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
+        return loads_json(content)
+    except ValueError as exc:
+        deep = isinstance(exc, JSONTooDeepError) and exc.parsed
+        what = f"with {exc}, which no Jobs API answer is" if deep else "without JSON"
         raise HfJobsAPIError(
-            f"Could not {action}: the server answered HTTP {status_code} without JSON.",
-            status_code=status_code,
+            f"Could not {action}: the server answered HTTP {status_code} {what}.", status_code=status_code
         ) from None
 
 
@@ -1393,6 +1446,28 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return value
 
 
+def check_http_credentials(endpoint: str, token: str) -> None:
+    """An endpoint and a token that HTTP can carry, checked where a hook reads them: a bad port, an
+    unclosed IPv6 host or a token with a character no header holds would otherwise fail deep in a
+    transport, as a bare ``ValueError`` or ``UnicodeEncodeError``. The token is never quoted."""
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError as exc:
+        raise HfJobsInputError(
+            f"the Hub endpoint {endpoint!r} is not a valid URL ({exc}): fix the connection's host."
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HfJobsInputError(
+            f"the Hub endpoint {endpoint!r} is not an http(s) URL with a host: fix the connection's host."
+        )
+    if not (token.isascii() and token.isprintable()):
+        raise HfJobsInputError(
+            "the Hugging Face token contains a character an HTTP header cannot carry (a non-ASCII or control "
+            "character, often from copying it): paste the token again."
+        )
+
+
 # ------------------------------------------------------------------------------------------------ retries
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: Statuses after which a create certainly did not happen, so re-sending it cannot start a second job.
@@ -1406,7 +1481,7 @@ def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float | None 
     value = _header(headers, "retry-after")
     if value:
         value = value.strip()
-        if value.isdigit():
+        if value.isascii() and value.isdigit():  # "²".isdigit() too, and float("²") raises
             return float(value)
         try:
             moment = email.utils.parsedate_to_datetime(value)
@@ -1492,6 +1567,8 @@ class RetryAttempts:
         asked = getattr(failure, "retry_after", None)
         if headers is None and asked is not None:
             delay = max(delay, asked)
+            if self.waited + delay > self.policy.max_total_wait:
+                raise failure  # a Retry-After of days is no retry (a stream would sleep that long)
         self.waited += delay
         return delay
 
@@ -1533,7 +1610,13 @@ def next_page_url(link_header: str | None, page_url: str | None = None) -> str |
     target = match.group(1).strip()
     if page_url is None:
         return target
-    target = urljoin(page_url, target)
+    try:
+        target = urljoin(page_url, target)
+    except ValueError:  # "http://[::1/x": an unclosed IPv6 host
+        raise HfJobsAPIError(
+            f"Could not list all jobs: the server's next page {target[:200]!r} is not a valid URL.",
+            status_code=200,
+        ) from None
     origin = _origin(page_url)
     if origin is None or _origin(target) != origin:
         raise HfJobsAPIError(
@@ -1545,12 +1628,12 @@ def next_page_url(link_header: str | None, page_url: str | None = None) -> str |
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
     try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
         port = parts.port or {"http": 80, "https": 443}.get(scheme)
     except ValueError:
-        return None  # a malformed port: never the endpoint's origin
+        return None  # a malformed host or port: never the endpoint's origin
     return scheme, (parts.hostname or "").lower(), port
 
 

@@ -16,14 +16,21 @@ test):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, overload
 
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsConnectionError
-from airflow_provider_hfjobs.jobs import JOB_STARTED_MARKER, RetryAttempts, RetryPolicy
+from airflow_provider_hfjobs.jobs import (
+    JOB_STARTED_MARKER,
+    RetryAttempts,
+    RetryPolicy,
+    loads_json,
+    parse_timestamp,
+)
 
 #: Longest log line handed on; longer lines are cut (Airflow 3 drops multi-MB lines: apache/airflow#66158).
 MAX_LOG_LINE_CHARS = 16_384
@@ -241,6 +248,9 @@ class LogStreamParser:
         self.cursor: int | None = cursor
         self._decoder = SSEDecoder()
         self._seen = 0
+        #: Log events read over all connections, replayed ones and markers included: a follower's sign
+        #: that the stream still moves, even while a replay brings nothing new.
+        self.events = 0
         self._tail = False
         self._last: tuple[str, str | None] | None = None
         self._resume_after: tuple[str, str | None] | None = None
@@ -273,6 +283,7 @@ class LogStreamParser:
         assert self.cursor is not None
         start, count = self._seen, len(texts)
         self._seen += count
+        self.events += count
         skip = max(0, self.cursor - start)
         if skip >= count:
             return LogBatch([], [], [])
@@ -304,16 +315,19 @@ class LogStreamParser:
         if event.event != "message" or not data.startswith("{"):
             return None
         try:
-            payload = json.loads(data)
-        except ValueError:
-            payload = {"data": data, "timestamp": None}  # cut by the decoder's line bound: keep it counted
+            payload = loads_json(data)
+        except ValueError:  # cut by the decoder's bound, or nested too deeply: a raw line, still counted
+            payload = {"data": data, "timestamp": None}
         if not isinstance(payload, dict):
             return None
         text = payload.get("data")
         text = "" if text is None else str(text)
         timestamp = payload.get("timestamp")
+        if not isinstance(timestamp, str):
+            timestamp = None  # compared with other timestamps on a resume: never a number or a list
         position = self._seen
         self._seen += 1
+        self.events += 1
         if self.cursor is not None:
             if position < self.cursor:
                 return None  # already delivered on an earlier connection
@@ -352,12 +366,40 @@ class MetricsStreamParser:
             if event.event not in ("metric", "message") or not event.data.startswith("{"):
                 continue
             try:
-                sample = json.loads(event.data)
-            except (ValueError, RecursionError):
+                sample = loads_json(event.data)
+            except ValueError:  # not JSON, or nested too deeply to hand on safely
                 continue
             if isinstance(sample, dict):
                 samples.append(sample)
         return samples
+
+
+def replay_end(date_header: str | None) -> Any:
+    """No-follow cutoff, as the official client: events later than the response ``Date`` + 1 s are new."""
+    if not date_header:
+        return None
+    try:
+        moment = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return moment + timedelta(seconds=1)
+
+
+def _after(timestamp: str | None, moment: Any) -> bool:
+    if not timestamp:
+        return False
+    try:
+        parsed = parse_timestamp(timestamp)
+    except ValueError:
+        return False
+    return parsed is not None and parsed > moment
+
+
+def first_after(timestamps: Sequence[str | None], moment: Any) -> int | None:
+    """Position of the first timestamp later than ``moment``, or ``None``."""
+    return next((i for i, stamp in enumerate(timestamps) if _after(stamp, moment)), None)
 
 
 def iter_log_lines(chunks: Iterator[bytes], parser: LogStreamParser) -> Iterator[LogLine]:

@@ -17,6 +17,13 @@ from typing import Any, TypeVar, overload
 import httpx
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
+from airflow_provider_hfjobs.deadlines import (
+    REQUEST_DEADLINE,
+    STAGE_CHECK_INTERVAL,
+    StageCheck,
+    check_seconds,
+    too_slow,
+)
 from airflow_provider_hfjobs.exceptions import HfJobsConnectionError, HfJobsError
 from airflow_provider_hfjobs.hooks.credentials import (
     HfJobsCredentials,
@@ -46,6 +53,7 @@ from airflow_provider_hfjobs.jobs import (
     ScheduledJobInfo,
     body_limit,
     cancel_job_call,
+    check_http_credentials,
     error_for_response,
     inspect_job_call,
     inspect_scheduled_job_call,
@@ -78,10 +86,17 @@ class HfJobsAsyncHook(_HfJobsHookBase):
     #: The terminal job a followed log stream ended on (saves the caller asking for it again).
     last_terminal_job: JobInfo | None = None
     _kept: KeptConnection | None = None
+    #: As :attr:`HfJobsHook.request_deadline`: seconds one non-streaming request may take in all.
+    request_deadline: float = REQUEST_DEADLINE
+    #: As :attr:`HfJobsHook.stage_check_interval`: seconds a followed stream may bring nothing before
+    #: the job's stage is checked (a trigger's log stream the server keeps open after the job ended).
+    stage_check_interval: float = STAGE_CHECK_INTERVAL
 
     async def get_credentials(self) -> HfJobsCredentials:
         if self._credentials is None:
-            self._credentials = _recent_credentials.get(self.hf_conn_id) or await self._look_up_credentials()
+            creds = _recent_credentials.get(self.hf_conn_id) or await self._look_up_credentials()
+            check_http_credentials(creds.endpoint, creds.token)
+            self._credentials = creds
         return self._credentials
 
     async def _look_up_credentials(self) -> HfJobsCredentials:
@@ -168,13 +183,22 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         creds = await self.get_credentials()
         url = f"{creds.endpoint}{path}"
         attempts = RetryAttempts(self.retry_policy)
+        deadline = check_seconds(self.request_deadline, "request_deadline")
         while True:
             try:
-                status, headers, content = await self._send(method, url, creds, body)
-            except httpx.TransportError as exc:
+                async with asyncio.timeout(deadline):
+                    status, headers, content = await self._send(method, url, creds, body)
+            except TimeoutError:  # the deadline (the transports raise their own timeouts, never this)
+                failure: HfJobsError = too_slow(action, deadline)
+                if not idempotent:
+                    raise outcome_unknown(failure) from None
+                delay = attempts.after(failure)
+            except (httpx.TransportError, httpx.DecodingError) as exc:  # a bad gzip body: DecodingError
                 _raise_if_tls(exc, action, creds.endpoint)
-                failure: HfJobsError = HfJobsConnectionError(
-                    f"Could not {action}: {creds.endpoint} is unreachable ({type(exc).__name__})."
+                malformed = isinstance(exc, (httpx.RemoteProtocolError, httpx.DecodingError))
+                failure = HfJobsConnectionError(
+                    f"Could not {action}: {creds.endpoint} "
+                    f"{'sent a malformed answer' if malformed else 'is unreachable'} ({type(exc).__name__})."
                 )
                 if not idempotent and not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
                     raise outcome_unknown(failure) from None
@@ -292,85 +316,125 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         return wait.result(jobs)
 
     async def fetch_job_metrics(
-        self, job_id: str, *, namespace: str | None = None, follow: bool = False
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        follow: bool = False,
+        stage_check_interval: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """As :meth:`HfJobsHook.fetch_job_metrics`, over the hook's kept lean connection: the current
-        sample, or (``follow``) every one until the job is terminal; a finished job's 406 (or 500) ends it
-        quietly."""
+        sample, or (``follow``) every one until the job is terminal, the stage checked once no sample came
+        for ``stage_check_interval`` seconds; a finished job's 406 (or 500) ends it quietly."""
         route = await self._resolved(job_metrics_route(job_id, namespace))
         creds = await self.get_credentials()
         url = f"{creds.endpoint}{route.path}"
         reconnect = LogReconnect(self.retry_policy, what="metrics")
+        loop = asyncio.get_running_loop()
+        interval = self._stage_check_interval(stage_check_interval) if follow else route.read_timeout
+        check, seen = StageCheck(interval, loop.time()), 0
         while True:
             parser = MetricsStreamParser()
             error = None
             try:
-                stream = await self._open_event_stream(url, creds, route.read_timeout)
+                stream = await self._open_stream(url, creds, route.read_timeout)
                 try:
                     status = stream.status_code
                     if status >= 400:
-                        content = await stream.read_all()  # read to its end: the connection stays kept
+                        content = await self._error_body(stream)  # read to its end: the connection stays kept
                         if status not in route.ends_on:
                             error = error_for_response(
                                 status, content, stream.headers, action=route.action, namespace=route.namespace,
                                 job_id=job_id,
                             )  # fmt: skip
                     else:
-                        while chunk := await stream.read():
-                            for sample in parser.feed(chunk):
+                        while (chunk := await stream.read(check.wait(loop.time()))) != b"":
+                            samples = parser.feed(chunk) if chunk else ()
+                            seen += len(samples)
+                            check.saw(seen, loop.time())
+                            for sample in samples:
                                 reconnect.progressed()
                                 yield sample
                                 if not follow:
                                     return
+                            if not samples and check.due(loop.time()):
+                                if not follow or await self._ended(job_id, route.namespace):
+                                    return  # no sample for a while: none (yet), or the job ended
+                                check.checked(loop.time())
                 finally:
                     await stream.aclose()
             except (httpx.ReadTimeout, EventStreamTimeout):
                 pass  # a silent stream: the stage check below says whether to go on
-            except (httpx.TransportError, EventStreamError) as exc:
+            except (httpx.TransportError, httpx.DecodingError, EventStreamError) as exc:
                 _raise_if_tls(exc, route.action, creds.endpoint)
                 await asyncio.sleep(reconnect.after_cut(job_id, type(exc).__name__))
                 continue
             if error is not None:
                 await asyncio.sleep(reconnect.after_http_error(error))
                 continue
-            if not follow or (await self.inspect_job(job_id, namespace=route.namespace)).is_terminal:
+            if not follow or await self._ended(job_id, route.namespace):
                 return
+            check.checked(loop.time())
             await asyncio.sleep(reconnect.after_clean_end())
 
     async def iter_job_log_lines(
-        self, job_id: str, *, namespace: str | None = None, cursor: int = 0
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        cursor: int = 0,
+        stage_check_interval: float | None = None,
     ) -> AsyncIterator[LogLine]:
         """Follow the job's log until it is terminal, each line once, starting after ``cursor`` events."""
-        async for batch in self.iter_job_log_batches(job_id, namespace=namespace, cursor=cursor):
+        async for batch in self.iter_job_log_batches(
+            job_id, namespace=namespace, cursor=cursor, stage_check_interval=stage_check_interval
+        ):
             for line in batch:
                 yield line
 
     async def iter_job_log_batches(
-        self, job_id: str, *, namespace: str | None = None, cursor: int = 0
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        cursor: int = 0,
+        stage_check_interval: float | None = None,
     ) -> AsyncIterator[LogBatch]:
         """Follow the job's log until it is terminal, a batch of lines per chunk, each line once, starting
         after ``cursor`` events. Same rules as :meth:`HfJobsHook.iter_job_log_batches` (they share
-        :class:`LogReconnect`)."""
+        :class:`LogReconnect` and :class:`.deadlines.StageCheck`): once the stream brought nothing for
+        ``stage_check_interval`` seconds (default: the hook's, 10 s), the stage is checked, and a terminal
+        job ends the stream even if the server keeps it open."""
         route = await self._resolved(job_logs_route(job_id, namespace))
         ns = route.namespace
         creds = await self.get_credentials()  # the httpx client is only built if a request needs it
         url = f"{creds.endpoint}{route.path}"
         parser = LogStreamParser(cursor)
         reconnect = LogReconnect(self.retry_policy)
+        loop = asyncio.get_running_loop()
+        check = StageCheck(self._stage_check_interval(stage_check_interval), loop.time())
         while True:
             parser.new_connection()
             try:
-                stream = await self._open_event_stream(url, creds, route.read_timeout)
+                stream = await self._open_stream(url, creds, route.read_timeout)
                 try:
                     if stream.status_code >= 400:
-                        body, headers = await stream.read_all(), stream.headers
+                        body, headers = await self._error_body(stream), stream.headers
                     else:
                         body = headers = None
-                        while chunk := await stream.read():
-                            batch = parser.feed(chunk)
+                        while (chunk := await stream.read(check.wait(loop.time()))) != b"":
+                            batch = parser.feed(chunk) if chunk else None
+                            check.saw(parser.events, loop.time())
                             if batch:
                                 reconnect.progressed()
                                 yield batch
+                            elif check.due(loop.time()):
+                                if await self._ended(job_id, ns):
+                                    while chunk := await stream.read(0):  # what already arrived, then leave
+                                        if batch := parser.feed(chunk):
+                                            yield batch
+                                    return
+                                check.checked(loop.time())
                 finally:
                     await stream.aclose()
                 if body is not None:
@@ -382,17 +446,47 @@ class HfJobsAsyncHook(_HfJobsHookBase):
             except (httpx.ReadTimeout, EventStreamTimeout):
                 self.log.info("Log stream of job %s went silent; reconnecting.", job_id)
                 continue
-            except (httpx.TransportError, EventStreamError) as exc:
+            except (httpx.TransportError, httpx.DecodingError, EventStreamError) as exc:
                 _raise_if_tls(exc, route.action, creds.endpoint)
                 delay = reconnect.after_cut(job_id, type(exc).__name__)
                 self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
                 await asyncio.sleep(delay)
                 continue
-            job = await self.inspect_job(job_id, namespace=ns)
-            if job.is_terminal:
-                self.last_terminal_job = job
+            if await self._ended(job_id, ns):
                 return
+            check.checked(loop.time())
             await asyncio.sleep(reconnect.after_clean_end())
+
+    def _stage_check_interval(self, given: float | None) -> float:
+        return check_seconds(self.stage_check_interval if given is None else given, "stage_check_interval")
+
+    async def _ended(self, job_id: str, namespace: str | None) -> bool:
+        """The stage check of a followed stream: one inspect (a terminal job is kept for the caller)."""
+        job = await self.inspect_job(job_id, namespace=namespace)
+        if job.is_terminal:
+            self.last_terminal_job = job
+        return job.is_terminal
+
+    async def _open_stream(
+        self, url: str, creds: HfJobsCredentials, read_timeout: float
+    ) -> EventStream | _HttpxEventStream:
+        """:meth:`_open_event_stream`, its response head within :attr:`request_deadline` (past it, an
+        :class:`EventStreamError`: a cut, retried within the policy)."""
+        deadline = check_seconds(self.request_deadline, "request_deadline")
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._open_event_stream(url, creds, read_timeout)
+        except TimeoutError:
+            raise EventStreamError(f"no answer within the request deadline ({deadline:g} s)") from None
+
+    async def _error_body(self, stream: EventStream | _HttpxEventStream) -> bytes:
+        """A stream's error answer, within :attr:`request_deadline` (past it, an :class:`EventStreamError`)."""
+        deadline = check_seconds(self.request_deadline, "request_deadline")
+        try:
+            async with asyncio.timeout(deadline):
+                return await stream.read_all()
+        except TimeoutError:
+            raise EventStreamError(f"no whole answer within the request deadline ({deadline:g} s)") from None
 
     def _kept_connection(self, creds: HfJobsCredentials) -> KeptConnection:
         if self._kept is None:
@@ -439,17 +533,29 @@ class _HttpxEventStream:
         self.status_code = response.status_code
         self.headers = response.headers
         self._chunks = response.aiter_bytes()
+        self._next: asyncio.Future[bytes] | None = None  # a read still waiting, kept across calls
 
     @classmethod
     async def open(cls, opened: contextlib.AbstractAsyncContextManager[httpx.Response]) -> _HttpxEventStream:
         return cls(opened, await opened.__aenter__())
 
-    async def read(self) -> bytes:
-        """The next body bytes; ``b""`` at the end."""
+    async def _read_next(self) -> bytes:
         try:
             return await anext(self._chunks)
         except StopAsyncIteration:
             return b""
+
+    async def read(self, within: float | None = None) -> bytes | None:
+        """The next body bytes; ``b""`` at the end; ``None`` if none came within ``within`` seconds. The
+        read goes on meanwhile (cancelling it would end httpx's stream) and the next call takes it up."""
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._read_next())
+        if within is not None:
+            await asyncio.wait((self._next,), timeout=within)
+            if not self._next.done():
+                return None
+        next_read, self._next = self._next, None
+        return await next_read
 
     async def read_all(self, limit: int | None = None) -> bytes:
         """As :meth:`.EventStream.read_all`: cut after ``limit + 1`` bytes (by default the status's
@@ -457,4 +563,9 @@ class _HttpxEventStream:
         return await read_capped(self.read, body_limit(self.status_code) if limit is None else limit)
 
     async def aclose(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            with contextlib.suppress(BaseException):
+                await self._next
+            self._next = None
         await self._opened.__aexit__(None, None, None)

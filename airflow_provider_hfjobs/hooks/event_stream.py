@@ -62,6 +62,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
+        self.last_data = 0.0  # loop time of the last bytes received (or of the request sent)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -70,6 +71,7 @@ class _StreamProtocol(asyncio.Protocol):
         if not self.requested or self.ended or self.error is not None:
             self._discard()  # bytes nobody asked for: after the response's end (or a malformed one), or idle
             return
+        self.last_data = asyncio.get_running_loop().time()
         try:
             self.parser.receive_data(data)
             while True:
@@ -158,40 +160,52 @@ class EventStream:
 
     @property
     def headers(self) -> httpx.Headers:
-        """Built on demand: a stream's headers are only read when it failed."""
+        """Built on demand: a stream's headers are only read when it failed. From the raw bytes, which
+        httpx decodes as it does its own (str values are encoded as ASCII, and a non-ASCII byte raised)."""
         head = self._protocol.head
         assert head is not None
-        return httpx.Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers])
+        return httpx.Headers(list(head.headers))
 
-    async def _wait(self) -> None:
+    async def _wait(self, within: float | None) -> bool:
+        """Until bytes (or the end, or an error) arrive: ``True``; ``False`` after ``within`` s without.
+        :class:`EventStreamTimeout` once nothing arrived for the read timeout."""
         protocol = self._protocol
         loop = asyncio.get_running_loop()
+        silent_until = protocol.last_data + self._read_timeout
+        until = silent_until if within is None else min(silent_until, loop.time() + within)
+        bounded = until < silent_until
         protocol.waiter = waiter = loop.create_future()
-        timer = loop.call_later(self._read_timeout, waiter.cancel)
+        timer = loop.call_at(until, waiter.cancel)
         try:
             await waiter
         except asyncio.CancelledError:
             if timer.cancelled() or loop.time() < timer.when():
-                raise  # the caller was cancelled, not the read timer
+                raise  # the caller was cancelled, not the timer
+            if bounded:
+                return False
             raise EventStreamTimeout(f"nothing arrived for {self._read_timeout:g} s") from None
         finally:
             timer.cancel()
             protocol.waiter = None
+        return True
 
-    async def read(self) -> bytes:
-        """The body bytes received since the last call; ``b""`` at the end of the stream."""
+    async def read(self, within: float | None = None) -> bytes | None:
+        """The body bytes received since the last call; ``b""`` at the end of the stream; ``None`` if
+        nothing came within ``within`` seconds (a follower's stage check is due: the stream reads on)."""
         protocol = self._protocol
         while not protocol.body:
             if protocol.error is not None:
                 raise protocol.error
             if protocol.ended:
                 return b""
-            await self._wait()
+            if (within is not None and within <= 0) or not await self._wait(within):
+                return None
         data = b"".join(protocol.body) if len(protocol.body) > 1 else protocol.body[0]
         protocol.body.clear()
         protocol.buffered = 0
         if protocol.paused and protocol.transport is not None:
             protocol.paused = False
+            protocol.last_data = asyncio.get_running_loop().time()  # silent only from now: it was paused
             protocol.transport.resume_reading()
         return data
 
@@ -214,7 +228,7 @@ class EventStream:
             self.close()
 
 
-async def read_capped(read: Callable[[], Awaitable[bytes]], limit: int) -> bytes:
+async def read_capped(read: Callable[[], Awaitable[bytes | None]], limit: int) -> bytes:
     """``read()`` until it gives ``b""`` or more than ``limit`` bytes are in; at most ``limit + 1`` bytes."""
     parts, size = [], 0
     while size <= limit and (chunk := await read()):
@@ -289,9 +303,9 @@ class KeptConnection:
         return None  # not reached: the fresh attempt returns or raises
 
     def _release(self, stream: EventStream) -> None:
-        if stream._protocol.next_cycle():
+        if self._protocol is None and stream._protocol.next_cycle():
             self._protocol = stream._protocol
-        else:
+        else:  # not reusable, or another connection was kept meanwhile (a stage check while it streamed)
             stream.close()
 
     def close(self) -> None:
@@ -337,6 +351,7 @@ async def open_event_stream(
         try:
             request = h11.Request(method="GET", target=target, headers=fields)
             protocol.requested = True
+            protocol.last_data = loop.time()
             transport.write(protocol.parser.send(request) + protocol.parser.send(h11.EndOfMessage()))
         except h11.ProtocolError as exc:
             raise EventStreamError(f"could not send the request ({exc})") from exc

@@ -9,17 +9,24 @@ about the API. Method names and arguments are ``huggingface_hub``'s (``run_job``
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
-from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, mask_secret
 
+from airflow_provider_hfjobs.deadlines import (
+    REQUEST_DEADLINE,
+    STAGE_CHECK_INTERVAL,
+    StageCheck,
+    check_seconds,
+    too_slow,
+)
 from airflow_provider_hfjobs.exceptions import (
     HfJobsAPIError,
     HfJobsBadRequestError,
@@ -34,6 +41,15 @@ from airflow_provider_hfjobs.hooks.credentials import (
     _HfJobsHookBase,
     _raise_if_tls,
     user_agent,
+)
+from airflow_provider_hfjobs.hooks.sync_transport import (
+    ChunkReader,
+    Deadline,
+    TooSlow,
+    deadline_adapter,
+    is_read_timeout,
+    not_sent,
+    read_body,
 )
 from airflow_provider_hfjobs.jobs import (
     CREATE_NOT_APPLIED_STATUS,
@@ -55,6 +71,7 @@ from airflow_provider_hfjobs.jobs import (
     build_scheduled_job_spec,
     build_scheduled_uv_job_spec,
     cancel_job_call,
+    check_http_credentials,
     check_uv_env,
     classify_uv_script,
     create_job_call,
@@ -74,7 +91,6 @@ from airflow_provider_hfjobs.jobs import (
     namespace_from_whoami,
     next_page_url,
     outcome_unknown,
-    parse_timestamp,
     rerun_job_call,
     resume_scheduled_job_call,
     suspend_scheduled_job_call,
@@ -88,7 +104,15 @@ from airflow_provider_hfjobs.jobs import (
     validate_namespace,
     whoami_call,
 )
-from airflow_provider_hfjobs.sse import LogBatch, LogLine, LogReconnect, LogStreamParser, MetricsStreamParser
+from airflow_provider_hfjobs.sse import (
+    LogBatch,
+    LogLine,
+    LogReconnect,
+    LogStreamParser,
+    MetricsStreamParser,
+    first_after,
+    replay_end,
+)
 
 if TYPE_CHECKING:
     import requests  # imported where used: it costs a DAG file parse 35 ms, and only the sync hook needs it
@@ -112,8 +136,18 @@ class HfJobsHook(_HfJobsHookBase):
     :param namespace: user or organization owning the jobs; overrides the connection's. When neither says,
         it is resolved once through ``whoami`` (a heavily rate-limited endpoint) and cached.
     :param retry_policy: when and how long to retry connection errors, 408, 429 and 5xx.
-    :param request_timeout: seconds to wait for a (non-streaming) answer.
+    :param request_timeout: seconds to wait for a (non-streaming) answer's next bytes (one read).
+
+    Two attributes bound the waits a read timeout cannot (see :mod:`airflow_provider_hfjobs.deadlines`):
+    :attr:`request_deadline` and :attr:`stage_check_interval`.
     """
+
+    #: Seconds one non-streaming request may take in all, from sending it to its body's last byte: an
+    #: answer trickled a byte at a time fails then, as a retried transport error.
+    request_deadline: float = REQUEST_DEADLINE
+    #: Seconds a followed log or metrics stream may bring no new line before the job's stage is checked:
+    #: a stream the server keeps open after the job ended is left within about this bound.
+    stage_check_interval: float = STAGE_CHECK_INTERVAL
 
     # ---------------------------------------------------------------------------------------- connection
     @cached_property
@@ -122,8 +156,11 @@ class HfJobsHook(_HfJobsHookBase):
         try:
             conn = self.get_connection(self.hf_conn_id)
         except AirflowNotFoundException:
-            return self._credentials_from(None, None)
-        return self._credentials_from(conn, conn.extra_dejson)
+            creds = self._credentials_from(None, None)
+        else:
+            creds = self._credentials_from(conn, conn.extra_dejson)
+        check_http_credentials(creds.endpoint, creds.token)
+        return creds
 
     @property
     def endpoint(self) -> str:
@@ -135,6 +172,10 @@ class HfJobsHook(_HfJobsHookBase):
 
         session = requests.Session()
         session.headers.update({"User-Agent": user_agent(), "Accept": "application/json"})
+        # Its connections let a request's deadline stop their reads (see sync_transport.Deadline).
+        adapter = deadline_adapter()()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         return session
 
     @cached_property
@@ -189,17 +230,24 @@ class HfJobsHook(_HfJobsHookBase):
         attempts = RetryAttempts(self.retry_policy if retry else RetryPolicy(max_retries=0))
         while True:
             try:
-                response = self.session.request(
-                    method, target, params=params, json=json_body, headers=self._auth(),
-                    timeout=self.request_timeout, stream=True, verify=self._verify,
-                )  # fmt: skip
-                content = _read_body(response, body_limit(response.status_code, listing=listing))
+                response, content = self._exchange(
+                    method, target, listing=listing, params=params, json=json_body
+                )
+            except TooSlow:
+                failure: HfJobsError = too_slow(action, self.request_deadline)
+                if not idempotent:
+                    raise outcome_unknown(failure) from None
+                delay = attempts.after(failure)
             except requests.RequestException as exc:
                 _raise_if_tls(exc, action, self.endpoint)
-                failure: HfJobsError = HfJobsConnectionError(
-                    f"Could not {action}: {self.endpoint} is unreachable ({type(exc).__name__})."
+                malformed = isinstance(
+                    exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
                 )
-                if not idempotent and not _not_sent(exc):
+                failure = HfJobsConnectionError(
+                    f"Could not {action}: {self.endpoint} "
+                    f"{'sent a malformed answer' if malformed else 'is unreachable'} ({type(exc).__name__})."
+                )
+                if not idempotent and not not_sent(exc):
                     raise outcome_unknown(failure) from None
                 delay = attempts.after(failure)
             else:
@@ -216,6 +264,28 @@ class HfJobsHook(_HfJobsHookBase):
                 delay = attempts.after(failure, status_code=status, headers=response.headers)
             self.log.warning("%s; retry %d in %.1fs", _first_sentence(failure), attempts.failures, delay)
             time.sleep(delay)
+
+    def _exchange(
+        self, method: str, url: str, *, listing: bool = False, **kwargs: Any
+    ) -> tuple[requests.Response, bytes]:
+        """One request and its body (read within :func:`.jobs.body_limit`), all within
+        :attr:`request_deadline`: past it :class:`TooSlow`, whatever the transport said."""
+        deadline = check_seconds(self.request_deadline, "request_deadline")
+        with Deadline(deadline) as watch:
+            try:
+                response = self.session.request(
+                    method, url, headers=self._auth(), stream=True, verify=self._verify,
+                    timeout=(min(self.request_timeout, deadline), self.request_timeout), **kwargs,
+                )  # fmt: skip
+                watch.attach_response(response)
+                content = read_body(response, body_limit(response.status_code, listing=listing))
+            except Exception:
+                if watch.expired:
+                    raise TooSlow from None
+                raise
+        if watch.expired:  # the shut socket may have looked like the end of a body without a length
+            raise TooSlow
+        return response, content
 
     def _request(self, call: ApiCall[T]) -> T:
         """Send one described request and parse its answer (the route says how)."""
@@ -342,11 +412,9 @@ class HfJobsHook(_HfJobsHookBase):
             status: int | None = None
             headers: Mapping[str, str] | None = None
             try:
-                response = self.session.post(
-                    url, json=spec, headers=self._auth(), timeout=self.request_timeout, stream=True,
-                    verify=self._verify,
-                )  # fmt: skip
-                content = _read_body(response, body_limit(response.status_code))
+                response, content = self._exchange("POST", url, json=spec)
+            except TooSlow:  # sent, and maybe done: look for the job before sending again
+                applied, failure = True, too_slow(action, self.request_deadline)
             except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
                 applied, failure = False, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
             except requests.ConnectionError as exc:
@@ -631,12 +699,21 @@ class HfJobsHook(_HfJobsHookBase):
 
     # ------------------------------------------------------------------------------------------------ logs
     def fetch_job_logs(
-        self, job_id: str, *, namespace: str | None = None, follow: bool = False, tail: int | None = None
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        follow: bool = False,
+        tail: int | None = None,
+        stage_check_interval: float | None = None,
     ) -> Iterator[str]:
         """The job's output lines, as ``huggingface_hub.fetch_job_logs`` yields them, but each line exactly
         once even when the stream is cut: a cut is always followed by a reconnect and a deduplicated replay,
-        even if the job has meanwhile finished (the official 2.4 client stops there and loses the rest)."""
-        for batch in self.iter_job_log_batches(job_id, namespace=namespace, follow=follow, tail=tail):
+        even if the job has meanwhile finished (the official 2.4 client stops there and loses the rest).
+        ``stage_check_interval``: see :meth:`iter_job_log_batches`."""
+        for batch in self.iter_job_log_batches(
+            job_id, namespace=namespace, follow=follow, tail=tail, stage_check_interval=stage_check_interval
+        ):
             yield from batch.texts
 
     def iter_job_log_lines(
@@ -647,12 +724,14 @@ class HfJobsHook(_HfJobsHookBase):
         follow: bool = True,
         tail: int | None = None,
         cursor: int = 0,
+        stage_check_interval: float | None = None,
     ) -> Iterator[LogLine]:
         """Log lines with their replay position; start at ``cursor`` to resume where another reader stopped.
         See :meth:`iter_job_log_batches`."""
         for batch in self.iter_job_log_batches(
-            job_id, namespace=namespace, follow=follow, tail=tail, cursor=cursor
-        ):
+            job_id, namespace=namespace, follow=follow, tail=tail, cursor=cursor,
+            stage_check_interval=stage_check_interval,
+        ):  # fmt: skip
             yield from batch
 
     def iter_job_log_batches(
@@ -663,22 +742,28 @@ class HfJobsHook(_HfJobsHookBase):
         follow: bool = True,
         tail: int | None = None,
         cursor: int = 0,
+        stage_check_interval: float | None = None,
     ) -> Iterator[LogBatch]:
         """The log as it arrives, a batch of lines per chunk (the fast way to read a busy log).
 
         With ``follow``, reads until the job is terminal: a stream that ends cleanly while the job is not
         terminal is re-opened after a short pause; a stream that is cut is re-opened at once (within the
-        retry policy), whatever the stage. Without ``follow``, returns once the current log is drained.
+        retry policy), whatever the stage. And once no new line has arrived for ``stage_check_interval``
+        seconds (default: the hook's :attr:`stage_check_interval`, 10 s), the job's stage is checked: a
+        terminal job ends the stream, after what was already received, even if the server keeps it open.
+        Without ``follow``, returns once the current log is drained (no new line for 5 s).
         """
         import requests
 
         route = job_logs_route(job_id, namespace)
         if tail is not None and (not isinstance(tail, int) or isinstance(tail, bool) or tail < 0):
             raise HfJobsInputError(f"tail must be a non-negative number of lines; got {tail!r}.")
+        interval = self._stage_check_interval(stage_check_interval) if follow else NO_FOLLOW_READ_TIMEOUT
         route = self._resolved(route)
         ns, url = route.namespace, f"{self.endpoint}{route.path}"
         parser = LogStreamParser(cursor)
         reconnect = LogReconnect(self.retry_policy)
+        check = StageCheck(interval, time.monotonic())
         use_tail = tail is not None
         read_timeout = FOLLOW_READ_TIMEOUT if follow else NO_FOLLOW_READ_TIMEOUT
         while True:
@@ -686,37 +771,48 @@ class HfJobsHook(_HfJobsHookBase):
             params = {"tail": tail} if use_tail else None
             use_tail = False
             try:
-                with self.session.get(
-                    url, params=params, headers={**self._auth(), "Accept": "text/event-stream"},
-                    stream=True, timeout=(STREAM_CONNECT_TIMEOUT, read_timeout), verify=self._verify,
-                ) as response:  # fmt: skip
+                with self._open_stream(url, params, read_timeout) as response:
                     if response.status_code >= 400:
                         error = error_for_response(
-                            response.status_code, _read_body(response, body_limit(response.status_code)),
-                            response.headers, action=route.action, namespace=ns, job_id=job_id,
+                            response.status_code, self._error_body(response), response.headers,
+                            action=route.action, namespace=ns, job_id=job_id,
                         )  # fmt: skip
                         time.sleep(reconnect.after_http_error(error))
                         continue
-                    replay_end = _replay_end(response.headers.get("Date")) if not follow else None
-                    for chunk in response.iter_content(chunk_size=None):
-                        batch = parser.feed(chunk)
-                        if not batch:
-                            continue
-                        reconnect.progressed()
-                        if replay_end:  # no-follow: stop at the first line logged after the replay
-                            late = _first_after(batch.timestamps, replay_end)
-                            if late is not None:
-                                if late:
-                                    yield LogBatch(
-                                        batch.indexes[:late], batch.texts[:late], batch.timestamps[:late]
-                                    )
-                                return
-                        yield batch
-            except (
-                requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout
-            ) as exc:  # fmt: skip
+                    cutoff = replay_end(response.headers.get("Date")) if not follow else None
+                    with ChunkReader(response) as reader:
+                        while (chunk := reader.get(check.wait(time.monotonic()))) != b"":
+                            batch = parser.feed(chunk) if chunk else None
+                            check.saw(parser.events, time.monotonic())
+                            if batch:
+                                reconnect.progressed()
+                                if cutoff:  # no-follow: stop at the first line logged after the replay
+                                    late = first_after(batch.timestamps, cutoff)
+                                    if late is not None:
+                                        if late:
+                                            yield LogBatch(
+                                                batch.indexes[:late],
+                                                batch.texts[:late],
+                                                batch.timestamps[:late],
+                                            )
+                                        return
+                                yield batch
+                            elif check.due(time.monotonic()):
+                                if not follow:
+                                    return  # the replay is drained: nothing new, only keep-alives or silence
+                                if self._ended(job_id, ns):
+                                    for rest in reader.buffered():  # what already arrived, then leave
+                                        if batch := parser.feed(rest):
+                                            yield batch
+                                    return
+                                check.checked(time.monotonic())
+            except TooSlow:
+                delay = reconnect.after_cut(job_id, "no answer within the request deadline")
+                time.sleep(delay)
+                continue
+            except requests.RequestException as exc:
                 _raise_if_tls(exc, route.action, self.endpoint)
-                if _is_read_timeout(exc):
+                if is_read_timeout(exc):
                     if not follow:
                         return  # the replay is drained; the stream only idles now
                     # No byte, not even a keep-alive, for minutes: the connection is dead. Re-open it.
@@ -726,36 +822,79 @@ class HfJobsHook(_HfJobsHookBase):
                 self.log.info("Log stream of job %s was cut; reconnecting in %.1fs.", job_id, delay)
                 time.sleep(delay)
                 continue
-            if not follow or self.inspect_job(job_id, namespace=ns).is_terminal:
+            if not follow or self._ended(job_id, ns):
                 return
+            check.checked(time.monotonic())
             time.sleep(reconnect.after_clean_end())
+
+    def _stage_check_interval(self, given: float | None) -> float:
+        return check_seconds(self.stage_check_interval if given is None else given, "stage_check_interval")
+
+    def _ended(self, job_id: str, namespace: str | None) -> bool:
+        """The stage check of a followed stream: one inspect."""
+        return self.inspect_job(job_id, namespace=namespace).is_terminal
+
+    @contextlib.contextmanager
+    def _open_stream(self, url: str, params: Any, read_timeout: float) -> Iterator[requests.Response]:
+        """A stream's response, its head read within :attr:`request_deadline` (else :class:`TooSlow`);
+        closed on the way out."""
+        deadline = check_seconds(self.request_deadline, "request_deadline")
+        with Deadline(deadline) as watch:
+            try:
+                response = self.session.get(
+                    url, params=params, headers={**self._auth(), "Accept": "text/event-stream"}, stream=True,
+                    timeout=(min(STREAM_CONNECT_TIMEOUT, deadline), read_timeout), verify=self._verify,
+                )  # fmt: skip
+            except Exception:
+                if watch.expired:
+                    raise TooSlow from None
+                raise
+        with response:
+            yield response
+
+    def _error_body(self, response: requests.Response) -> bytes:
+        """A stream's error answer, read whole within :func:`.jobs.body_limit` and :attr:`request_deadline`."""
+        with Deadline(check_seconds(self.request_deadline, "request_deadline")) as watch:
+            watch.attach_response(response)
+            try:
+                return read_body(response, body_limit(response.status_code))
+            except Exception:
+                if watch.expired:
+                    raise TooSlow from None
+                raise
 
     # --------------------------------------------------------------------------------------------- metrics
     def fetch_job_metrics(
-        self, job_id: str, *, namespace: str | None = None, follow: bool = False
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        follow: bool = False,
+        stage_check_interval: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The job's resource samples (CPU, memory, network, GPUs: the server's dicts, one a second), as
         ``huggingface_hub.fetch_job_metrics``: without ``follow`` the current one only; with it, every
         one until the job is terminal, reconnecting when the stream ends, goes silent or is cut (the
-        stream has no history: nothing is replayed). A finished job answers 406 (formerly 500): the end,
-        quietly."""
+        stream has no history: nothing is replayed), and checking the stage once no sample came for
+        ``stage_check_interval`` seconds (as for logs). A finished job answers 406 (formerly 500): the
+        end, quietly."""
         import requests
 
         route = self._resolved(job_metrics_route(job_id, namespace))
         url = f"{self.endpoint}{route.path}"
         reconnect = LogReconnect(self.retry_policy, what="metrics")
+        check = StageCheck(
+            self._stage_check_interval(stage_check_interval) if follow else route.read_timeout,
+            time.monotonic(),
+        )
+        seen = 0
         while True:
             parser = MetricsStreamParser()
             try:
-                with self.session.get(
-                    url, headers={**self._auth(), "Accept": "text/event-stream"}, stream=True,
-                    timeout=(STREAM_CONNECT_TIMEOUT, route.read_timeout), verify=self._verify,
-                ) as response:  # fmt: skip
+                with self._open_stream(url, None, route.read_timeout) as response:
                     status = response.status_code
                     if status >= 400:
-                        content = _read_body(
-                            response, body_limit(status)
-                        )  # read whole: the connection is kept
+                        content = self._error_body(response)  # read whole: the connection is kept
                         if status not in route.ends_on:
                             error = error_for_response(
                                 status, content, response.headers, action=route.action,
@@ -764,21 +903,31 @@ class HfJobsHook(_HfJobsHookBase):
                             time.sleep(reconnect.after_http_error(error))
                             continue
                     else:
-                        for chunk in response.iter_content(chunk_size=None):
-                            for sample in parser.feed(chunk):
-                                reconnect.progressed()
-                                yield sample
-                                if not follow:
-                                    return
-            except (
-                requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ReadTimeout
-            ) as exc:  # fmt: skip
+                        with ChunkReader(response) as reader:
+                            while (chunk := reader.get(check.wait(time.monotonic()))) != b"":
+                                samples = parser.feed(chunk) if chunk else ()
+                                seen += len(samples)
+                                check.saw(seen, time.monotonic())
+                                for sample in samples:
+                                    reconnect.progressed()
+                                    yield sample
+                                    if not follow:
+                                        return
+                                if not samples and check.due(time.monotonic()):
+                                    if not follow or self._ended(job_id, route.namespace):
+                                        return  # no sample for a while: none (yet), or the job ended
+                                    check.checked(time.monotonic())
+            except TooSlow:
+                time.sleep(reconnect.after_cut(job_id, "no answer within the request deadline"))
+                continue
+            except requests.RequestException as exc:
                 _raise_if_tls(exc, route.action, self.endpoint)
-                if not _is_read_timeout(exc):  # a silent stream is left to the stage check below
+                if not is_read_timeout(exc):  # a silent stream is left to the stage check below
                     time.sleep(reconnect.after_cut(job_id, type(exc).__name__))
                     continue
-            if not follow or self.inspect_job(job_id, namespace=route.namespace).is_terminal:
+            if not follow or self._ended(job_id, route.namespace):
                 return
+            check.checked(time.monotonic())
             time.sleep(reconnect.after_clean_end())
 
     # ------------------------------------------------------------------------------- connection UI (2.11)
@@ -830,59 +979,6 @@ class _Answer(NamedTuple):
     content: bytes
 
 
-def _read_body(response: requests.Response, limit: int) -> bytes:
-    """At most ``limit + 1`` bytes of a ``stream=True`` response's (decoded) body, then the response is
-    closed: a longer body is never read whole. A body read to its end leaves the connection pooled."""
-    parts, size = [], 0
-    with response:
-        for chunk in response.iter_content(chunk_size=64 << 10):
-            parts.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                break
-    body = b"".join(parts)
-    return body if size <= limit else body[: limit + 1]
-
-
-def _is_read_timeout(exc: requests.RequestException) -> bool:
-    """A read timeout, however ``requests`` reports it: mid-body it arrives as a ``ConnectionError``
-    wrapping urllib3's ``ReadTimeoutError``, not as ``requests.ReadTimeout``."""
-    import requests
-    import urllib3
-
-    return isinstance(exc, requests.exceptions.ReadTimeout) or any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
-    )
-
-
-def _replay_end(date_header: str | None) -> Any:
-    """No-follow cutoff, as the official client: events later than the response ``Date`` + 1 s are new."""
-    if not date_header:
-        return None
-    try:
-        moment = parsedate_to_datetime(date_header)
-    except (TypeError, ValueError):
-        return None
-    if moment is None or moment.tzinfo is None:
-        return None
-    return moment + timedelta(seconds=1)
-
-
-def _after(timestamp: str | None, moment: Any) -> bool:
-    if not timestamp:
-        return False
-    try:
-        parsed = parse_timestamp(timestamp)
-    except ValueError:
-        return False
-    return parsed is not None and parsed > moment
-
-
-def _first_after(timestamps: Sequence[str | None], moment: Any) -> int | None:
-    """Position of the first timestamp later than ``moment``, or ``None``."""
-    return next((i for i, stamp in enumerate(timestamps) if _after(stamp, moment)), None)
-
-
 def _is_file(script: str) -> bool:
     """The look at the disk that tells a uv script file from a command (a name too long is no file)."""
     try:
@@ -893,12 +989,3 @@ def _is_file(script: str) -> bool:
 
 def _read_file(script: str) -> bytes:
     return Path(script).expanduser().read_bytes()
-
-
-def _not_sent(exc: requests.RequestException) -> bool:
-    """A request that certainly never reached the server: no connection was made."""
-    import requests
-
-    return isinstance(exc, (requests.ConnectTimeout, requests.exceptions.InvalidURL)) or (
-        isinstance(exc, requests.ConnectionError) and _connection_refused(exc)
-    )
