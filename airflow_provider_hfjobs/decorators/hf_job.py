@@ -34,6 +34,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import DecoratedOperator, task_decorator_factory
 
 from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, HfJobsInputError
+from airflow_provider_hfjobs.guardrails import GuardStop
 from airflow_provider_hfjobs.jobs import JobInfo, encode_script_source
 from airflow_provider_hfjobs.operators.hfjobs import HfUvJobOperator
 from airflow_provider_hfjobs.results import (
@@ -226,7 +227,13 @@ class HfJobDecoratedOperator(DecoratedOperator, HfUvJobOperator):
         )
 
     def _finish(
-        self, context: Any, job: JobInfo, log_tail: list[str], *, metrics: dict[str, Any] | None = None
+        self,
+        context: Any,
+        job: JobInfo,
+        log_tail: list[str],
+        *,
+        metrics: dict[str, Any] | None = None,
+        stopped_by: GuardStop | None = None,
     ) -> Any:
         """The job's outcome as :class:`HfUvJobOperator`'s, then the function's: its return value, or its
         exception in the failure message."""
@@ -235,7 +242,7 @@ class HfJobDecoratedOperator(DecoratedOperator, HfUvJobOperator):
             log_tail = log_tail or self._log_tail(job.id)
             found = decode_result(log_tail)
             try:
-                super()._finish(context, job, log_tail, metrics=metrics)
+                super()._finish(context, job, log_tail, metrics=metrics, stopped_by=stopped_by)
             except HfJobFailedError as failure:
                 if found is None or found[0] != "error":
                     raise

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -23,13 +22,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf, mask_secret
+from airflow.providers.common.compat.sdk import BaseOperator, TaskDeferred, conf, mask_secret
 
+from airflow_provider_hfjobs.cancellation import CancelOutcome, cancel_and_confirm, log_outcome, stop_reason
 from airflow_provider_hfjobs.exceptions import (
     HfJobFailedError,
     HfJobsError,
     HfJobsInputError,
     HfJobsNotFoundError,
+)
+from airflow_provider_hfjobs.guardrails import (
+    GUARDRAIL_ARGUMENTS,
+    Guardrails,
+    GuardStop,
+    cap_warning,
+    check_guardrail_arguments,
+    flavor_fallback,
+    price_per_hour,
 )
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.jobs import (
@@ -57,14 +66,11 @@ from airflow_provider_hfjobs.metrics import (
     summary_from,
     summary_line,
 )
+from airflow_provider_hfjobs.operators.followers import GuardWatchdog, MetricsFollower
 from airflow_provider_hfjobs.results import is_result_line, visible_lines
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, EVENT_STATUSES, HfJobTrigger
 
 JOB_XCOM_KEY = "job"
-#: Seconds the task waits, once its job is over, for the metrics thread to let go of its stream. The
-#: summary is taken then either way; a thread still blocked in a read ends with it (a daemon, bounded by
-#: the stream's read timeout).
-METRICS_STOP_WAIT = 2.0
 
 
 def validate_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -156,52 +162,6 @@ class _TaskState:
             )
 
 
-class _MetricsFollower:
-    """Samples a job's metrics stream on a daemon thread while the worker follows its log (sync mode).
-
-    Informational only: whatever the stream does (an error, silence, a 406 at once) the task goes on, and
-    the summary is whatever arrived. The thread has a hook of its own: a requests session is not shared
-    across threads."""
-
-    def __init__(self, hook: HfJobsHook, job_id: str, namespace: str | None, log: Any) -> None:
-        self.hook, self.job_id, self.namespace, self.log = hook, job_id, namespace, log
-        self.accumulator = MetricsAccumulator()
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"hfjobs-metrics-{job_id}", daemon=True)
-
-    def start(self) -> _MetricsFollower:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        samples = None
-        try:
-            samples = self.hook.fetch_job_metrics(self.job_id, namespace=self.namespace, follow=True)
-            for sample in samples:
-                if self._stopped.is_set():
-                    break
-                with self._lock:
-                    self.accumulator.add(sample)
-        except Exception as exc:  # never the task's failure: the summary covers what came before
-            self.log.info(
-                "Stopped reading the metrics of job %s (%s: %s).", self.job_id, type(exc).__name__, exc
-            )
-        finally:
-            with contextlib.suppress(Exception):
-                if samples is not None and hasattr(samples, "close"):
-                    samples.close()  # the generator's response, and so its connection, is closed now
-                self.hook.close()
-
-    def stop(self, wait: float | None = None) -> dict[str, Any]:
-        """The summary so far; waits at most ``wait`` seconds for the thread (it is not needed for the
-        summary, only tidier)."""
-        self._stopped.set()
-        self._thread.join(METRICS_STOP_WAIT if wait is None else wait)
-        with self._lock:
-            return self.accumulator.summary()
-
-
 def _task_state(context: Any, log: Any) -> _TaskState:
     try:
         store = context["task_state_store"]
@@ -245,11 +205,24 @@ class HfJobRunOperator(BaseOperator):
         and end the task with one summary line (GPU utilization and memory, CPU, memory, network), pushed
         in the ``job`` XCom under ``metrics``; a GPU mostly idle (under 10% mean) earns a warning with what
         it cost. ``None`` (default): on for a GPU flavor, off for ``cpu-*``. Off, no metrics request is made.
+    :param stall_timeout: guardrail: no new log line for that long while RUNNING (e.g. ``"30m"``) cancels
+        the job and fails the task.
+    :param max_cost_usd: guardrail: once the flavor's price times the time billed reaches it, the job is
+        cancelled and the task fails with the figures (said at submit if the job's timeout allows more).
+    :param idle_gpu_timeout: guardrail: GPU utilization under ``idle_gpu_threshold`` percent (default 5)
+        for that long, from the metrics stream, cancels the job and fails the task with the idle time's cost.
+    :param max_scheduling_time: guardrail: still SCHEDULING that long cancels the job; with ``flavor`` a
+        list (fallback order, e.g. ``["h200", "a100-large"]``) it is resubmitted on the next flavor, never two
+        live jobs at once; on the last one the task fails.
+
+    Every guardrail is templated, checked when the DAG is parsed if literal, and enforced on the worker and
+    in the trigger alike: the stop is one log line and ``stopped_by`` in the ``job`` XCom, and the job is
+    cancelled and the cancel verified.
     """
 
     template_fields: Sequence[str] = (
         "image", "command", "flavor", "env", "secrets", "timeout", "labels", "volumes", "name", "network_group",
-        "network_aliases", "resource_group_id", "namespace", "hf_conn_id",
+        "network_aliases", "resource_group_id", "namespace", "hf_conn_id", *GUARDRAIL_ARGUMENTS,
     )  # fmt: skip
     template_fields_renderers = {
         "command": "json", "env": "json", "labels": "json", "secrets": "json", "volumes": "json",
@@ -264,7 +237,7 @@ class HfJobRunOperator(BaseOperator):
         *,
         image: str,
         command: list[str],
-        flavor: str | None = None,
+        flavor: str | list[str] | None = None,
         env: dict[str, str] | None = None,
         secrets: dict[str, str] | None = None,
         timeout: int | float | str | None = None,
@@ -288,9 +261,19 @@ class HfJobRunOperator(BaseOperator):
         reattach: bool = True,
         reuse_completed: bool = True,
         log_metrics: bool | None = None,
+        stall_timeout: int | float | str | None = None,
+        max_cost_usd: float | str | None = None,
+        idle_gpu_timeout: int | float | str | None = None,
+        idle_gpu_threshold: float | str | None = None,
+        max_scheduling_time: int | float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.stall_timeout = stall_timeout
+        self.max_cost_usd = max_cost_usd
+        self.idle_gpu_timeout = idle_gpu_timeout
+        self.idle_gpu_threshold = idle_gpu_threshold
+        self.max_scheduling_time = max_scheduling_time
         self.image = image
         self.command = command
         self.flavor = flavor
@@ -319,6 +302,10 @@ class HfJobRunOperator(BaseOperator):
         self.log_metrics = log_metrics
         self.job_id: str | None = None
         self.job_namespace: str | None = None
+        #: How the cancel of this try's job went, once one was made (a task is stopped once).
+        self._cancel_outcome: CancelOutcome | None = None
+        #: The flavor this try's current job runs on (with ``flavor`` a fallback list: the one in use).
+        self._flavor_in_use: str | None = None
         #: The job URL this operator pushed to XCom in this process; ``""`` once ``execute`` has started
         #: without one yet. ``HfJobLink`` reads it instead of asking for an XCom that may not exist.
         self.job_url: str | None = None
@@ -343,14 +330,25 @@ class HfJobRunOperator(BaseOperator):
         """The hook's rules on the arguments known: all of them at run time (``context`` given, rendered),
         at parse time (``None``) those holding no template, plus the known-flavor check (the hook lets the
         server decide, since new flavors appear on the Hub; a literal off the list is almost always a typo)."""
+        guards = {name: getattr(self, name) for name in GUARDRAIL_ARGUMENTS if self._known(name, context)}
+        guardrails = check_guardrail_arguments(**guards)
+        flavors = flavor_fallback(self.flavor) if self._known("flavor", context) else []
+        if len(flavors) > 1 and "max_scheduling_time" in guards and guardrails["max_scheduling_time"] is None:
+            raise HfJobsInputError(
+                f"flavor is a list ({', '.join(flavors)}): a fallback order needs max_scheduling_time (how long "
+                "a job may wait on one flavor before the next is tried), e.g. max_scheduling_time='10m'; or "
+                "give one flavor."
+            )
         arguments = {
             name: value for name, value in self._job_arguments().items() if self._known(name, context)
         }
         if namespace := arguments.pop("namespace", None):
             validate_namespace(namespace)
+        for flavor in flavors[1:]:  # the first is checked with the other create arguments
+            check_create_arguments(flavor=flavor)
         check_create_arguments(**arguments)
-        if context is None and arguments.get("flavor"):
-            check_known_flavor(arguments["flavor"], extra_flavors())
+        for flavor in flavors if context is None else []:
+            check_known_flavor(flavor, extra_flavors())
 
     def _job_arguments(self) -> dict[str, Any]:
         """The hook's create arguments (without the task instance labels), by operator attribute name."""
@@ -417,9 +415,10 @@ class HfJobRunOperator(BaseOperator):
                     mask_secret(value)
 
     def _create_arguments(self, labels: dict[str, str]) -> dict[str, Any]:
-        """What both operators pass to the hook's create, ``huggingface_hub``'s arguments."""
+        """What both operators pass to the hook's create, ``huggingface_hub``'s arguments (with ``flavor`` a
+        fallback list: the flavor in use, the first to begin with)."""
         return {
-            "env": self.env, "secrets": self.secrets, "flavor": self.flavor, "timeout": self.timeout,
+            "env": self.env, "secrets": self.secrets, "flavor": self._current_flavor(), "timeout": self.timeout,
             "attempts": self.attempts, "name": self.name or None, "labels": labels, "volumes": self.volumes,
             "expose": self.expose, "expose_public": self.expose_public, "ssh": self.ssh,
             "network_group": self.network_group or None, "network_aliases": self.network_aliases,
@@ -428,6 +427,61 @@ class HfJobRunOperator(BaseOperator):
 
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
         return self.hook.run_job(image=self.image, command=self.command, **self._create_arguments(labels))
+
+    # -------------------------------------------------------------------------------------- guardrails
+    def _flavors(self) -> list[str]:
+        """The flavors to try in order (``[]``: the server's default)."""
+        return flavor_fallback(self.flavor)
+
+    def _current_flavor(self) -> str | None:
+        if self._flavor_in_use is not None:
+            return self._flavor_in_use
+        if isinstance(self.flavor, (list, tuple)):
+            return self.flavor[0] if self.flavor else None
+        return self.flavor
+
+    def _guardrails(self) -> Guardrails:
+        return Guardrails.from_arguments(**{name: getattr(self, name) for name in GUARDRAIL_ARGUMENTS})
+
+    def _hardware_price(self, flavor: str | None) -> float | None:
+        """The flavor's price per hour from the hardware table (one request), ``None`` if unknown."""
+        if not flavor:
+            return None
+        try:
+            prices = {hw.name: hw for hw in self.hook.list_jobs_hardware()}
+        except HfJobsError as exc:
+            self.log.info("No price for flavor %s (%s).", flavor, exc)
+            return None
+        hardware = prices.get(flavor)
+        return price_per_hour(hardware) if hardware else None
+
+    def _announce_guardrails(self, job: JobInfo, guardrails: Guardrails) -> float | None:
+        """Say which guardrails watch the job (and when the cost cap stops it before its timeout); the
+        flavor's price, when a guard needs it."""
+        price = (
+            self._hardware_price(job.flavor) if guardrails.needs_price or guardrails.needs_metrics else None
+        )
+        self.log.info("Guardrails on job %s: %s.", job.id, guardrails.describe())
+        warning = cap_warning(guardrails, self.timeout, price, job_id=job.id, flavor=job.flavor)
+        if warning:
+            self.log.warning("%s", warning)
+        return price
+
+    def _fall_back(self, context: Any, stop: GuardStop | None) -> JobInfo | None:
+        """After ``max_scheduling_time`` stopped a job whose cancel was verified: the same task on the next
+        flavor (``None``: nothing to fall back to). Never two live jobs: a cancel not seen ending fails."""
+        if stop is None or stop.guard != "max_scheduling_time" or not stop.next_flavor:
+            return None
+        outcome = self._cancel_outcome
+        if outcome is None or not outcome.confirmed:
+            return None
+        self.log.info(
+            "Resubmitting on %s, the next flavor of %s (job %s waited too long on %s).",
+            stop.next_flavor, ", ".join(self._flavors()), stop.job_id, stop.flavor,
+        )  # fmt: skip
+        self._flavor_in_use = stop.next_flavor
+        self._cancel_outcome = None
+        return self._submit(context)
 
     def _previous_job(self, context: Any, ti_label: str) -> JobInfo | None:
         """The job an earlier try of this task instance started, if it should be reused (see ``reattach``).
@@ -477,41 +531,93 @@ class HfJobRunOperator(BaseOperator):
         self._mask_secrets()
         self.job_url = ""  # no job in this try yet (Airflow clears a try's XComs when it starts)
         self._check_arguments(context)  # the rendered values, before any request (the hook checks again)
-        ti = context["ti"]
-        own = task_instance_labels(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1) or -1)
-        job = self._previous_job(context, own[TASK_INSTANCE_LABEL]) if self.reattach else None
+        self._flavor_in_use = None
+        job = (
+            self._previous_job(context, self._own_labels(context)[TASK_INSTANCE_LABEL])
+            if self.reattach
+            else None
+        )
         if job is None:
-            job = self.submit_job(context, {**validate_labels(self.labels), **own})
-            _task_state(context, self.log).set(JOB_STATE_KEY, job.id)
+            job = self._submit(context)
+        else:
+            self._adopt(context, job)
+            if job.flavor in self._flavors():  # a retry re-attached on a fallback flavor goes on from there
+                self._flavor_in_use = job.flavor
+        try:
+            if not self.wait_for_completion:
+                return job.id
+            if self.deferrable:
+                return self._defer(context, job)
+            return self._follow(context, job)
+        except (TaskDeferred, HfJobFailedError):
+            raise  # the trigger watches it now / it is over
+        except BaseException as exc:
+            # Ctrl-C, execution_timeout, SIGTERM, a lost API: whatever stops this task from watching its
+            # job, the job must not run on unwatched and billed (a SIGKILLed worker's retry re-attaches).
+            self._cancel(reason=stop_reason(exc))
+            raise
+
+    def _own_labels(self, context: Any) -> dict[str, str]:
+        ti = context["ti"]
+        return task_instance_labels(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1) or -1)
+
+    def _submit(self, context: Any) -> JobInfo:
+        """Create this try's job (on the flavor in use) and make it the one the task watches."""
+        job = self.submit_job(context, {**validate_labels(self.labels), **self._own_labels(context)})
+        _task_state(context, self.log).set(JOB_STATE_KEY, job.id)
+        self._adopt(context, job)
+        return job
+
+    def _adopt(self, context: Any, job: JobInfo) -> None:
+        """The job this try watches from now on: its id and URL in XCom and the log (before any wait)."""
         self.job_id, self.job_namespace = job.id, job.owner_name or self.hook.namespace
+        self._cancel_outcome = None
+        ti = context["ti"]
         ti.xcom_push(key=JOB_ID_XCOM_KEY, value=job.id)
         ti.xcom_push(key=JOB_URL_XCOM_KEY, value=job.url)
         self.job_url = job.url
         self.log.info("Hugging Face job %s: %s", job.id, job.url)
-        if not self.wait_for_completion:
-            return job.id
-        if self.deferrable:
-            return self._defer(context, job)
-        return self._follow(context, job)
 
     def _follow(self, context: Any, job: JobInfo) -> str:
         """Wait on this worker, copying log lines into the task log as they come (and sampling the job's
-        metrics beside them, see ``log_metrics``)."""
-        tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
-        metrics = self._start_metrics(job)
-        try:
-            cursor, complete = (
-                self._show_logs(job.id, tail, cursor=0, echo=True) if self.stream_logs else (0, True)
-            )
-            final = self.hook.wait_for_job(
-                job.id, namespace=self.job_namespace, poll_interval=self.poll_interval
-            )
-        finally:
-            summary = metrics.stop() if metrics is not None else None
-        if not complete:
-            # The stream gave up early: the finished job's log is complete now, show what was missed.
-            self._show_logs(job.id, tail, cursor=cursor, echo=True)
-        return self._finish(context, final, list(tail), metrics=summary)
+        metrics beside them, see ``log_metrics``; and enforcing the guardrails, resubmitting on the next
+        flavor after ``max_scheduling_time``)."""
+        guardrails = self._guardrails()
+        while True:
+            tail: deque[str] = deque(maxlen=EVENT_LOG_LINES)
+            guard = self._start_guard(job, guardrails)
+            metrics = self._start_metrics(job, on_sample=guard.sample if guard is not None else None)
+            try:
+                cursor, complete = (
+                    self._show_logs(job.id, tail, cursor=0, echo=True, on_batch=guard.life if guard else None)
+                    if self.stream_logs
+                    else (0, True)
+                )
+                final = self.hook.wait_for_job(
+                    job.id, namespace=self.job_namespace, poll_interval=self.poll_interval
+                )
+            finally:
+                summary = metrics.stop() if metrics is not None else None
+                if guard is not None:
+                    guard.stop()
+            stopped = guard.stopped if guard is not None else None
+            if stopped is not None:
+                self._cancel_outcome = guard.cancel  # type: ignore[union-attr]
+            if not complete:
+                # The stream gave up early: the finished job's log is complete now, show what was missed.
+                self._show_logs(job.id, tail, cursor=cursor, echo=True)
+            if (resubmitted := self._fall_back(context, stopped)) is None:
+                return self._finish(context, final, list(tail), metrics=summary, stopped_by=stopped)
+            job = resubmitted
+
+    def _start_guard(self, job: JobInfo, guardrails: Guardrails) -> GuardWatchdog | None:
+        if not guardrails.active or job.is_terminal:
+            return None
+        price = self._announce_guardrails(job, guardrails)
+        return GuardWatchdog(
+            self._metrics_hook(), job, self.job_namespace, guardrails, self.log, poll_interval=self.poll_interval,
+            flavors=self._flavors(), price_per_hour_usd=price,
+        ).start()  # fmt: skip
 
     # ------------------------------------------------------------------------------------------- metrics
     def _wants_metrics(self, job: JobInfo) -> bool:
@@ -523,10 +629,11 @@ class HfJobRunOperator(BaseOperator):
             return flavor_has_gpu(job.flavor or self.flavor)
         return bool(self.log_metrics)
 
-    def _start_metrics(self, job: JobInfo) -> _MetricsFollower | None:
-        if not self._wants_metrics(job):
+    def _start_metrics(self, job: JobInfo, on_sample: Any = None) -> MetricsFollower | None:
+        """The metrics thread, for ``log_metrics`` or the idle-GPU guard (``on_sample``)."""
+        if not self._wants_metrics(job) and not (on_sample is not None and self._guardrails().needs_metrics):
             return None
-        return _MetricsFollower(self._metrics_hook(), job.id, self.job_namespace, self.log).start()
+        return MetricsFollower(self._metrics_hook(), job.id, self.job_namespace, self.log, on_sample).start()
 
     def _metrics_hook(self) -> HfJobsHook:
         """A copy of the task's hook for the metrics thread: the credentials already read (no connection
@@ -546,7 +653,9 @@ class HfJobRunOperator(BaseOperator):
         if warning:
             self.log.warning("%s", warning)
 
-    def _show_logs(self, job_id: str, tail: deque[str], *, cursor: int, echo: bool) -> tuple[int, bool]:
+    def _show_logs(
+        self, job_id: str, tail: deque[str], *, cursor: int, echo: bool, on_batch: Any = None
+    ) -> tuple[int, bool]:
         """Follow the job's log from ``cursor`` until the job is terminal, into the task log if ``echo``.
 
         Best effort, never raises: returns the new cursor and whether the log was read to its end.
@@ -561,6 +670,8 @@ class HfJobRunOperator(BaseOperator):
                             self.log.info("%s", text)
                 tail.extend(batch.texts)
                 cursor = batch.next_cursor or cursor
+                if on_batch is not None:
+                    on_batch()  # a sign of life, for stall_timeout
         except HfJobsError as exc:
             self.log.warning(
                 "Could not read the logs of job %s (%s); waiting for the job instead.", job_id, exc
@@ -585,12 +696,16 @@ class HfJobRunOperator(BaseOperator):
             unmeasured = MetricsAccumulator().summary() if self._wants_metrics(current) else None
             return self._finish(context, current, list(tail), metrics=unmeasured)
         deadline = self._deadline(context)
+        guardrails = self._guardrails()
+        price = self._announce_guardrails(current, guardrails) if guardrails.active else None
         self.defer(
             trigger=HfJobTrigger(
                 job_id=job.id, namespace=self.job_namespace, hf_conn_id=self.hf_conn_id,
                 poll_interval=self.poll_interval, stream_logs=self.stream_logs, deadline=deadline,
                 cancel_on_kill=self.cancel_on_kill, mask_values_sealed=self._sealed_secrets(),
                 log_metrics=self._wants_metrics(current),
+                guardrails=guardrails.to_dict() if guardrails.active else None, flavors=self._flavors(),
+                price_per_hour_usd=price,
             ),
             method_name="execute_complete",
             timeout=defer_timeout(deadline, self.poll_interval),
@@ -629,7 +744,14 @@ class HfJobRunOperator(BaseOperator):
                 job_id=event["job_id"], stage=None, job_url=url,
             )  # fmt: skip
         final = self.hook.inspect_job(event["job_id"], namespace=self.job_namespace)
-        return self._finish(context, final, [], metrics=metrics)
+        stopped = GuardStop.from_dict(event["stopped_by"]) if event.get("stopped_by") else None
+        if stopped is not None:  # the trigger cancelled the job for a guard, and verified it
+            self._cancel_outcome = CancelOutcome(
+                final.id, final.stage.value if final.is_terminal else None, True, 0.0, stopped.message
+            )
+        if (resubmitted := self._fall_back(context, stopped)) is not None:
+            return self._defer(context, resubmitted)
+        return self._finish(context, final, [], metrics=metrics, stopped_by=stopped)
 
     def _log_tail(self, job_id: str) -> list[str]:
         """The job's last lines for a failure message: one logs call, read here on the worker (events carry
@@ -641,46 +763,53 @@ class HfJobRunOperator(BaseOperator):
             return []
 
     def _finish(
-        self, context: Any, job: JobInfo, log_tail: list[str], *, metrics: dict[str, Any] | None = None
+        self,
+        context: Any,
+        job: JobInfo,
+        log_tail: list[str],
+        *,
+        metrics: dict[str, Any] | None = None,
+        stopped_by: GuardStop | None = None,
     ) -> str:
         info = job.to_dict()
         billed = job.billed_seconds
+        price = self._hardware_price(job.flavor)
         info["billed_seconds"] = billed
-        info["cost_usd"] = self._cost(job, billed)
+        info["price_per_hour_usd"] = price
+        info["cost_usd"] = (
+            round(price * billed / 3600, 8) if price is not None and billed is not None else None
+        )
         if metrics is not None:
             info["metrics"] = metrics
+        if stopped_by is not None:
+            info["stopped_by"] = stopped_by.to_dict()
         context["ti"].xcom_push(key=JOB_XCOM_KEY, value=info)
         cost = f", about ${info['cost_usd']:.6f}" if info["cost_usd"] is not None else ""
         seconds = f" after {billed:.1f} s billed" if billed is not None else ""
-        self.log.info("Hugging Face job %s %s on %s%s%s.", job.id, job.stage.value, job.flavor, seconds, cost)
+        rate = f" (${price:g}/h)" if price is not None else ""
+        self.log.info(
+            "Hugging Face job %s %s on %s%s%s%s.", job.id, job.stage.value, job.flavor, rate, seconds, cost
+        )
         self._report_metrics(job, metrics, info["cost_usd"])
         if not job.stage.is_success:
             log_tail = log_tail or self._log_tail(job.id)  # not followed here: read the tail once
+            reason = f"Stopped by its guardrail: {stopped_by.message}\n" if stopped_by is not None else ""
             raise HfJobFailedError(
-                failure_message(job.id, job.stage.value, job.message, job.url, log_tail),
+                reason + failure_message(job.id, job.stage.value, job.message, job.url, log_tail),
                 job_id=job.id, stage=job.stage.value, job_url=job.url,
             )  # fmt: skip
         return job.id
 
-    def _cost(self, job: JobInfo, billed: float | None) -> float | None:
-        if billed is None or not job.flavor:
-            return None
-        try:
-            prices = {hw.name: hw for hw in self.hook.list_jobs_hardware()}
-        except HfJobsError as exc:
-            self.log.info("No price for flavor %s (%s).", job.flavor, exc)
-            return None
-        hardware = prices.get(job.flavor)
-        return round(hardware.cost_usd(billed), 8) if hardware else None
-
     def _cancel(self, *, reason: str) -> None:
-        if not (self.cancel_on_kill and self.job_id):
+        """Cancel the job this task started (never one it did not: ``cancel_on_kill``) and follow it until
+        it is terminal (:mod:`airflow_provider_hfjobs.cancellation`); once per try, whichever way the task
+        stops first (an interrupt and then ``on_kill`` cancel once)."""
+        if not (self.cancel_on_kill and self.job_id) or self._cancel_outcome is not None:
             return
-        try:
-            self.hook.cancel_job(self.job_id, namespace=self.job_namespace)
-            self.log.info("Cancelled Hugging Face job %s (%s).", self.job_id, reason)
-        except HfJobsError as exc:
-            self.log.warning("Could not cancel Hugging Face job %s: %s", self.job_id, exc)
+        self._cancel_outcome = cancel_and_confirm(
+            self.hook, self.job_id, namespace=self.job_namespace, reason=reason
+        )
+        log_outcome(self.log, self._cancel_outcome)
 
     def on_kill(self) -> None:
         self._cancel(reason="task killed")
@@ -708,7 +837,7 @@ class HfUvJobOperator(HfJobRunOperator):
     template_fields: Sequence[str] = (
         "script", "script_args", "dependencies", "python", "image", "flavor", "env", "secrets", "timeout",
         "labels", "volumes", "name", "network_group", "network_aliases", "resource_group_id", "namespace",
-        "hf_conn_id",
+        "hf_conn_id", *GUARDRAIL_ARGUMENTS,
     )  # fmt: skip
     template_fields_renderers = {
         "script": "py", "script_args": "json", "dependencies": "json", "env": "json", "labels": "json",

@@ -8,7 +8,6 @@ it is over, so that "cancelled" means the job stopped, not that a request was ac
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -16,9 +15,10 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError, HfJobsNotFoundError
+from airflow_provider_hfjobs.cancellation import cancel_and_confirm, log_outcome, manual_cancel_command
+from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
-from airflow_provider_hfjobs.jobs import DEFAULT_ENDPOINT, JobStage, validate_labels, validate_namespace
+from airflow_provider_hfjobs.jobs import validate_labels, validate_namespace
 from airflow_provider_hfjobs.orphans import (
     DEFAULT_MIN_AGE,
     OrphanJob,
@@ -33,13 +33,6 @@ from airflow_provider_hfjobs.orphans import (
 CANCEL_WAIT_SECONDS = 60.0
 #: By-hand cancel commands a dry run's summary line shows (the XCom lists every orphan).
 MAX_COMMANDS_SHOWN = 20
-
-
-def manual_cancel_command(job_id: str, namespace: str | None, endpoint: str | None) -> str:
-    """The ``hf`` CLI command that cancels the job by hand (with the endpoint, if not the Hub's)."""
-    prefix = f"HF_ENDPOINT={endpoint} " if endpoint and endpoint.rstrip("/") != DEFAULT_ENDPOINT else ""
-    suffix = f" --namespace {namespace}" if namespace else ""
-    return f"{prefix}hf jobs cancel {job_id}{suffix}"
 
 
 class HfOrphanJobsOperator(BaseOperator):
@@ -186,40 +179,11 @@ class HfOrphanJobsOperator(BaseOperator):
         return manual_cancel_command(orphan.job.id, orphan.job.owner_name or namespace, self._endpoint())
 
     def _cancel(self, orphan: OrphanJob, namespace: str) -> dict[str, Any]:
-        """Cancel one orphan and follow it (bounded) until it is terminal; one log line either way."""
-        job_id, job_namespace = orphan.job.id, orphan.job.owner_name or namespace
-        began = time.monotonic()
-        stage: str | None = None
-        try:
-            current = self.hook.inspect_job(job_id, namespace=job_namespace)
-            if not current.is_terminal:
-                self.hook.cancel_job(job_id, namespace=job_namespace)
-                current = self.hook.wait_for_job(
-                    job_id,
-                    namespace=job_namespace,
-                    timeout=self.cancel_wait,
-                    poll_interval=self.poll_interval,
-                )
-            stage = current.stage.value
-        except HfJobsNotFoundError:
-            stage = JobStage.DELETED.value  # gone meanwhile: not billed any more
-        except TimeoutError:
-            problem = f"was cancelled but is still not over after {time.monotonic() - began:.0f} s"
-        except HfJobsError as exc:
-            problem = f"could not be cancelled ({exc})"
-        seconds = round(time.monotonic() - began, 1)
-        if stage is None:
-            self.log.warning(
-                "!!! Orphan Hugging Face job %s %s: it may still be running and billed. Cancel it by hand: %s",
-                job_id, problem, self._command(orphan, namespace),
-            )  # fmt: skip
-        elif stage == JobStage.CANCELED.value:
-            self.log.info("Orphan Hugging Face job %s CANCELED after %.1f s.", job_id, seconds)
-        else:
-            self.log.info(
-                "Orphan Hugging Face job %s ended %s after %.1f s (it was ending on its own).",
-                job_id,
-                stage,
-                seconds,
-            )
-        return {"confirmed": stage is not None, "stage": stage, "seconds": seconds}
+        """Cancel one orphan and follow it (bounded) until it is terminal (the one verified cancel of
+        :mod:`airflow_provider_hfjobs.cancellation`); one log line either way."""
+        outcome = cancel_and_confirm(
+            self.hook, orphan.job.id, namespace=orphan.job.owner_name or namespace, reason="orphan: no task "
+            "watches it", wait=self.cancel_wait, poll_interval=self.poll_interval,
+        )  # fmt: skip
+        log_outcome(self.log, outcome)
+        return {"confirmed": outcome.confirmed, "stage": outcome.stage, "seconds": round(outcome.seconds, 1)}

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator, conf
 
+from airflow_provider_hfjobs.cancellation import cancel_and_confirm, log_outcome
 from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.links.hfjobs import JOB_URL_XCOM_KEY, HfJobLink
@@ -36,6 +37,9 @@ class HfJobSensor(BaseSensorOperator):
     :param stream_logs: copy the job's log lines into the task log: new ones at each poke, live when
         deferred, all at once at the end in reschedule mode.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param cancel_on_kill: cancel the watched job when this sensor is stopped (marked failed or success,
+        cleared, killed, timed out). Off by default: a sensor only watches a job someone else started, and
+        stopping the watch must never stop their job. Pass ``True`` only for a job this DAG owns.
     """
 
     template_fields: Sequence[str] = ("job_id", "scheduled_job_id", "namespace", "hf_conn_id")
@@ -52,6 +56,7 @@ class HfJobSensor(BaseSensorOperator):
         hf_conn_id: str = HfJobsHook.default_conn_name,
         stream_logs: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        cancel_on_kill: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,6 +83,7 @@ class HfJobSensor(BaseSensorOperator):
         self.hf_conn_id = hf_conn_id
         self.stream_logs = stream_logs
         self.deferrable = deferrable
+        self.cancel_on_kill = bool(cancel_on_kill)
         self._log_cursor = 0
         self._url_pushed = False
         #: The watched job's URL once a poke saw it (``None``: the link reads the ``job_url`` XCom).
@@ -178,7 +184,7 @@ class HfJobSensor(BaseSensorOperator):
             trigger=HfJobTrigger(
                 job_id=self.job_id, namespace=self.hook.namespace, hf_conn_id=self.hf_conn_id,
                 poll_interval=float(self.poke_interval), stream_logs=self.stream_logs, deadline=deadline,
-                log_cursor=self._log_cursor,
+                log_cursor=self._log_cursor, cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
             timeout=defer_timeout(deadline, float(self.poke_interval)),
@@ -203,3 +209,13 @@ class HfJobSensor(BaseSensorOperator):
                 event["job_id"], event.get("stage"), event.get("message"), event.get("job_url", ""), tail
             )
         )  # fmt: skip
+
+    def on_kill(self) -> None:
+        """Never the watched job, unless the DAG said it owns it (``cancel_on_kill=True``)."""
+        if self.cancel_on_kill and self.job_id:
+            log_outcome(
+                self.log,
+                cancel_and_confirm(
+                    self.hook, self.job_id, namespace=self.namespace or None, reason="its sensor was stopped"
+                ),
+            )

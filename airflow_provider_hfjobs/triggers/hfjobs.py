@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -27,7 +28,9 @@ from typing import Any
 from airflow.providers.common.compat.sdk import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_hfjobs.cancellation import acancel_and_confirm, log_outcome
 from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsError, HfJobsTLSError
+from airflow_provider_hfjobs.guardrails import Guardrails, GuardStop, GuardWatch
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
 from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
 from airflow_provider_hfjobs.masking import unseal_mask_values
@@ -59,6 +62,8 @@ CHECKPOINT_INTERVAL = 1.0
 #: About the CPU one trigger's start takes (connection lookup, connect, log replay). Starts are spread over
 #: twice that per trigger running in the process, so a triggerer starting thousands at once stays responsive.
 START_COST_SECONDS = 0.001
+#: The longest the guardrails' task sleeps between two looks at the job (a guard due sooner wakes it sooner).
+GUARD_MAX_PAUSE = 10.0
 #: Airflow 3.3 calls ``on_kill`` when a user stops a deferred task; before, the trigger is only cancelled.
 TRIGGER_ON_KILL = AIRFLOW_V_3_3_PLUS
 
@@ -108,15 +113,24 @@ class HfJobTrigger(BaseTrigger):
         ``execution_timeout``); wall-clock, so it survives a triggerer restart.
     :param log_cursor: log events already shown, so that a resumed trigger repeats none.
     :param max_consecutive_errors: transient API failures tolerated in a row before an ``error`` event.
-    :param cancel_on_kill: cancel the job when a user marks the deferred task failed or success, or clears
-        it: ``on_kill`` on Airflow >= 3.3; before, the cancelled trigger checks that its task left DEFERRED
-        (a triggerer restart or a trigger moving leaves it DEFERRED, and the job running).
+    :param cancel_on_kill: the job is the task's own (it created it): cancel it when a user marks the
+        deferred task failed or success, or clears it (``on_kill`` on Airflow >= 3.3; before, the cancelled
+        trigger checks that its task left DEFERRED: a triggerer restart or a trigger moving leaves it
+        DEFERRED, and the job running), or when ``airflow dags test`` running it inline is interrupted.
+        Off by default: a trigger watching a job it was only given (``HfJobSensor``) never cancels it.
+        Every cancel is verified (:mod:`airflow_provider_hfjobs.cancellation`).
     :param mask_values_sealed: the task's secret values, sealed by
         :func:`airflow_provider_hfjobs.masking.seal_mask_values`: registered with the triggerer's masker so
         that a job printing one shows ``***``.
     :param log_metrics: follow the job's metrics stream beside its log (a second connection, one request)
         and put their summary in the event. Off, not one metrics request is made. A resumed trigger (a
         triggerer restart) summarizes what it saw itself: the stream has no history.
+    :param guardrails: the job's guardrails (:meth:`Guardrails.to_dict`, numbers only): enforced here as on
+        a worker, by one more task that looks at the job as often as a guard could fire (its own
+        connection). A guard that fires cancels the job (verified) and the event carries ``stopped_by``.
+    :param flavors: the task's flavor fallback list, so that a ``max_scheduling_time`` stop names the next
+        flavor (the task resubmits on it when it resumes).
+    :param price_per_hour_usd: the job's flavor price, for ``max_cost_usd`` (read once by the task).
     """
 
     #: Triggers of this class running in this process (to spread their starts).
@@ -132,9 +146,12 @@ class HfJobTrigger(BaseTrigger):
         deadline: float | None = None,
         log_cursor: int = 0,
         max_consecutive_errors: int = 5,
-        cancel_on_kill: bool = True,
+        cancel_on_kill: bool = False,
         mask_values_sealed: str | None = None,
         log_metrics: bool = False,
+        guardrails: dict[str, Any] | None = None,
+        flavors: Sequence[str] | None = None,
+        price_per_hour_usd: float | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -148,6 +165,11 @@ class HfJobTrigger(BaseTrigger):
         self.cancel_on_kill = bool(cancel_on_kill)
         self.mask_values_sealed = mask_values_sealed
         self.log_metrics = bool(log_metrics)
+        self.guardrails = dict(guardrails) if guardrails else None
+        self.flavors = list(flavors or [])
+        self.price_per_hour_usd = None if price_per_hour_usd is None else float(price_per_hour_usd)
+        self._guard: GuardWatch | None = None
+        self._guard_stop: GuardStop | None = None
         self._metrics: MetricsAccumulator | None = None
         self._event_sent = False
         self._checkpoints: CheckpointStore | None = None
@@ -168,6 +190,9 @@ class HfJobTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "mask_values_sealed": self.mask_values_sealed,
                 "log_metrics": self.log_metrics,
+                "guardrails": self.guardrails,
+                "flavors": self.flavors,
+                "price_per_hour_usd": self.price_per_hour_usd,
             },
         )
 
@@ -205,10 +230,19 @@ class HfJobTrigger(BaseTrigger):
                     async with asyncio.timeout(remaining):
                         job = await self._watch_and_measure(hook)
                 except asyncio.CancelledError:
-                    if not TRIGGER_ON_KILL and self.cancel_on_kill:
+                    if self.cancel_on_kill and interrupted_by_ctrl_c():
+                        # ``airflow dags test`` runs this inline and is being stopped: nothing will watch
+                        # the job after this process (a triggerer's triggers never take this branch).
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await self._cancel_in_background(
+                                "airflow dags test was interrupted (Ctrl-C)", check_deferred=False
+                            )
+                    elif not TRIGGER_ON_KILL and self.cancel_on_kill:
                         # Before Airflow 3.3 this is all a trigger learns of a user stopping its task.
                         with contextlib.suppress(asyncio.CancelledError):
-                            await self._cancel_in_background()
+                            await self._cancel_in_background("its task was stopped")
+                    elif not TRIGGER_ON_KILL:
+                        self._say_not_ours()
                     raise
                 except TimeoutError:
                     failure = (
@@ -217,12 +251,22 @@ class HfJobTrigger(BaseTrigger):
                     )
                 except HfJobsError as exc:
                     failure = ("error", str(exc))
+                except Exception as exc:
+                    # Never die without an event: the task resumes, fails with this, and cancels its job.
+                    self.log.exception("Watching Hugging Face job %s failed unexpectedly.", self.job_id)
+                    failure = (
+                        "error",
+                        f"the trigger failed unexpectedly ({type(exc).__name__}); see the triggerer's log",
+                    )
                 else:
                     failure = None
             self._event_sent = True
             metrics = self._metrics.summary() if self._metrics is not None else None
             if failure is None:
-                yield TriggerEvent(event_from_job(job, self.log_cursor, metrics))
+                event = event_from_job(job, self.log_cursor, metrics)
+                if self._guard_stop is not None:
+                    event["stopped_by"] = self._guard_stop.to_dict()
+                yield TriggerEvent(event)
             else:
                 status, message = failure
                 yield TriggerEvent(
@@ -240,19 +284,28 @@ class HfJobTrigger(BaseTrigger):
         that is merely moving to another triggerer (apache/airflow#73454), so the task's state is checked
         first: a task still DEFERRED keeps its job."""
         if self.cancel_on_kill:
-            await self._cancel_in_background()
+            await self._cancel_in_background("its task was stopped")
+        else:
+            self._say_not_ours()
 
-    async def _cancel_in_background(self) -> None:
+    def _say_not_ours(self) -> None:
+        self.log.info(
+            "Stopped watching Hugging Face job %s; it keeps running: this task only watches it "
+            "(cancel_on_kill=False).",
+            self.job_id,
+        )
+
+    async def _cancel_in_background(self, reason: str, *, check_deferred: bool = True) -> None:
         """Cancel the job unless an event was sent or the task is still DEFERRED. The triggerer may cancel
         the caller again on its next loop while this awaits Airflow or the API, so the work runs as its
         own task, shielded: the job does get cancelled."""
         if self._event_sent:
             return
-        self._kill_task = asyncio.ensure_future(self._cancel_unwatched_job())
+        self._kill_task = asyncio.ensure_future(self._cancel_unwatched_job(reason, check_deferred))
         await asyncio.shield(self._kill_task)
 
-    async def _cancel_unwatched_job(self) -> None:
-        if await self._task_still_deferred():
+    async def _cancel_unwatched_job(self, reason: str, check_deferred: bool) -> None:
+        if check_deferred and await self._task_still_deferred():
             self.log.info(
                 "Task is still deferred (the trigger is moving or its triggerer restarting; see "
                 "apache/airflow#73454): job %s keeps running.",
@@ -260,12 +313,8 @@ class HfJobTrigger(BaseTrigger):
             )
             return
         async with self._hook() as hook:
-            try:
-                await hook.cancel_job(self.job_id, namespace=self.namespace)
-            except HfJobsError as exc:
-                self.log.warning("Could not cancel Hugging Face job %s: %s", self.job_id, exc)
-                return
-        self.log.info("Cancelled Hugging Face job %s: its task was stopped.", self.job_id)
+            outcome = await acancel_and_confirm(hook, self.job_id, namespace=self.namespace, reason=reason)
+        log_outcome(self.log, outcome)
 
     async def _task_still_deferred(self) -> bool:
         """Ask Airflow for this task instance's state; ``False`` when it cannot tell (then the documented
@@ -285,17 +334,80 @@ class HfJobTrigger(BaseTrigger):
 
     # ------------------------------------------------------------------------------------------- metrics
     async def _watch_and_measure(self, hook: HfJobsAsyncHook) -> JobInfo:
-        """:meth:`_watch`, with (``log_metrics``) the metrics stream read beside it until the job is over;
-        the sampling task is cancelled then, whatever ended the watch (terminal stage, deadline, error)."""
-        if not self.log_metrics:
-            return await self._watch(hook)
-        self._metrics = MetricsAccumulator()
-        sampler = asyncio.ensure_future(self._sample_metrics(await hook.get_credentials(), self._metrics))
+        """:meth:`_watch`, with (``log_metrics``, or the idle-GPU guard) the metrics stream read beside it
+        and (guardrails) the guards' task, until the job is over; both are cancelled then, whatever ended
+        the watch (terminal stage, deadline, error)."""
+        guardrails = Guardrails.from_dict(self.guardrails)
+        helpers: set[asyncio.Future[Any]] = set()
+        if guardrails.active:
+            self._guard = GuardWatch(guardrails, job_id=self.job_id, flavors=self.flavors)
+        if self.log_metrics or guardrails.needs_metrics:
+            into = MetricsAccumulator()
+            if self.log_metrics:
+                self._metrics = into
+            helpers.add(asyncio.ensure_future(self._sample_metrics(await hook.get_credentials(), into)))
         try:
-            return await self._watch(hook)
+            if self._guard is None:
+                return await self._watch(hook)
+            return await self._watch_guarded(hook, helpers)
         finally:
-            sampler.cancel()
-            await asyncio.wait({sampler})
+            for task in helpers:
+                task.cancel()
+            if helpers:
+                await asyncio.wait(helpers)
+
+    async def _watch_guarded(self, hook: HfJobsAsyncHook, helpers: set[asyncio.Future[Any]]) -> JobInfo:
+        """:meth:`_watch` beside the guards' task. A guard that fired and saw its cancel end lets the watch
+        see the job's end (and its last lines); one whose cancel was not seen ending ends the watch too."""
+        watch = asyncio.ensure_future(self._watch(hook))
+        guard = asyncio.ensure_future(self._enforce_guardrails(await hook.get_credentials()))
+        helpers.update({watch, guard})
+        await asyncio.wait({watch, guard}, return_when=asyncio.FIRST_COMPLETED)
+        if guard.done() and not watch.done() and guard.result() is False:
+            watch.cancel()
+            await asyncio.wait({watch})
+            return await hook.inspect_job(self.job_id, namespace=self.namespace)
+        return await watch
+
+    # ----------------------------------------------------------------------------------------- guardrails
+    async def _enforce_guardrails(self, credentials: Any) -> bool | None:
+        """Look at the job as often as a guard could fire (at most every ``poll_interval``), on a connection
+        of its own; when one fires, say why, cancel the job and verify it. ``None``: the job ended first;
+        ``True``/``False``: a guard fired and the cancel was / was not seen ending."""
+        assert self._guard is not None
+        async with self._hook() as hook:
+            hook._credentials = credentials  # the lookup the trigger already made
+            while True:
+                try:
+                    job: JobInfo | None = await hook.inspect_job(self.job_id, namespace=self.namespace)
+                except HfJobsError as exc:  # the watch itself decides about lasting failures
+                    self.log.info("Guardrails could not look at job %s (%s).", self.job_id, exc)
+                    job = None
+                now = time.monotonic()
+                if job is not None:
+                    self._guard.observe_job(job, now)
+                    if job.is_terminal:
+                        return None
+                billed = job.billed_seconds if job is not None else None
+                stop = self._guard.check(
+                    now, price_per_hour_usd=self.price_per_hour_usd, billed_seconds=billed
+                )
+                if stop is not None:
+                    self.log.warning("%s", stop.message)
+                    self._guard_stop = stop
+                    outcome = await acancel_and_confirm(
+                        hook, self.job_id, namespace=self.namespace, reason=stop.guard
+                    )
+                    log_outcome(self.log, outcome)
+                    return outcome.confirmed
+                due = self._guard.next_check_in(now, price_per_hour_usd=self.price_per_hour_usd)
+                pause = self.poll_interval if due is None else min(self.poll_interval, due)
+                await asyncio.sleep(max(0.05, min(pause, GUARD_MAX_PAUSE)))
+
+    def _alive(self) -> None:
+        """A log batch arrived: a sign of life for ``stall_timeout``."""
+        if self._guard is not None:
+            self._guard.observe_life(time.monotonic())
 
     async def _sample_metrics(self, credentials: Any, into: MetricsAccumulator) -> None:
         """Fold the job's metric samples into ``into`` until cancelled. A hook of its own, so the stream
@@ -308,6 +420,8 @@ class HfJobTrigger(BaseTrigger):
                 async with contextlib.aclosing(samples):
                     async for sample in samples:
                         into.add(sample)
+                        if self._guard is not None:
+                            self._guard.observe_metrics(sample, time.monotonic())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -335,8 +449,12 @@ class HfJobTrigger(BaseTrigger):
         try:
             if self._checkpoints is None:
                 async for batch in hook.iter_job_log_batches(
-                    self.job_id, namespace=self.namespace, cursor=self.log_cursor
+                    self.job_id,
+                    namespace=self.namespace,
+                    cursor=self.log_cursor,
+                    stage_check_interval=self.poll_interval,  # a stream left open after the end: left soon
                 ):
+                    self._alive()
                     for text in batch.texts:
                         if not is_result_line(text):  # a @task.hf_job result: the task reads it at the end
                             self.log.info("%s", text)
@@ -410,8 +528,12 @@ class HfJobTrigger(BaseTrigger):
         async def read() -> None:
             try:
                 async for batch in hook.iter_job_log_batches(
-                    self.job_id, namespace=self.namespace, cursor=self.log_cursor
+                    self.job_id,
+                    namespace=self.namespace,
+                    cursor=self.log_cursor,
+                    stage_check_interval=self.poll_interval,  # a stream left open after the end: left soon
                 ):
+                    self._alive()
                     batches.put_nowait(batch)
             finally:
                 batches.put_nowait(None)  # the end, clean or not
@@ -526,6 +648,22 @@ def _task_state_from_db(ti: Any) -> str | None:
             dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index, session=session
         )
         return None if found is None else found.state
+
+
+def interrupted_by_ctrl_c() -> bool:
+    """Is the current task the main task of an ``asyncio.run`` that Ctrl-C is interrupting? ``airflow dags
+    test`` runs a trigger inline that way (Python's runner cancels its main task on the first SIGINT). A
+    triggerer's triggers are tasks of their own, never its main task: a triggerer stopped by Ctrl-C leaves
+    its jobs running for the next one."""
+    handler = signal.getsignal(signal.SIGINT)
+    runner = getattr(getattr(handler, "func", None), "__self__", None)
+    main_task = (getattr(handler, "keywords", None) or {}).get("main_task")
+    return (
+        isinstance(runner, asyncio.Runner)
+        and main_task is not None
+        and main_task is asyncio.current_task()
+        and getattr(runner, "_interrupt_count", 0) > 0
+    )
 
 
 def _is_permanent(error: HfJobsError) -> bool:

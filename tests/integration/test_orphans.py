@@ -304,7 +304,10 @@ def test_the_hook_lists_the_same_orphans_with_a_reader_of_its_own(scenario: Scen
 def test_cancel_ends_each_orphan_canceled_and_touches_nothing_else(scenario: Scenario) -> None:
     text = maintenance(scenario, min_age="0s", cancel=True)
     for what, job_id in scenario.orphans.items():
-        assert count(text, f"Orphan Hugging Face job {job_id} CANCELED after ") == 1, (what, text[-6000:])
+        assert (
+            count(text, f"Cancelled Hugging Face job {job_id} (orphan: no task watches it): CANCELED after ")
+            == 1
+        ), (what, text[-6000:])
         assert scenario.stage(job_id) is JobStage.CANCELED, what
     assert "may still be running and billed" not in text
     for what, job_id in scenario.kept.items():

@@ -13,6 +13,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,6 +65,7 @@ class Deployment:
         for source in [
             *(REPO / "example_dags").glob("example_hfjobs_quickstart.py"),
             REPO / "tests/dags/hfjobs_long.py",
+            REPO / "tests/dags/hfjobs_watch.py",
         ]:
             (dags / source.name).write_text(source.read_text())
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "HF_"))}
@@ -148,13 +150,14 @@ class Deployment:
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return self.session.request(method, f"{self.api_root}{path}", timeout=30, **kwargs)
 
-    def trigger(self, dag_id: str) -> str:
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         wait_for(
             f"DAG {dag_id} to be parsed", lambda: self.api("GET", f"/dags/{dag_id}").status_code == 200, 120
         )
-        response = self.api(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None} if AIRFLOW_3 else {}
-        )
+        body: dict = {"logical_date": None} if AIRFLOW_3 else {}
+        if conf is not None:
+            body["conf"] = conf
+        response = self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)
         assert response.status_code in (200, 201), response.text
         return response.json()["dag_run_id"]
 
@@ -164,9 +167,9 @@ class Deployment:
     def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").json().get("state")
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         response = self.api(
-            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1",
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"full_content": "true"}, headers={"Accept": "application/json"},
         )  # fmt: skip
         assert response.status_code == 200, response.text
@@ -293,3 +296,74 @@ def test_marking_a_deferred_task_failed_cancels_its_job(
         lambda: api.inspect_job(job_id=job.id, namespace=NS).status.stage == "CANCELED",
         timeout=120,
     )
+
+
+def test_a_deferred_sensor_stopped_any_way_leaves_the_job_it_watches_running(
+    deployment: Deployment, jobs: LocalJobsServer
+) -> None:
+    """A job started outside Airflow (the official client), watched by a deferrable HfJobSensor: marking the
+    sensor failed, then success, then clearing it, each while it is deferred and streaming, never cancels
+    the job. Each stop is seen in the task log ("keeps running") before the job's stage is read."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=jobs.url, token=TOKEN)
+    script = (
+        "import time\nfor i in range(600):\n    print(f'watched line {i}', flush=True)\n    time.sleep(1)"
+    )
+    job = api.run_job(image="python:3.12", command=["python", "-c", script], namespace=NS)
+    try:
+        run_id = deployment.trigger("hfjobs_watch", conf={"job_id": job.id})
+        dag, task = "hfjobs_watch", "watch"
+        ti_path = f"/dags/{dag}/dagRuns/{run_id}/taskInstances/{task}"
+
+        def last_line(try_number: int) -> int:
+            numbers = re.findall(r"watched line (\d+)", deployment.task_log(dag, run_id, task, try_number))
+            return max(map(int, numbers), default=-1)
+
+        def deferred_and_streaming(try_number: int) -> None:
+            wait_for(
+                "the sensor to defer", lambda: deployment.task_state(dag, run_id, task) == "deferred", 180
+            )
+            # The sensor shows the lines so far before it defers: lines two past those come from the trigger,
+            # so the triggerer runs it (a task stopped before that gets no on_kill at all).
+            shown = last_line(try_number)
+            wait_for(
+                "the sensor's trigger to stream", lambda: last_line(try_number) >= shown + 2, timeout=120
+            )
+
+        def stopped_and_still_running(try_number: int) -> None:
+            wait_for(
+                "the trigger to say the job keeps running",
+                lambda: (
+                    "it keeps running: this task only watches it"
+                    in deployment.task_log(dag, run_id, task, try_number)
+                ),
+                timeout=120,
+            )
+            assert api.inspect_job(job_id=job.id, namespace=NS).status.stage == "RUNNING"
+
+        def clear() -> None:
+            body = {"dry_run": False, "task_ids": [task], "dag_run_id": run_id, "only_failed": False}
+            if not AIRFLOW_3:
+                body.update(include_subdags=False, reset_dag_runs=False)
+            response = deployment.api("POST", f"/dags/{dag}/clearTaskInstances", json=body)
+            assert response.status_code == 200, response.text
+
+        def mark(state: str) -> None:
+            change = {"new_state": state} if AIRFLOW_3 else {"new_state": state, "dry_run": False}
+            response = deployment.api("PATCH", ti_path, json=change)
+            assert response.status_code == 200, response.text
+
+        deferred_and_streaming(1)
+        mark("failed")
+        stopped_and_still_running(1)
+        clear()  # the sensor runs again (try 2) and defers
+        deferred_and_streaming(2)
+        mark("success")
+        stopped_and_still_running(2)
+        clear()  # try 3 defers; clearing it while deferred stops that watch too
+        deferred_and_streaming(3)
+        clear()
+        stopped_and_still_running(3)
+    finally:
+        api.cancel_job(job_id=job.id, namespace=NS)

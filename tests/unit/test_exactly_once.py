@@ -152,7 +152,7 @@ async def test_a_long_replay_is_written_in_bounded_steps(monkeypatch) -> None:
     """The unsure window is one step: a replay of 450 lines in one chunk is three steps, not one."""
 
     class OneBigChunk(FakeHook):
-        async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
+        async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
             from airflow_provider_hfjobs.sse import LogBatch
 
             self.cursors.append(cursor)
@@ -172,7 +172,7 @@ class Trickle(FakeHook):
         super().__init__(lines, inspections)
         self.gates = [asyncio.Event() for _ in lines]
 
-    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
+    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
         from airflow_provider_hfjobs.sse import LogBatch
 
         self.cursors.append(cursor)

@@ -24,7 +24,7 @@ from airflow_provider_hfjobs.metrics import (
     summary_from,
     summary_line,
 )
-from airflow_provider_hfjobs.operators import hfjobs as operators
+from airflow_provider_hfjobs.operators import followers
 from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator, HfUvJobOperator
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 from tests.unit.test_operators import JOB_ID, FakeTI, event, job, operator
@@ -260,7 +260,7 @@ def test_a_failing_metrics_stream_never_fails_the_task(mocker, task_log) -> None
 def test_a_silent_metrics_stream_holds_the_task_a_bounded_time(mocker, monkeypatch, task_log) -> None:
     """The Hub's stream does not end with the job: the task takes its summary and goes, after at most
     METRICS_STOP_WAIT, leaving the daemon thread to its read timeout."""
-    monkeypatch.setattr(operators, "METRICS_STOP_WAIT", 0.1)
+    monkeypatch.setattr(followers, "METRICS_STOP_WAIT", 0.1)
     release, first_read = threading.Event(), threading.Event()
 
     def stalls() -> Iterator[dict[str, Any]]:
@@ -373,7 +373,7 @@ class MetricsHook(FakeHook):
             self.sent.set()
             self.metrics_closed = True
 
-    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
+    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
         async with asyncio.timeout(10):
             await self.sent.wait()
         async for batch in super().iter_job_log_batches(job_id, namespace=namespace, cursor=cursor):

@@ -50,6 +50,8 @@ def operator(**kwargs: Any) -> tuple[HfJobRunOperator, mock.MagicMock]:
         HardwareInfo("a10g-small", "A10G small", "4 vCPU", "15 GB", None, 0.0166667, "minute")
     ]
     hook.list_jobs.return_value = []
+    hook.inspect_job.return_value = job("RUNNING")
+    hook.wait_for_job.return_value = job("CANCELED")  # a verified cancel follows the job to its end
     op.__dict__["hook"] = hook
     return op, hook
 
@@ -406,3 +408,61 @@ def test_failure_without_followed_logs_still_shows_the_log_tail() -> None:
     hook.fetch_job_logs.return_value = iter(["last words"])
     with pytest.raises(HfJobFailedError, match="last words"):
         op.execute_complete({"ti": FakeTI()}, event("error", "ERROR"))
+
+
+@pytest.mark.parametrize(
+    ("interrupt", "reason"),
+    [
+        (KeyboardInterrupt(), "the task was interrupted (Ctrl-C)"),
+        (SystemExit(1), "the task was stopped"),
+        (HfJobsError("the API went away"), "the task stopped watching it on HfJobsError"),
+    ],
+)
+def test_whatever_stops_the_worker_watch_cancels_the_job_once(interrupt: BaseException, reason: str) -> None:
+    """Ctrl-C (``airflow dags test``), SIGTERM's exit or a lost API while the worker follows its job: the job
+    is cancelled and the cancel followed to its end, once, even when ``on_kill`` comes after."""
+    op, hook = operator()
+    hook.run_job.return_value = job("RUNNING")
+    with mock.patch.object(op, "_show_logs", side_effect=interrupt), pytest.raises(type(interrupt)):
+        op.execute({"ti": FakeTI()})
+    hook.cancel_job.assert_called_once_with(JOB_ID, namespace="alice")
+    assert op._cancel_outcome is not None and op._cancel_outcome.stage == "CANCELED"
+    assert reason in op._cancel_outcome.message
+    op.on_kill()  # Airflow's SIGTERM handler after the interrupt: no second cancel
+    hook.cancel_job.assert_called_once()
+
+
+def test_a_cancel_not_seen_ending_says_how_to_cancel_by_hand() -> None:
+    op, hook = operator()
+    op.job_id, op.job_namespace = JOB_ID, "alice"
+    hook.endpoint = "http://127.0.0.1:8910"
+    hook.wait_for_job.side_effect = TimeoutError("still RUNNING")
+    op.on_kill()
+    assert op._cancel_outcome is not None and not op._cancel_outcome.confirmed
+    message = op._cancel_outcome.message
+    assert "still RUNNING" in message and "may still be running" in message
+    assert f"HF_ENDPOINT=http://127.0.0.1:8910 hf jobs cancel {JOB_ID} --namespace alice" in message
+
+
+def test_a_deferring_task_does_not_cancel_its_job() -> None:
+    op, hook = operator(deferrable=True)
+    hook.run_job.return_value = job("SCHEDULING")
+    with pytest.raises(TaskDeferred):
+        op.execute({"ti": FakeTI()})
+    hook.cancel_job.assert_not_called()
+
+
+@pytest.mark.parametrize("cancel_on_kill", [None, False, True])
+def test_a_sensor_cancels_the_job_it_watches_only_when_told_it_owns_it(cancel_on_kill: bool | None) -> None:
+    kwargs = {} if cancel_on_kill is None else {"cancel_on_kill": cancel_on_kill}
+    sensor = HfJobSensor(task_id="watch", job_id=JOB_ID, deferrable=True, **kwargs)
+    hook = mock.MagicMock()
+    hook.namespace = "alice"
+    hook.inspect_job.return_value = job("RUNNING")
+    hook.wait_for_job.return_value = job("CANCELED")
+    sensor.__dict__["hook"] = hook
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({"ti": FakeTI()})
+    assert deferred.value.trigger.cancel_on_kill is bool(cancel_on_kill)
+    sensor.on_kill()
+    assert hook.cancel_job.call_count == (1 if cancel_on_kill else 0)

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_hfjobs.cancellation import manual_cancel_command
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.jobs import JobInfo, format_timestamp, task_instance_labels
-from airflow_provider_hfjobs.operators.maintenance import HfOrphanJobsOperator, manual_cancel_command
+from airflow_provider_hfjobs.operators.maintenance import HfOrphanJobsOperator
 from airflow_provider_hfjobs.orphans import (
     DEFAULT_MIN_AGE,
     JobOwner,

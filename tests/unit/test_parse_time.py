@@ -319,3 +319,38 @@ def test_the_parse_time_cases_are_documented() -> None:
     doc = (REPO / "docs" / "reliability.md").read_text()
     documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", doc, flags=re.MULTILINE))
     assert {"parse-unknown-flavor", "parse-script-missing-beside-dag", "parse-any-literal"} <= documented
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"stall_timeout": "30 minutes"}, "stall_timeout"),
+        ({"stall_timeout": -1}, "stall_timeout"),
+        ({"max_cost_usd": 0}, "max_cost_usd"),
+        ({"max_cost_usd": "lots"}, "max_cost_usd"),
+        ({"idle_gpu_timeout": "1h", "idle_gpu_threshold": 150}, "idle_gpu_threshold"),
+        ({"max_scheduling_time": "soon"}, "max_scheduling_time"),
+        ({"flavor": ["a10g-small", "a10g-small"], "max_scheduling_time": "5m"}, r"flavor\[1\]"),
+        ({"flavor": ["a10g-small", "l4x1"]}, "a fallback order needs max_scheduling_time"),
+        ({"flavor": ["a10g-smal", "l4x1"], "max_scheduling_time": "5m"}, "did you mean"),
+        ({"flavor": []}, "empty list"),
+    ],
+)
+def test_bad_literal_guardrails_fail_when_the_dag_is_parsed(arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(HfJobsInputError, match=r"^Task 'guarded': .*" + message):
+        HfJobRunOperator(task_id="guarded", image="python:3.12", command=["python", "-c", "1"], **arguments)
+    with pytest.raises(HfJobsInputError, match=r"^Task 'guarded': .*" + message):
+        HfUvJobOperator(task_id="guarded", script="print(1)", **arguments)
+
+
+def test_templated_guardrails_wait_for_run_time_and_good_ones_parse() -> None:
+    HfJobRunOperator(
+        task_id="guarded", image="python:3.12", command=["python", "-c", "1"], stall_timeout="{{ params.stall }}",
+        max_cost_usd="{{ params.cap }}", idle_gpu_timeout="1h", idle_gpu_threshold=2.5,
+        flavor=["h200", "a100-large"], max_scheduling_time="{{ params.wait }}",
+    )  # fmt: skip
+    op = HfJobRunOperator(
+        task_id="good", image="python:3.12", command=["python", "-c", "1"], stall_timeout="30m", max_cost_usd=2,
+        flavor=["h200", "a100-large"], max_scheduling_time="10m",
+    )  # fmt: skip
+    assert op._current_flavor() == "h200" and op._guardrails().max_scheduling_time == 600

@@ -61,7 +61,7 @@ class FakeHook:
     async def get_credentials(self) -> HfJobsCredentials:
         return HfJobsCredentials(endpoint="http://hub.test", token="hf_secret_token_value", namespace="alice")
 
-    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
+    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
         self.cursors.append(cursor)
         if isinstance(self.lines, Exception):
             raise self.lines
@@ -74,10 +74,15 @@ class FakeHook:
 
     async def inspect_job(self, job_id: str, *, namespace: str) -> JobInfo:
         self.inspected += 1
-        answer = self.inspections.pop(0)
+        if self.cancelled:  # a verified cancel looks again: the job ended
+            return job("CANCELED")
+        answer = self.inspections.pop(0) if self.inspections else job("RUNNING")
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    async def wait_for_job(self, job_id: str, *, namespace: str, **_: Any) -> JobInfo:
+        return await self.inspect_job(job_id, namespace=namespace)
 
 
 class RecordingLog:
@@ -275,7 +280,7 @@ async def test_task_state_unknown_means_user_action() -> None:
 
 async def test_log_stream_that_gives_up_is_caught_up_after_the_job_ends(monkeypatch) -> None:
     class GivesUpOnce(FakeHook):
-        async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int):
+        async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
             self.cursors.append(cursor)
             for index, text in enumerate(self.lines, start=1):
                 if index >= cursor:
@@ -307,7 +312,7 @@ async def test_cancelled_trigger_cancels_the_job_only_before_3_3_and_only_if_the
 
     monkeypatch.setattr(module, "TRIGGER_ON_KILL", on_kill_exists)
     hook = FakeHook(lines=[], inspections=[job("RUNNING")] * 100)
-    trigger = HfJobTrigger(JOB_ID, "alice", poll_interval=0.01)
+    trigger = HfJobTrigger(JOB_ID, "alice", poll_interval=0.01, cancel_on_kill=True)
     monkeypatch.setattr(trigger, "_hook", lambda: hook)
 
     async def deferred() -> bool:
@@ -369,3 +374,66 @@ async def test_triggers_starting_together_share_one_connection_lookup(monkeypatc
     assert first is second and second.endpoint == "http://127.0.0.1:1"
     monkeypatch.setattr(_recent_credentials, "seconds", -1.0)  # every entry has expired
     assert (await HfJobsAsyncHook("hf_shared").get_credentials()).endpoint == "http://127.0.0.1:2"
+
+
+@pytest.mark.parametrize("on_kill_exists", [False, True])
+async def test_a_trigger_not_told_it_owns_the_job_never_cancels_it(on_kill_exists, monkeypatch) -> None:
+    """``HfJobSensor`` builds its trigger without ``cancel_on_kill``: a job it only watches is not its own,
+    whatever stops the watch (a cancelled trigger before 3.3, ``on_kill`` on 3.3)."""
+    import asyncio
+
+    from airflow_provider_hfjobs.triggers import hfjobs as module
+
+    monkeypatch.setattr(module, "TRIGGER_ON_KILL", on_kill_exists)
+    hook = FakeHook(lines=[], inspections=[job("RUNNING")] * 100)
+    trigger = HfJobTrigger(JOB_ID, "alice", poll_interval=0.01)
+    assert trigger.serialize()[1]["cancel_on_kill"] is False
+    monkeypatch.setattr(trigger, "_hook", lambda: hook)
+
+    async def not_deferred() -> bool:
+        return False
+
+    monkeypatch.setattr(trigger, "_task_still_deferred", not_deferred)
+
+    async def consume() -> None:
+        async for _ in trigger.run():
+            pass
+
+    task = asyncio.ensure_future(consume())
+    while hook.inspected < 2:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await trigger.on_kill()
+    assert hook.cancelled == []
+
+
+async def test_an_unexpected_exception_becomes_an_error_event(monkeypatch) -> None:
+    """A bug or an odd answer never kills the trigger silently: the task gets an error event (and, being
+    the job's owner, cancels it when it resumes)."""
+    hook = FakeHook(lines=[], inspections=[RecursionError("deep"), job("RUNNING")])
+    trigger = HfJobTrigger(JOB_ID, "alice", stream_logs=False, poll_interval=0.01, cancel_on_kill=True)
+    monkeypatch.setattr(trigger, "_hook", lambda: hook)
+    payloads = [event.payload async for event in trigger.run()]
+    assert len(payloads) == 1
+    assert payloads[0]["status"] == "error" and payloads[0]["stage"] is None
+    assert "RecursionError" in payloads[0]["message"] and "deep" not in payloads[0]["message"]
+
+
+async def test_cancel_reports_a_job_already_over_as_what_it_is(monkeypatch) -> None:
+    """A stop arriving after the job ended (an old trigger picked up late) sends no cancel and says so."""
+    hook = FakeHook(lines=[], inspections=[job("COMPLETED")])
+    trigger = HfJobTrigger(JOB_ID, "alice", cancel_on_kill=True)
+    monkeypatch.setattr(trigger, "_hook", lambda: hook)
+    log = recorded(trigger)
+
+    async def not_deferred() -> bool:
+        return False
+
+    monkeypatch.setattr(trigger, "_task_still_deferred", not_deferred)
+    await trigger.on_kill()
+    assert hook.cancelled == []
+    assert ("info", f"Hugging Face job {JOB_ID} had already ended COMPLETED (its task was stopped): nothing "
+            "to cancel.") in log.records  # fmt: skip
+    assert not any("Cancelled" in message for _, message in log.records)
