@@ -1337,7 +1337,7 @@ def _check_depth(data: dict[str, Any] | list[Any]) -> None:
 def body_limit(status_code: int, *, listing: bool = False) -> int:
     """How many bytes of an answer's body to read: see :data:`MAX_ERROR_BODY_BYTES` and the others. A
     transport reads at most this plus one byte, so that :func:`json_answer` can tell a body that was cut."""
-    if status_code >= 400:
+    if is_error_status(status_code):
         return MAX_ERROR_BODY_BYTES
     return MAX_LIST_PAGE_BYTES if listing else MAX_JSON_BODY_BYTES
 
@@ -1391,6 +1391,8 @@ def error_for_response(
     ref = f" (request id {request_id})" if request_id else ""
     after = ", still after retries" if retried else ""
     cls: type[HfJobsAPIError]
+    if is_redirect(status_code):
+        return HfJobsAPIError(redirect_message(status_code, headers, action), status_code=status_code)
     if status_code == 401:
         cls = HfJobsAuthError
         text = (
@@ -1432,6 +1434,36 @@ def error_for_response(
         server_message=server,
         request_id=request_id,
         retry_after=retry_after_seconds(headers),
+    )
+
+
+def is_redirect(status_code: int) -> bool:
+    return 300 <= status_code < 400
+
+
+def is_error_status(status_code: int) -> bool:
+    """An answer both hooks turn into an error: a 4xx or 5xx, and a redirect, which no hook follows."""
+    return status_code >= 300
+
+
+def redirect_message(status_code: int, headers: Mapping[str, str] | None, action: str) -> str:
+    """The one redirect rule, for both hooks and every route: never followed, to another origin or not, so
+    that neither the token nor a body holding secret values is ever sent anywhere but the endpoint (the
+    Jobs API does not redirect; a proxy or a moved endpoint does). Only the target's origin is shown."""
+    location = _header(headers, "location")
+    origin = None
+    if location:
+        try:
+            parts = urlsplit(location)
+            origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+        except ValueError:
+            origin = None
+    where = f" to {origin[:200]}" if origin else ""
+    fix = f" (perhaps {origin[:200]})" if origin else ""
+    return (
+        f"Could not {action}: the endpoint answered with a redirect (HTTP {status_code}){where}, which is not "
+        "followed so that neither the token nor the request's body (which may hold secret values) goes "
+        f"anywhere else. Set the connection's host to the address that answers itself{fix}."
     )
 
 

@@ -57,6 +57,7 @@ from airflow_provider_hfjobs.jobs import (
     error_for_response,
     inspect_job_call,
     inspect_scheduled_job_call,
+    is_error_status,
     job_logs_route,
     job_metrics_route,
     namespace_from_whoami,
@@ -204,7 +205,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                     raise outcome_unknown(failure) from None
                 delay = attempts.after(failure)
             else:
-                if status < 400:
+                if not is_error_status(status):
                     return status, headers, content
                 retryable = idempotent or status in CREATE_NOT_APPLIED_STATUS
                 failure = error_for_response(
@@ -340,7 +341,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                 stream = await self._open_stream(url, creds, route.read_timeout)
                 try:
                     status = stream.status_code
-                    if status >= 400:
+                    if is_error_status(status):
                         content = await self._error_body(stream)  # read to its end: the connection stays kept
                         if status not in route.ends_on:
                             error = error_for_response(
@@ -418,7 +419,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
             try:
                 stream = await self._open_stream(url, creds, route.read_timeout)
                 try:
-                    if stream.status_code >= 400:
+                    if is_error_status(stream.status_code):
                         body, headers = await self._error_body(stream), stream.headers
                     else:
                         body = headers = None

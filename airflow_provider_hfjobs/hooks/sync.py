@@ -82,6 +82,7 @@ from airflow_provider_hfjobs.jobs import (
     hardware_call,
     inspect_job_call,
     inspect_scheduled_job_call,
+    is_error_status,
     job_logs_route,
     job_metrics_route,
     job_route,
@@ -252,7 +253,7 @@ class HfJobsHook(_HfJobsHookBase):
                 delay = attempts.after(failure)
             else:
                 status = response.status_code
-                if status < 400:
+                if not is_error_status(status):
                     return _Answer(status, response.headers, content)
                 retryable = idempotent or status in CREATE_NOT_APPLIED_STATUS
                 failure = error_for_response(
@@ -274,7 +275,7 @@ class HfJobsHook(_HfJobsHookBase):
         with Deadline(deadline) as watch:
             try:
                 response = self.session.request(
-                    method, url, headers=self._auth(), stream=True, verify=self._verify,
+                    method, url, headers=self._auth(), stream=True, verify=self._verify, allow_redirects=False,
                     timeout=(min(self.request_timeout, deadline), self.request_timeout), **kwargs,
                 )  # fmt: skip
                 watch.attach_response(response)
@@ -425,7 +426,7 @@ class HfJobsHook(_HfJobsHookBase):
             except requests.RequestException as exc:
                 applied, failure = True, HfJobsConnectionError(f"Could not {action}: {type(exc).__name__}.")
             else:
-                if response.status_code < 400:
+                if not is_error_status(response.status_code):
                     return call.result(response.status_code, content, self.endpoint)
                 status, headers = response.status_code, response.headers
                 applied = status not in CREATE_NOT_APPLIED_STATUS and status >= 500
@@ -772,7 +773,7 @@ class HfJobsHook(_HfJobsHookBase):
             use_tail = False
             try:
                 with self._open_stream(url, params, read_timeout) as response:
-                    if response.status_code >= 400:
+                    if is_error_status(response.status_code):
                         error = error_for_response(
                             response.status_code, self._error_body(response), response.headers,
                             action=route.action, namespace=ns, job_id=job_id,
@@ -843,6 +844,7 @@ class HfJobsHook(_HfJobsHookBase):
             try:
                 response = self.session.get(
                     url, params=params, headers={**self._auth(), "Accept": "text/event-stream"}, stream=True,
+                    allow_redirects=False,
                     timeout=(min(STREAM_CONNECT_TIMEOUT, deadline), read_timeout), verify=self._verify,
                 )  # fmt: skip
             except Exception:
@@ -893,7 +895,7 @@ class HfJobsHook(_HfJobsHookBase):
             try:
                 with self._open_stream(url, None, route.read_timeout) as response:
                     status = response.status_code
-                    if status >= 400:
+                    if is_error_status(status):
                         content = self._error_body(response)  # read whole: the connection is kept
                         if status not in route.ends_on:
                             error = error_for_response(
