@@ -60,3 +60,13 @@ def unseal_mask_values(sealed: str | None) -> list[str]:
         )
         return []
     return [value for value in values if isinstance(value, str) and value]
+
+
+def is_masked(value: str, name: str | None = None) -> bool:
+    """Would Airflow's secrets masker hide ``value`` (it holds a registered secret: a masked Variable, a
+    connection's password, a rendered ``secrets`` value), or hide any value under the name ``name``
+    (``api_key``, ``password``, ``token`` ...)? Such a value must travel as a job *secret*: a job's
+    environment and script are shown by the Jobs API and the job page to whoever can list the namespace."""
+    from airflow.providers.common.compat.sdk import redact
+
+    return bool(value) and redact(value, name) != value

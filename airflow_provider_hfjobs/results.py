@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
@@ -119,6 +119,39 @@ def encode_arguments(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     return json.dumps({"args": list(args), "kwargs": kwargs})
 
 
+#: A secret argument's stand-in in the script: ``{SECRET_REFERENCE: "<job secret name>"}``; the runner puts
+#: the value from the job's environment back before calling the function.
+SECRET_REFERENCE = "__hfjobs_secret__"
+#: The job secret names that carry secret arguments (``HFJOBS_SECRET_ARG_1`` ...).
+SECRET_ARGUMENT_PREFIX = "HFJOBS_SECRET_ARG_"
+
+
+def seal_secret_arguments(
+    named: dict[str, Any], is_secret: Callable[[str | None, str], bool]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The arguments (by parameter name) with every string ``is_secret(name, value)`` calls secret replaced
+    by a reference to a job secret, and those secrets (name to value): a secret argument then travels as the
+    job's ``secrets`` do (names only on the API and the job page), never in the script that the job's
+    environment shows (``UV_SCRIPT_ENCODED``). Strings are looked at anywhere in the JSON values, under
+    the name of their dict key, else of the argument."""
+    secrets: dict[str, str] = {}
+
+    def seal(name: str | None, value: Any) -> Any:
+        if isinstance(value, str):
+            if not is_secret(name, value):
+                return value
+            reference = f"{SECRET_ARGUMENT_PREFIX}{len(secrets) + 1}"
+            secrets[reference] = value
+            return {SECRET_REFERENCE: reference}
+        if isinstance(value, dict):
+            return {key: seal(key if isinstance(key, str) else name, item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [seal(name, item) for item in value]
+        return value
+
+    return {key: seal(key, value) for key, value in named.items()}, secrets
+
+
 # --------------------------------------------------------------------------------------------- the script
 _RUNNER = """
 
@@ -126,6 +159,7 @@ _RUNNER = """
 def _hfjobs_run(function, arguments):
     import base64
     import json
+    import os
     import sys
     import traceback
 
@@ -140,8 +174,18 @@ def _hfjobs_run(function, arguments):
         stream.flush()
 
     name = getattr(function, "__name__", "function")
+
+    def unseal(value):  # a secret argument travelled as a job secret: its value is in the environment
+        if isinstance(value, dict):
+            if set(value) == {@@SECRET_REFERENCE@@}:
+                return os.environ[value[@@SECRET_REFERENCE@@]]
+            return {key: unseal(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [unseal(item) for item in value]
+        return value
+
     try:
-        arguments = json.loads(arguments)
+        arguments = unseal(json.loads(arguments))
         value = function(*arguments["args"], **arguments["kwargs"])
         try:
             text = json.dumps(value)
@@ -188,6 +232,7 @@ def runner_source(function_name: str, arguments_json: str) -> str:
         "MAX_ERROR_MESSAGE_CHARS": repr(MAX_ERROR_MESSAGE_CHARS),
         "FUNCTION": function_name,
         "ARGUMENTS": repr(arguments_json),
+        "SECRET_REFERENCE": repr(SECRET_REFERENCE),
     }
     return re.sub(r"@@([A-Z_]+)@@", lambda match: constants[match.group(1)], _RUNNER)
 

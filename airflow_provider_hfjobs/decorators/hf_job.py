@@ -20,6 +20,10 @@ works as for ``@task``). An exception in the function fails the task with its ty
 frames. Everything else is :class:`~airflow_provider_hfjobs.operators.hfjobs.HfUvJobOperator`'s: flavor,
 secrets, volumes, timeout, deferrable, reattach.
 
+Secret arguments: an argument value Airflow masks (a masked Variable, a connection's password), or one
+named in ``secret_arguments=[...]``, travels as a job secret (names only on the Jobs API and the job page),
+never in the script the job's environment shows.
+
 Limits: arguments and the return value are JSON (the return value at most 512 KiB: write more to a bucket
 volume and return its path); no lambdas and no closures (the function travels as source); the function
 imports what it uses; names of the DAG file (other functions, constants) do not exist in the job.
@@ -36,6 +40,7 @@ from airflow.providers.common.compat.sdk import DecoratedOperator, task_decorato
 from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError, HfJobsInputError
 from airflow_provider_hfjobs.guardrails import GuardStop
 from airflow_provider_hfjobs.jobs import JobInfo, encode_script_source
+from airflow_provider_hfjobs.masking import is_masked
 from airflow_provider_hfjobs.operators.hfjobs import HfUvJobOperator
 from airflow_provider_hfjobs.results import (
     RESULT_TAIL_LINES,
@@ -43,6 +48,7 @@ from airflow_provider_hfjobs.results import (
     check_json_argument,
     decode_result,
     error_summary,
+    seal_secret_arguments,
 )
 
 #: What HfUvJobOperator's own checks see while the operator is made (inline source, then replaced).
@@ -108,6 +114,7 @@ class HfJobDecoratedOperator(DecoratedOperator, HfUvJobOperator):
         python_callable: Callable[..., Any],
         op_args: Sequence[Any] | None = None,
         op_kwargs: Mapping[str, Any] | None = None,
+        secret_arguments: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         check_function(python_callable)
@@ -125,6 +132,8 @@ class HfJobDecoratedOperator(DecoratedOperator, HfUvJobOperator):
             script=_PLACEHOLDER_SCRIPT,
             **kwargs,
         )
+        #: Parameters whose values are secret whatever the masker says (values it masks are secret anyway).
+        self.secret_arguments = list(secret_arguments)
         # The script without arguments yet, so that a function too large fails when the DAG is parsed;
         # execute() builds it again with the arguments.
         self.script = build_function_script(self._function_source(), python_callable.__name__)
@@ -205,6 +214,7 @@ class HfJobDecoratedOperator(DecoratedOperator, HfUvJobOperator):
 
     def _build_script(self, context: Any) -> str:
         args, kwargs = self._call_arguments(context)
+        args, kwargs = self._seal_secret_arguments(args, kwargs)
         script = build_function_script(
             self._function_source(),
             self.python_callable.__name__,
@@ -214,6 +224,39 @@ class HfJobDecoratedOperator(DecoratedOperator, HfUvJobOperator):
         )
         self._check_script_size(script)
         return script
+
+    def _seal_secret_arguments(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Arguments whose value Airflow masks (a masked Variable, a connection password: ``***`` in the
+        task log) or named in ``secret_arguments`` travel as job secrets, never in the script: the job's
+        environment (``UV_SCRIPT_ENCODED``) is shown by the Jobs API and the job page."""
+        marked = set(self.secret_arguments)
+        names = list(inspect.signature(self.python_callable).parameters)
+        positional = {index: name for index, name in enumerate(names)}
+
+        def is_secret(name: str | None, value: str) -> bool:
+            return name in marked or is_masked(value, name)
+
+        # A positional argument is named after its parameter, so that secret_arguments and names apply.
+        named = {**{positional.get(i, f"#{i}"): value for i, value in enumerate(args)}, **kwargs}
+        sealed, secrets = seal_secret_arguments(named, is_secret)
+        if not secrets:
+            return args, kwargs
+        taken = set(self.secrets or {}) | set(self.env or {})
+        if clash := sorted(taken & set(secrets)):
+            raise HfJobsInputError(
+                f"Task {self.task_id!r}: {', '.join(clash)} is reserved for {self.python_callable.__name__}()'s "
+                "secret arguments: name your env or secrets otherwise."
+            )
+        self.secrets = {**(self.secrets or {}), **secrets}
+        self._mask_secrets()
+        self.log.info(
+            "%d argument value(s) of %s() that Airflow masks travel as job secrets (%s), not in the script.",
+            len(secrets), self.python_callable.__name__, ", ".join(secrets),
+        )  # fmt: skip
+        values, keys = list(sealed.values()), list(sealed)
+        return values[: len(args)], dict(zip(keys[len(args) :], values[len(args) :], strict=True))
 
     # -------------------------------------------------------------------------------------------- the run
     def execute(self, context: Any) -> Any:

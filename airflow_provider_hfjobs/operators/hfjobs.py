@@ -58,7 +58,7 @@ from airflow_provider_hfjobs.jobs import (
     validate_namespace,
 )
 from airflow_provider_hfjobs.links.hfjobs import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, HfJobLink
-from airflow_provider_hfjobs.masking import seal_mask_values
+from airflow_provider_hfjobs.masking import is_masked, seal_mask_values
 from airflow_provider_hfjobs.metrics import (
     MetricsAccumulator,
     flavor_has_gpu,
@@ -408,6 +408,25 @@ class HfJobRunOperator(BaseOperator):
         super().render_template_fields(context, jinja_env)
         self._mask_secrets()
 
+    def _move_masked_env_to_secrets(self) -> None:
+        """An ``env`` value Airflow masks (a masked Variable, a connection's password put in ``env``) goes
+        as a job secret instead: a job's environment is shown by the Jobs API and the job page to whoever
+        can list the namespace; secrets are shown by name only."""
+        if not isinstance(self.env, Mapping):
+            return
+        moved = {
+            name: value for name, value in self.env.items() if isinstance(value, str) and is_masked(value)
+        }
+        if not moved:
+            return
+        self.env = {name: value for name, value in self.env.items() if name not in moved}
+        self.secrets = {**(self.secrets or {}), **moved}
+        self.log.info(
+            "env %s hold(s) a value Airflow masks: sent as job secret(s) instead, so the Jobs API and the job "
+            "page show only the name(s); put such values in secrets=.",
+            ", ".join(sorted(moved)),
+        )
+
     def _mask_secrets(self) -> None:
         if isinstance(self.secrets, Mapping):
             for value in self.secrets.values():
@@ -531,6 +550,7 @@ class HfJobRunOperator(BaseOperator):
         self._mask_secrets()
         self.job_url = ""  # no job in this try yet (Airflow clears a try's XComs when it starts)
         self._check_arguments(context)  # the rendered values, before any request (the hook checks again)
+        self._move_masked_env_to_secrets()
         self._flavor_in_use = None
         job = (
             self._previous_job(context, self._own_labels(context)[TASK_INSTANCE_LABEL])

@@ -266,3 +266,28 @@ def test_run_time_arguments_are_resolved_values_checked_as_json() -> None:
     op.op_kwargs = {}
     with pytest.raises(HfJobsInputError, match=r"argument 'run_id' .* It comes from the Airflow context"):
         op._build_script({"run_id": pendulum.now()})
+
+
+def test_secret_arguments_travel_as_job_secrets_and_come_back_in_the_job(tmp_path) -> None:
+    """seal_secret_arguments takes secret strings (anywhere in the JSON) out of the script; the runner puts
+    them back from the job's environment before calling the function."""
+    import os
+    import subprocess
+    import sys
+
+    from airflow_provider_hfjobs.results import build_function_script, seal_secret_arguments
+
+    named = {"key": "s3cr3t", "config": {"password": "pw", "rows": 3}, "shards": ["a", "b"]}
+    sealed, secrets = seal_secret_arguments(named, lambda name, value: value in ("s3cr3t", "pw"))
+    assert secrets == {"HFJOBS_SECRET_ARG_1": "s3cr3t", "HFJOBS_SECRET_ARG_2": "pw"}
+    assert "s3cr3t" not in repr(sealed) and "pw" not in repr(sealed) and sealed["shards"] == ["a", "b"]
+    source = "def echo(key, config, shards):\n    print(key, config['password'], config['rows'], shards)\n    return 1\n"
+    script = build_function_script(source, "echo", kwargs=sealed)
+    assert "s3cr3t" not in script
+    path = tmp_path / "job.py"
+    path.write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(path)], env={**os.environ, **secrets}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "s3cr3t pw 3 ['a', 'b']"
