@@ -103,6 +103,12 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Off only for testing: anyone on the network path could read the token.",
                         "schema": {"type": ["boolean", "null"], "default": True},
                     },
+                    "allow_insecure_http": {
+                        "label": "Allow plain HTTP to another machine",
+                        "description": "An http:// endpoint other than this machine is refused (the token would "
+                        "travel in clear) unless this is on: only for a network you trust.",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login", "extra"],

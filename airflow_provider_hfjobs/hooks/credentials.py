@@ -8,6 +8,7 @@ transport) do.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import platform
 import ssl
@@ -80,13 +81,51 @@ def credentials_from_connection(
         raise HfJobsInputError(
             f"the connection's ca_bundle extra must be the path of a CA file or directory; got {ca_bundle!r}."
         )
-    verify = extra.get("verify", True)
-    if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "1", "0", "yes", "no", ""):
-        verify = verify.strip().lower() not in ("false", "0", "no")
-    if not isinstance(verify, bool):
-        raise HfJobsInputError(f"the connection's verify extra must be true or false; got {verify!r}.")
+    verify = _flag(extra.get("verify", True), "verify", default=True)
+    insecure = _flag(extra.get("allow_insecure_http", False), "allow_insecure_http", default=False)
+    check_plain_http(endpoint, insecure, "connection")
     return HfJobsCredentials(
         endpoint=endpoint, token=token, namespace=namespace, ca_bundle=ca_bundle, verify=verify
+    )
+
+
+#: The environment's way (with ``HF_TOKEN``/``HF_ENDPOINT``) to allow a plain-HTTP endpoint beyond this machine.
+ALLOW_INSECURE_HTTP_ENV = "HFJOBS_ALLOW_INSECURE_HTTP"
+
+
+def _flag(value: Any, name: str, *, default: bool) -> bool:
+    """A connection extra that is true or false (a string from the UI form too; empty: ``default``)."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", ""):
+        text = value.strip().lower()
+        return default if not text else text in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise HfJobsInputError(f"the connection's {name} extra must be true or false; got {value!r}.")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plain_http(endpoint: str, allowed: bool, where: str) -> None:
+    """An ``http://`` endpoint on a host other than this machine would carry the token (and every secret of
+    a create) in clear: refused unless allowed in so many words. Loopback (the local Jobs server) is fine."""
+    parts = urlsplit(endpoint)
+    if parts.scheme != "http" or allowed or _is_loopback(parts.hostname or ""):
+        return
+    how = (
+        'set the connection extra {"allow_insecure_http": true}'
+        if where == "connection"
+        else f"set {ALLOW_INSECURE_HTTP_ENV}=1"
+    )
+    raise HfJobsInputError(
+        f"the Hub endpoint {endpoint} is plain HTTP to another machine: the token and the jobs' secrets would "
+        f"travel in clear. Use https://, or, on a network you trust (a proxy on this machine's LAN), {how}."
     )
 
 
@@ -125,8 +164,12 @@ def credentials_from_environment(environ: Mapping[str, str], conn_id: str) -> Hf
     namespace = environ.get("HF_JOBS_NAMESPACE") or None
     if namespace:
         validate_namespace(namespace)
+    endpoint = normalize_endpoint(environ.get("HF_ENDPOINT"))
+    check_plain_http(
+        endpoint, environ.get(ALLOW_INSECURE_HTTP_ENV, "").lower() in ("1", "true", "yes"), "env"
+    )
     return HfJobsCredentials(
-        endpoint=normalize_endpoint(environ.get("HF_ENDPOINT")),
+        endpoint=endpoint,
         token=token,
         namespace=namespace,
         source="env",

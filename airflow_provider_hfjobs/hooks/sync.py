@@ -944,14 +944,18 @@ class HfJobsHook(_HfJobsHookBase):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra ``namespace`` and ``ca_bundle`` fields for the 2.11 form (3.x reads ``conn-fields``)."""
+        """The ``conn-fields`` extras for the 2.11 form (3.x reads ``conn-fields`` itself)."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
-        from wtforms import StringField
+        from wtforms import BooleanField, StringField
 
         return {
             "namespace": StringField(lazy_gettext("Namespace"), widget=BS3TextFieldWidget()),
             "ca_bundle": StringField(lazy_gettext("CA bundle (path)"), widget=BS3TextFieldWidget()),
+            "verify": BooleanField(lazy_gettext("Verify TLS certificates"), default=True),
+            "allow_insecure_http": BooleanField(
+                lazy_gettext("Allow plain HTTP to another machine"), default=False
+            ),
         }
 
     # -------------------------------------------------------------------------------------------- orphans

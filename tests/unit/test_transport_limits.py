@@ -236,3 +236,40 @@ def test_one_ssl_context_per_distinct_ca_setting(tmp_path) -> None:
 
 def test_json_answer_is_the_one_json_rule() -> None:
     assert json_answer(201, json.dumps({"id": "a"}).encode(), action="create a job") == {"id": "a"}
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "refused"),
+    [
+        ("http://jobs.example.com", {}, True),
+        ("http://10.1.2.3:8910", {}, True),
+        ("http://jobs.example.com", {"allow_insecure_http": True}, False),
+        ("http://jobs.example.com", {"allow_insecure_http": "true"}, False),
+        ("http://127.0.0.1:8910", {}, False),
+        ("http://localhost:8910", {}, False),
+        ("http://[::1]:8910", {}, False),
+        ("https://jobs.example.com", {}, False),
+    ],
+)
+def test_plain_http_beyond_this_machine_needs_allow_insecure_http(
+    host: str, extra: dict, refused: bool
+) -> None:
+    """The token (and a create's secret values) would travel in clear (issue 21, item 6)."""
+    from airflow_provider_hfjobs.hooks.credentials import (
+        credentials_from_connection,
+        credentials_from_environment,
+    )
+
+    if refused:
+        with pytest.raises(
+            HfJobsInputError, match=r"plain HTTP to another machine.*allow_insecure_http"
+        ) as info:
+            credentials_from_connection(host, None, "hf_secret_token_value", extra)
+        assert "hf_secret_token_value" not in str(info.value)
+        with pytest.raises(HfJobsInputError, match="HFJOBS_ALLOW_INSECURE_HTTP=1"):
+            credentials_from_environment({"HF_TOKEN": "hf_x", "HF_ENDPOINT": host}, "hf_default")
+        credentials_from_environment(
+            {"HF_TOKEN": "hf_x", "HF_ENDPOINT": host, "HFJOBS_ALLOW_INSECURE_HTTP": "1"}, "hf_default"
+        )
+    else:
+        assert credentials_from_connection(host, None, "hf_x", extra).endpoint.startswith(host.split("//")[0])
