@@ -12,7 +12,7 @@ VENV_AF2 := .venv-af2
 CONSTRAINTS_AF2 := constraints/airflow-2.11.2-py3.11.txt
 STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
 
-.PHONY: venv venv-af2 browser test test-af3 test-af2 demo lint format clean
+.PHONY: venv venv-af2 browser services test test-af3 test-af2 demo lint format clean
 
 venv: $(STAMP)
 venv-af2: $(STAMP_AF2)
@@ -42,13 +42,32 @@ browser:
 		echo "!!! WARNING: no Chromium at $(CHROMIUM) and no way to install it (needs root and apt-get): the browser tests will be SKIPPED. Install chromium, or set HFJOBS_CHROMIUM=/path/to/chromium"; \
 	fi
 
+# The distributed leg (tests/system/test_distributed.py) starts its own PostgreSQL and Redis servers from
+# Debian's postgresql and redis-server packages: installed when missing and we may (root, apt-get); else that
+# leg skips, loudly. HFJOBS_PG_BINDIR and HFJOBS_REDIS_SERVER point the test at other builds.
+services:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -x "$${HFJOBS_PG_BINDIR:-/nonexistent}/initdb" ] \
+		|| missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || [ -x "$${HFJOBS_REDIS_SERVER:-/nonexistent}" ] \
+		|| missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's$$missing for the distributed test leg"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing \
+			&& exit 0; \
+		echo "!!! WARNING: apt-get install$$missing FAILED: the distributed tests (tests/system/test_distributed.py) will be SKIPPED"; \
+	else \
+		echo "!!! WARNING: no$$missing and no way to install it (needs root and apt-get): the distributed tests (tests/system/test_distributed.py) will be SKIPPED. Install Debian's$$missing, or set HFJOBS_PG_BINDIR / HFJOBS_REDIS_SERVER"; \
+	fi
+
 # The whole suite on Airflow 3.3, then again on Airflow 2.11.
 test: lint test-af3 test-af2
 
-test-af3: venv browser
+test-af3: venv browser services
 	$(VENV)/bin/python -m pytest -q
 
-test-af2: venv-af2 browser
+test-af2: venv-af2 browser services
 	$(VENV_AF2)/bin/python -m pytest -q
 
 lint: venv
