@@ -231,6 +231,11 @@ def _validate_env(env: Mapping[str, Any] | None, field_name: str, *, show_values
                 f"{field_name}[{key!r}] must be a string; got {type(value).__name__}{shown}. "
                 "Convert it, e.g. str(value) or a JSON string."
             )
+        if "\0" in value:  # never quoted: it may be a secret
+            raise HfJobsInputError(
+                f"{field_name}[{key!r}] contains a NUL byte ('\\x00'), which no environment variable can "
+                "hold: remove it (binary data travels base64-encoded)."
+            )
         clean[key] = value
     return clean
 
@@ -619,6 +624,11 @@ def validate_command(command: Sequence[str]) -> list[str]:
         if not isinstance(part, str):
             raise HfJobsInputError(
                 f"command[{position}] must be a string; got {type(part).__name__} {part!r}."
+            )
+        if "\0" in part:
+            raise HfJobsInputError(
+                f"command[{position}] contains a NUL byte ('\\x00'), which no program argument can hold: "
+                "remove it."
             )
     return list(command)
 

@@ -8,16 +8,21 @@ hf jobs run python:3.12 python -c "print('hello')"
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
 from airflow_provider_hfjobs.local.faults import Fault
-from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV
+from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV, check_flavor_capacity
 from airflow_provider_hfjobs.local.server import DEFAULT_NAMESPACE, LocalJobsServer, UnsafeBindError
 from airflow_provider_hfjobs.local.simulated import Scenario
+
+#: Longest a stop may take once signalled: jobs get SIGTERM, then SIGKILL, well within it.
+STOP_DEADLINE_SECONDS = 20.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the user the token belongs to")
     serve.add_argument(
         "--max-concurrency", type=int, default=4, help="jobs running at once; more wait in SCHEDULING"
+    )
+    serve.add_argument(
+        "--flavor-capacity",
+        action="append",
+        default=[],
+        metavar="FLAVOR=N",
+        help="at most N jobs of FLAVOR run at once (repeatable, e.g. --flavor-capacity a10g-small=0 "
+        "--flavor-capacity t4-small=1); the others wait in SCHEDULING and can be cancelled; 0: that flavor "
+        "never starts, as when the Hub has no such machine free (a test of a job that waits). Flavors not "
+        "listed: only --max-concurrency applies",
     )
     serve.add_argument(
         "--keepalive-interval", type=float, default=30.0, help="seconds between SSE keep-alives"
@@ -106,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_flavor_capacity(items: list[str]) -> dict[str, int]:
+    """``["a10g-small=0", "t4-small=1"]`` as ``{"a10g-small": 0, "t4-small": 1}`` (``ValueError`` if bad)."""
+    capacity: dict[str, int] = {}
+    for item in items:
+        flavor, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise ValueError(f"{item!r} must be FLAVOR=N with N a whole number, e.g. a10g-small=0")
+        capacity[flavor.strip()] = int(count)
+    return check_flavor_capacity(capacity)
+
+
 def read_token(token: str | None, token_file: str | None) -> str | None:
     """The token of ``--token`` or ``--token-file`` (``ValueError`` for both, an unreadable or empty file,
     or a file other users may read: the token runs commands as you)."""
@@ -145,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hfjobs-local: --simulate: {exc}", file=sys.stderr)
         return 2
     try:
+        flavor_capacity = parse_flavor_capacity(args.flavor_capacity)
+    except ValueError as exc:
+        print(f"hfjobs-local: --flavor-capacity: {exc}", file=sys.stderr)
+        return 2
+    try:
         token = read_token(args.token, args.token_file)
     except ValueError as exc:
         print(f"hfjobs-local: {exc}", file=sys.stderr)
@@ -156,13 +187,14 @@ def main(argv: list[str] | None = None) -> int:
             state_dir=args.state_dir, faults=faults, simulate=simulate, allowed_hosts=args.allow_host,
             volume_source_dir=args.volume_source_dir,
             pass_env=[*(() if args.no_default_pass_env else DEFAULT_PASS_ENV), *args.pass_env],
+            flavor_capacity=flavor_capacity,
         )  # fmt: skip
     except (UnsafeBindError, ValueError) as exc:  # a --volume-source-dir that is no directory, a bad name
         print(f"hfjobs-local: {exc}", file=sys.stderr)
         return 2
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    signal.signal(signal.SIGTERM, lambda *_: on_stop_signal(stopped))
+    signal.signal(signal.SIGINT, lambda *_: on_stop_signal(stopped))
     with server:
         print(f"Local Hugging Face Jobs server on {server.url} (namespace {server.namespace})", flush=True)
         # A token made here is shown once, to its user; one the user chose may be a real HF token, never echoed.
@@ -180,7 +212,23 @@ def main(argv: list[str] | None = None) -> int:
         if simulate is not None:
             print(f"  load-testing mode: jobs are simulated ({simulate}), no process runs", flush=True)
         stopped.wait()
+        # Whatever a job or a stuck thread does, the server is gone within STOP_DEADLINE_SECONDS.
+        threading.Thread(target=exit_after, args=(STOP_DEADLINE_SECONDS,), daemon=True).start()
     return 0
+
+
+def on_stop_signal(stopped: threading.Event) -> None:
+    """The first SIGTERM/SIGINT stops the server (jobs cancelled, unless kept); a second one exits now."""
+    if stopped.is_set():
+        os._exit(1)
+    stopped.set()
+
+
+def exit_after(seconds: float) -> None:
+    """Exit the process if it is still here after ``seconds`` (a thread that will not stop holds it)."""
+    time.sleep(seconds)
+    print(f"hfjobs-local: still stopping after {seconds:g} s: exiting now", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 if __name__ == "__main__":

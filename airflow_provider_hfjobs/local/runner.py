@@ -13,8 +13,16 @@ files, a restarted server resumes following jobs that kept running while it was 
 The server's own interpreter directory leads ``PATH`` so that ``python`` and ``uv`` resolve on any
 machine. The image is recorded, not pulled. Exit 0 → COMPLETED; anything else → ERROR ``exit code N``;
 the job's timeout → ERROR ``Job timeout``; cancel → CANCELED. Jobs beyond ``max_concurrency`` wait in
-SCHEDULING. A job with ``attempts`` runs again after a failure (the shim does it, so a restart of the
-server loses no attempt); one with ``volumes`` runs under :mod:`.mounts`, which mounts them for it.
+SCHEDULING, as do jobs of a flavor whose ``flavor_capacity`` is reached (0: they never start). A job with
+``attempts`` runs again after a failure (the shim does it, so a restart of the server loses no attempt);
+one with ``volumes`` runs under :mod:`.mounts`, which mounts them for it.
+
+Every job ends, and a cancel always wins. A job is *queued* (waiting for room), *spawning* (its shim
+starting) or *running*; a cancel of a queued job ends it CANCELED at once; one of a spawning job is kept
+until the shim asks whether to start the command, and the answer is no (the job goes from SCHEDULING to
+CANCELED, never RUNNING, and the command never starts); one of a running job signals the shim. Whatever fails in the runner itself (``EMFILE``,
+a command it cannot spawn) ends that job ERROR with the reason, stops its process, and leaves the other
+jobs alone.
 """
 
 from __future__ import annotations
@@ -22,18 +30,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from airflow_provider_hfjobs.jobs import JobStage
 from airflow_provider_hfjobs.local import shim
-from airflow_provider_hfjobs.local.metrics import ProcessGroupSampler
+from airflow_provider_hfjobs.local.hardware import FLAVORS
+from airflow_provider_hfjobs.local.metrics import ProcessGroupSampler, gpu_environment
 from airflow_provider_hfjobs.local.store import JobRecord
 from airflow_provider_hfjobs.local.volumes import MOUNTS_SCRIPT, VolumeError, Volumes
+
+logger = logging.getLogger(__name__)
 
 #: Seconds between looks at a running job's log file; its lines reach clients at most this late.
 POLL_SECONDS = 0.05
@@ -44,6 +57,10 @@ LIVENESS_SECONDS = 1.0
 MOUNTS_FILE = "mounts.json"
 ROOT_DIR = "root"
 START_ERROR_FILE = "start-error"
+#: Seconds a shim has to say it started (it detaches and prints its pid in milliseconds).
+SPAWN_TIMEOUT_SECONDS = 30.0
+#: What the runner is doing for a job (see the module docstring).
+QUEUED, SPAWNING, RUNNING = "queued", "spawning", "running"
 
 
 #: Passed from the server's environment to every job unless told otherwise: how the developer's shell
@@ -111,28 +128,83 @@ def process_started(pid: int) -> int | None:
     return None if fields[0] in (b"Z", b"X") else int(fields[19])
 
 
-class Slots:
-    """At most ``size`` jobs running; a job resumed after a restart takes its slot without waiting."""
+def check_flavor_capacity(capacity: Mapping[str, int] | None) -> dict[str, int]:
+    """``{flavor: N}`` with known flavors and N >= 0 (``ValueError`` naming the bad entry)."""
+    checked: dict[str, int] = {}
+    for flavor, count in (capacity or {}).items():
+        if flavor not in FLAVORS:
+            raise ValueError(
+                f"flavor_capacity: unknown flavor {flavor!r}; use one of {', '.join(sorted(FLAVORS))}"
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"flavor_capacity: {flavor}={count!r} must be a whole number, 0 or more")
+        checked[flavor] = count
+    return checked
 
-    def __init__(self, size: int) -> None:
+
+class Capacity:
+    """At most ``size`` jobs running, and at most ``per_flavor[f]`` of flavor ``f`` (0: none ever); a
+    job resumed after a restart takes its place without waiting.
+
+    Waiters are served first come, first served among those that fit: a job of a full flavor never holds
+    up another flavor's. Everything is synchronous but :meth:`acquire`, so a slot is never lost to a
+    cancel landing between two steps.
+    """
+
+    def __init__(self, size: int, per_flavor: Mapping[str, int] | None = None) -> None:
         if size < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.size = size
+        self.per_flavor = check_flavor_capacity(per_flavor)
         self.used = 0
-        self._freed = asyncio.Condition()
+        self.by_flavor: Counter[str] = Counter()
+        self._waiting: list[tuple[JobRecord, asyncio.Future[bool]]] = []
 
-    async def acquire(self) -> None:
-        async with self._freed:
-            await self._freed.wait_for(lambda: self.used < self.size)
-            self.used += 1
+    def fits(self, flavor: str) -> bool:
+        limit = self.per_flavor.get(flavor)
+        return self.used < self.size and (limit is None or self.by_flavor[flavor] < limit)
 
-    def take(self) -> None:
+    def take(self, flavor: str) -> None:
         self.used += 1
+        self.by_flavor[flavor] += 1
 
-    async def release(self) -> None:
-        async with self._freed:
-            self.used -= 1
-            self._freed.notify()
+    async def acquire(self, job: JobRecord) -> bool:
+        """Wait for room for ``job``: ``True`` once it holds a slot, ``False`` if it ended (a cancel)
+        while it waited, holding none."""
+        if job.stage.is_terminal:
+            return False
+        if self.fits(job.flavor):
+            self.take(job.flavor)
+            return True
+        entry = (job, asyncio.get_running_loop().create_future())
+        self._waiting.append(entry)
+        try:
+            return await entry[1]
+        except asyncio.CancelledError:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+            elif entry[1].done() and not entry[1].cancelled() and entry[1].result():
+                self.release(job.flavor)  # granted, but its task is going: give the slot on
+            raise
+
+    def release(self, flavor: str) -> None:
+        self.used -= 1
+        self.by_flavor[flavor] -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Serve the waiters that fit now, and let go of those that ended meanwhile."""
+        for entry in list(self._waiting):
+            job, future = entry
+            if future.done():
+                self._waiting.remove(entry)
+            elif job.stage.is_terminal:
+                self._waiting.remove(entry)
+                future.set_result(False)
+            elif self.fits(job.flavor):
+                self._waiting.remove(entry)
+                self.take(job.flavor)
+                future.set_result(True)
 
 
 class ProcessRunner:
@@ -143,14 +215,19 @@ class ProcessRunner:
     """
 
     def __init__(
-        self, max_concurrency: int = 4, keep_jobs: bool = False, pass_env: Mapping[str, str] | None = None
+        self,
+        max_concurrency: int = 4,
+        keep_jobs: bool = False,
+        pass_env: Mapping[str, str] | None = None,
+        flavor_capacity: Mapping[str, int] | None = None,
     ) -> None:
-        self._slots = Slots(max_concurrency)
+        self._capacity = Capacity(max_concurrency, flavor_capacity)
         self.keep_jobs = keep_jobs
         #: Variables of the server's environment every job gets (a job's own env and secrets win).
         self.pass_env = dict(pass_env or {})
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, JobRecord] = {}
+        self._phase: dict[str, str] = {}
         self._stopping = False
         #: Where jobs' volumes come from (set by the server; ``None``: a job with volumes fails).
         self.volumes: Volumes | None = None
@@ -160,65 +237,112 @@ class ProcessRunner:
         self._launch(job, resumed=False)
 
     def resume(self, job: JobRecord) -> None:
-        """Follow a job loaded from the state directory: start it if it still waits, else watch it."""
-        self._launch(job, resumed=job.stage is JobStage.RUNNING)
+        """Follow a job loaded from the state directory: start it if it still waits, else watch it. One
+        cancelled while its shim started (the server stopped before the shim reported) is never started
+        again: its shim, if any, is watched until it says CANCELED."""
+        if job.cancel_requested and job.stage is JobStage.SCHEDULING and job.pid is None:
+            job.finish(JobStage.CANCELED)
+            return
+        self._launch(job, resumed=job.stage is JobStage.RUNNING or job.pid is not None)
 
     def _launch(self, job: JobRecord, resumed: bool) -> None:
         if job.directory is None:
             raise ValueError("the process runner keeps each job's files: give the store a root directory")
         self._jobs[job.id] = job
+        self._phase[job.id] = RUNNING if resumed else QUEUED
         task = asyncio.get_running_loop().create_task(self._run(job, resumed), name=f"job-{job.id}")
         self._tasks[job.id] = task
 
     async def cancel(self, job: JobRecord, wait: float = shim.KILL_GRACE_SECONDS + 3) -> None:
-        """Stop the job; returns once it is CANCELED (or after ``wait`` seconds)."""
+        """Stop the job; returns once it is CANCELED (or after ``wait`` seconds). Always wins: a queued
+        job never starts, nor does the command of one whose shim is starting."""
         if job.stage.is_terminal:
             return
         job.request_cancel()
-        if job.pid is None:
-            job.finish(JobStage.CANCELED)  # still scheduling: it never starts
+        task, phase = self._tasks.get(job.id), self._phase.get(job.id)
+        if task is None or phase == QUEUED:
+            job.finish(JobStage.CANCELED)  # still waiting for room: it never starts
+            self._capacity.wake()  # its waiter lets go
             return
-        self._signal(job, signal.SIGTERM)
-        task = self._tasks.get(job.id)
-        if task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task), wait)
+        if phase == RUNNING:
+            self._signal(job, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), wait)
 
     async def shutdown(self) -> None:
         """Server stop: stop following jobs; unless ``keep_jobs``, cancel them first."""
         self._stopping = True
         if not self.keep_jobs:
             for job in list(self._jobs.values()):
-                if job.pid is not None:
+                phase = self._phase.get(job.id)
+                if phase == RUNNING:
                     self._signal(job, signal.SIGTERM)
-                else:
+                elif phase == QUEUED:
                     job.finish(JobStage.CANCELED, "Server stopped")
+                # SPAWNING: its shim is told not to start the command (_spawn)
+            self._capacity.wake()
             tasks = list(self._tasks.values())
             if tasks:
-                await asyncio.wait(tasks, timeout=shim.KILL_GRACE_SECONDS + 1)
+                await asyncio.wait(tasks, timeout=shim.KILL_GRACE_SECONDS + 2)
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
+    def _stops_new_shims(self, job: JobRecord) -> bool:
+        """Whether a shim that just started must stop at once: its job was cancelled meanwhile, or the
+        server is stopping its jobs."""
+        return job.cancel_requested or (self._stopping and not self.keep_jobs)
+
     async def _run(self, job: JobRecord, resumed: bool) -> None:
+        holds = False
         try:
             if resumed:
-                self._slots.take()
+                self._capacity.take(job.flavor)
+                holds = True
             else:
-                await self._slots.acquire()
-            try:
-                if job.stage.is_terminal:
+                holds = await self._capacity.acquire(job)
+                if not holds:
                     return
-                if resumed or await self._spawn(job):
-                    await self._follow(job)
-            finally:
-                await self._slots.release()
+            await self._start_and_follow(job, resumed)
+        except Exception as exc:  # an EMFILE, a bug: this job ends, the others go on
+            self._runner_failed(job, exc)
         finally:
             self._tasks.pop(job.id, None)
             self._jobs.pop(job.id, None)
+            self._phase.pop(job.id, None)
+            if holds:
+                self._capacity.release(job.flavor)
+
+    async def _start_and_follow(self, job: JobRecord, resumed: bool) -> None:
+        if not resumed:
+            self._phase[job.id] = SPAWNING
+            if not await self._spawn(job):
+                return
+            self._phase[job.id] = RUNNING
+        await self._follow(job)
+
+    def _runner_failed(self, job: JobRecord, exc: Exception) -> None:
+        """The runner could not start or follow the job: it ends ERROR, with its process stopped."""
+        spawning = self._phase.get(job.id) == SPAWNING
+        logger.error("job %s: the local runner failed: %s", job.id, exc, exc_info=exc)
+        self._signal(job, signal.SIGTERM)  # no process of a job may run on unwatched
+        if spawning:
+            self._fail(job, f"Could not start the job's process: {exc}")
+        else:
+            self._fail(job, f"The local Jobs server stopped following the job after an error: {exc}")
+
+    def _fail(self, job: JobRecord, message: str) -> None:
+        """End a job that could not run: CANCELED if a cancel came first, else ERROR with ``message``."""
+        if job.cancel_requested:
+            job.finish(JobStage.CANCELED)
+            return
+        job.mark_running()
+        job.finish(JobStage.ERROR, message)
 
     async def _spawn(self, job: JobRecord) -> bool:
-        """Start the job's shim; ``False`` (and the job in ERROR) if that fails."""
+        """Start the job's shim, and tell it to run the command (the job is RUNNING) or, if the job was
+        cancelled meanwhile, not to (the job stays SCHEDULING until the shim says it is CANCELED);
+        ``False`` (and the job ended) if it cannot start."""
         assert job.directory is not None
         workdir, home = job.directory / shim.WORK_DIR, job.directory / shim.HOME_DIR
         workdir.mkdir(mode=0o700, exist_ok=True)
@@ -228,30 +352,47 @@ class ProcessRunner:
             **self.pass_env,
             **(job.spec.get("environment") or {}),
             **job.secrets,
+            **gpu_environment(job),  # a GPU flavor's simulated-GPU file (local/metrics.py), the server's path
         }
         command = [*job.spec["command"], *(job.spec.get("arguments") or [])]
         if job.spec.get("volumes"):
             try:
                 command = self._with_volumes(job, command)
             except VolumeError as exc:
-                job.mark_running()
-                job.finish(JobStage.ERROR, str(exc))
+                self._fail(job, str(exc))
                 return False
         watch_pid = 0 if self.keep_jobs else os.getpid()
         launcher = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", shim.__file__, str(job.directory), str(job.timeout_seconds),
             str(watch_pid), str(job.attempts), "--", *command,
-            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        assert launcher.stdout is not None
-        announced = await launcher.stdout.readline()
-        await launcher.wait()
+        assert launcher.stdin is not None and launcher.stdout is not None
+        announced = b""
+        try:  # the shim waits for our answer on its stdin; closing it unanswered means "never start"
+            with contextlib.suppress(TimeoutError):
+                announced = await asyncio.wait_for(launcher.stdout.readline(), SPAWN_TIMEOUT_SECONDS)
+            if announced.strip().isdigit():
+                pid = int(announced)
+                if self._stops_new_shims(job):
+                    job.attach(pid, process_started(pid))  # never RUNNING: SCHEDULING, then CANCELED
+                    launcher.stdin.write(b"stop\n")
+                else:
+                    job.mark_running(pid=pid, pid_started=process_started(pid))
+                    launcher.stdin.write(b"go\n")
+                with contextlib.suppress(ConnectionError):
+                    await launcher.stdin.drain()
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    launcher.kill()
+        finally:
+            launcher.stdin.close()
+        # Only now: asyncio's wait() also waits for the pipes, which the shim closes once answered.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(launcher.wait(), SPAWN_TIMEOUT_SECONDS)
         if not announced.strip().isdigit():
-            job.mark_running()
-            job.finish(JobStage.ERROR, "Could not start the job's process")
+            self._fail(job, "Could not start the job's process")
             return False
-        pid = int(announced)
-        job.mark_running(pid=pid, pid_started=process_started(pid))
         return True
 
     def _with_volumes(self, job: JobRecord, command: list[str]) -> list[str]:

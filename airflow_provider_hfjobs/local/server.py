@@ -16,7 +16,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +25,12 @@ import uvicorn
 
 from airflow_provider_hfjobs.local.app import create_app
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
-from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV, ProcessRunner, passed_environment
+from airflow_provider_hfjobs.local.runner import (
+    DEFAULT_PASS_ENV,
+    ProcessRunner,
+    check_flavor_capacity,
+    passed_environment,
+)
 from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobStore
 from airflow_provider_hfjobs.local.simulated import Scenario, SimulatedRunner
 from airflow_provider_hfjobs.local.store import JobStore, private_directory
@@ -74,6 +79,10 @@ class LocalJobsServer:
     Jobs get none of this process's environment but the variables named in ``pass_env`` (default
     :data:`~.runner.DEFAULT_PASS_ENV`: proxies and CA files), read when the server is made.
 
+    ``flavor_capacity``: ``{flavor: N}``, at most N jobs of that flavor run at once (0: none ever), the
+    others wait in SCHEDULING and can be cancelled; a test makes a flavor unavailable this way. Unlisted
+    flavors are bound by ``max_concurrency`` only. Not with ``simulate`` (simulated jobs start at once).
+
     Safe by default, since every job runs a command as the developer: without ``token`` a random one is
     made (``server.token``); only requests addressed to a loopback name are answered, plus the names in
     ``allowed_hosts`` (``"*"``: any) and the address listened on; listening on a non-loopback address
@@ -95,9 +104,15 @@ class LocalJobsServer:
         allowed_hosts: Iterable[str] = (),
         volume_source_dir: str | None = None,
         pass_env: Iterable[str] | None = None,
+        flavor_capacity: Mapping[str, int] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        self.flavor_capacity = check_flavor_capacity(flavor_capacity)
+        if self.flavor_capacity and simulate is not None:
+            raise ValueError(
+                "flavor_capacity does not apply to load-testing mode (simulated jobs start at once)"
+            )
         if token is None and not is_loopback_address(host):
             raise UnsafeBindError(
                 f"refusing to listen on {host} without a token of your own: every job runs a command as "
@@ -241,8 +256,9 @@ class _LazyApp:
                 schedules = ScheduledJobStore()
             else:
                 owner.runner = ProcessRunner(
-                    owner.max_concurrency, keep_jobs=not owner._owns_state_dir, pass_env=owner.pass_env
-                )
+                    owner.max_concurrency, keep_jobs=not owner._owns_state_dir, pass_env=owner.pass_env,
+                    flavor_capacity=owner.flavor_capacity,
+                )  # fmt: skip
                 owner.runner.volumes = volumes
                 store = JobStore(owner.state_dir)
                 schedules = ScheduledJobStore(owner.state_dir)  # with their secret values, 0600

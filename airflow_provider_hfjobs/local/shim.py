@@ -10,14 +10,30 @@ server's umask in ``work/``, with ``home/`` as its ``HOME``.
 
 The shim enforces the job's timeout itself and, on SIGTERM (cancel), stops the command: SIGTERM to its
 process group, SIGKILL after a grace period. With ``--watch-pid`` it also does that when the server
-process disappears (a server without a state directory cannot pick its jobs up again).
+process disappears (a server without a state directory cannot pick its jobs up again). SIGTERM is blocked
+from the shim's first instruction until its handler is in place, so a cancel sent while it starts is
+never lost. And the command starts only once the server said so: after printing its pid, the shim reads
+one line on stdin, ``go`` (the job is RUNNING now) or ``stop`` (it was cancelled while the shim started:
+the command never starts, ``exit.json`` says ``canceled``); on end of file (the server died before
+deciding) it leaves without a trace, and the job, still SCHEDULING in the record, starts afresh under
+the next server.
+
+Every process of a job ends with it, as every process of a container does. On Linux the shim makes itself
+a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``): a process the command detaches (``setsid``,
+double fork, ``nohup ... &``) is re-parented to the shim instead of to init. When the command ends
+(exit, cancel, timeout, server gone), the shim SIGKILLs every process still below it, found by walking
+``/proc``, and reaps them; only then does it write ``exit.json``. Elsewhere (macOS, BSD: no subreaper, no
+``/proc``) only the command's process group is stopped: a process that left the group (``setsid``)
+outlives the job and must be stopped by hand. A process that escapes even on Linux: one whose shim was
+itself SIGKILLed (its orphans go to init).
 
 Standard library only, run as ``python -I -S shim.py``: it starts fast and a job's environment
 (``PYTHONPATH``, ...) cannot break it.
 
     shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID ATTEMPTS -- COMMAND [ARG ...]
 
-It prints its own pid on stdout once detached; ``WATCH_PID`` 0 means "keep running if the server goes".
+It prints its own pid on stdout once detached, then waits for ``go``/``stop`` on stdin; ``WATCH_PID`` 0
+means "keep running if the server goes".
 With ``ATTEMPTS`` above 1 a failed command (non-zero exit, timeout, start failure; never a cancel) runs
 again, like a new container: fresh ``work/`` and ``home/``, the ``===== Job started`` marker in the log
 again, its own timeout; ``attempt.json`` tells the server how many attempts failed.
@@ -26,6 +42,7 @@ again, its own timeout; ``attempt.json`` tells the server how many attempts fail
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import selectors
@@ -48,6 +65,99 @@ EXIT_FILE = "exit.json"
 ATTEMPT_FILE = "attempt.json"
 WORK_DIR = "work"
 HOME_DIR = "home"
+#: ``prctl`` option: orphaned descendants are re-parented to this process instead of init (Linux 3.4+).
+PR_SET_CHILD_SUBREAPER = 36
+#: Rounds of "find what is left below the shim, SIGKILL it, reap it" before giving up on a fork storm.
+KILL_ROUNDS = 200
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); ``False`` where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def process_table() -> dict[int, tuple[int, bool]] | None:
+    """Every process as ``pid -> (parent pid, is a zombie)``, from ``/proc``; ``None`` without ``/proc``."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    table: dict[int, tuple[int, bool]] = {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        table[int(name)] = (int(fields[1]), fields[0] in (b"Z", b"X"))
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, bool]]) -> list[int]:
+    """The pids below ``root`` in ``table`` (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, pending = [], list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def reap_all() -> None:
+    """Collect every exited child (orphans re-parented to the shim become its children)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def reap_orphans(command_pid: int) -> None:
+    """While the command runs: collect exited orphans, never the command (``Popen`` waits for that one)."""
+    if not hasattr(os, "waitid"):
+        return
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == command_pid:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, 0)
+
+
+def kill_everything_below(pid: int) -> None:
+    """SIGKILL and reap every process below ``pid`` (the shim, once its command was reaped), until none is
+    left: a process forking while it is killed is caught in the next round."""
+    for _ in range(KILL_ROUNDS):
+        table = process_table()
+        if table is None:
+            return
+        below = descendants(pid, table)
+        for child in below:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+        reap_all()
+        if not below:
+            return
+        if all(table[child][1] for child in below):  # only zombies were left: reaped or being reaped
+            time.sleep(0.001)
+        else:
+            time.sleep(0.01)
 
 
 def open_private(path: str, flags: int) -> int:
@@ -98,6 +208,9 @@ class Shim:
         self.command = command
         self.stop_reason: str | None = None  # "canceled", "timeout" or "server gone"
         self.kill_at: float | None = None
+        #: Whether orphans of the command come back to the shim (Linux), so that it can stop them too.
+        self.subreaper = become_subreaper()
+        self.next_reap = 0.0
         descriptor = open_private(os.path.join(job_dir, LOG_FILE), os.O_WRONLY | os.O_APPEND)
         self.log = open(descriptor, "ab", buffering=0)  # noqa: SIM115
 
@@ -119,6 +232,8 @@ class Shim:
         self.wakeup_read, wakeup_write = os.pipe()
         os.set_blocking(wakeup_write, False)
         signal.set_wakeup_fd(wakeup_write)
+        # Blocked since main() began: a cancel sent meanwhile is delivered to the handler now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         code, reason = self.run_once()
         for attempt in range(2, self.attempts + 1):
             if (code == 0 and reason is None) or self.stopped_for_good():
@@ -155,6 +270,8 @@ class Shim:
 
     def run_once(self) -> tuple[int, str | None]:
         """Run the command once: its exit code and why it was stopped (or could not start)."""
+        if self.stopped_for_good():  # cancelled before the command started: it never starts
+            return 143, self.stop_reason
         workdir = os.path.join(self.job_dir, WORK_DIR)
         os.makedirs(workdir, mode=0o700, exist_ok=True)
         try:
@@ -166,8 +283,8 @@ class Shim:
                 stderr=subprocess.STDOUT,
                 process_group=0,  # its own group: a cancel reaches the command's children too
             )
-        except OSError as exc:
-            reason = f"Could not start {self.command[0]!r}: {exc.strerror or exc}"
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte (the server refuses those first)
+            reason = f"Could not start {self.command[0]!r}: {getattr(exc, 'strerror', None) or exc}"
             self.emit([reason.encode()])
             return 127, reason
         assert process.stdout is not None
@@ -178,6 +295,9 @@ class Shim:
         pending = b""
         while process.poll() is None:
             self.check(process)
+            if self.subreaper and time.monotonic() >= self.next_reap:  # no zombie piles up meanwhile
+                self.next_reap = time.monotonic() + 1.0
+                reap_orphans(process.pid)
             if fd not in selector.get_map():  # output closed: wait for the exit itself
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(TICK_SECONDS)
@@ -191,8 +311,10 @@ class Shim:
                     selector.unregister(fd)
                 pending = self.take_lines(pending + chunk)
         selector.close()
-        # Like a container whose main process ended: the rest stops, what it already printed is logged.
+        # Like a container whose main process ended: the rest stops, what it already printed is logged;
+        # detached processes too (they came back to the shim, a subreaper).
         self.signal_group(process, signal.SIGKILL)
+        kill_everything_below(os.getpid())
         os.set_blocking(fd, False)
         with contextlib.suppress(BlockingIOError, OSError):
             while chunk := os.read(fd, 65536):
@@ -238,8 +360,9 @@ class Shim:
             os.killpg(process.pid, sig)
 
 
-def detach() -> None:
-    """Double fork into a new session: the server is never our parent, so it can go and come back."""
+def detach() -> bytes:
+    """Double fork into a new session (the server is never our parent, so it can go and come back), say
+    our pid, and return the server's answer: ``b"go"``, ``b"stop"``, or ``b""`` if it never came."""
     if os.fork() > 0:
         os._exit(0)
     os.setsid()
@@ -247,18 +370,35 @@ def detach() -> None:
         os._exit(0)
     sys.stdout.write(f"{os.getpid()}\n")
     sys.stdout.flush()
+    answer = b""
+    while not answer.endswith(b"\n") and len(answer) < 16:
+        try:
+            chunk = os.read(0, 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        answer += chunk
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    return answer.strip() if answer.endswith(b"\n") else b""
 
 
 def main(argv: list[str]) -> int:
+    # Until run() has its handler: a SIGTERM (cancel) now waits instead of killing the shim unrecorded.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     job_dir, timeout, watch_pid, attempts, separator, *command = argv
     if separator != "--" or not command:
         sys.stderr.write("usage: shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID ATTEMPTS -- COMMAND [ARG ...]\n")
         return 2
-    detach()
-    return Shim(job_dir, float(timeout), int(watch_pid), command, int(attempts)).run()
+    answer = detach()
+    if answer not in (b"go", b"stop"):
+        return 0  # the server went before it decided: nothing ran, nothing is written
+    job = Shim(job_dir, float(timeout), int(watch_pid), command, int(attempts))
+    if answer == b"stop":
+        job.request_stop("canceled")  # cancelled while the shim started: the command never starts
+    return job.run()
 
 
 if __name__ == "__main__":

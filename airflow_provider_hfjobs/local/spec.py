@@ -10,7 +10,6 @@ namespace) is :mod:`.volumes`' and :mod:`.app`'s business (``404``/``409``/``422
 from __future__ import annotations
 
 import platform
-import posixpath
 import re
 from typing import Any
 
@@ -33,6 +32,12 @@ _BUCKET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 #: From ``run_job``'s docstring: "Lowercase alphanumerics and dashes, 46 characters max" (34 for aliases).
 _NETWORK_GROUP_RE = re.compile(r"^[a-z0-9-]{1,46}$")
 _NETWORK_ALIAS_RE = re.compile(r"^[a-z0-9-]{1,34}$")
+#: The Hub's rule for ``environment`` and ``secrets`` names (as the hook's): a shell variable name.
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+#: Top-level directories a volume may not cover, nor anything under them (plus ``/``, every ``/lib*`` and
+#: the server's state directory, refused by :mod:`.volumes`): the job's command runs on this machine's
+#: own files, and a mount there would hide what it (or the mount helper) runs on.
+SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/var", "/run", "/boot")
 
 
 class SpecError(ValueError):
@@ -78,10 +83,44 @@ def _string_map(body: dict[str, Any], key: str) -> dict[str, str]:
     return dict(value)
 
 
+def _variables(body: dict[str, Any], key: str) -> dict[str, str]:
+    """``environment`` or ``secrets``: variable names, no NUL in a value (no process could get it). A
+    value is never quoted: a secret's would end up in a client's log."""
+    variables = _string_map(body, key)
+    for name, value in variables.items():
+        if not _ENV_NAME_RE.match(name):
+            raise bad(
+                f"{key}: {name!r} is not an environment variable name: use letters, digits and '_', not "
+                "starting with a digit (no '=', not empty)"
+            )
+        if "\0" in value:
+            raise bad(
+                f"{key}[{name!r}] contains a NUL byte, which no environment variable can hold: remove it"
+            )
+    return variables
+
+
 def _string_list(value: Any, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(part, str) for part in value):
         raise bad(f"{key} must be an array of strings")
+    for position, part in enumerate(value):
+        if "\0" in part:
+            raise bad(f"{key}[{position}] contains a NUL byte, which no program argument can hold: remove it")
     return list(value)
+
+
+def system_directory(path: str) -> str | None:
+    """The system directory ``path`` (normalized) is, or is inside, if any: ``/usr/lib`` → ``/usr``."""
+    top = "/" + path.lstrip("/").split("/", 1)[0]
+    if top == "/" or top in SYSTEM_DIRS or top.startswith("/lib"):
+        return top
+    return None
+
+
+def normalize_mount_path(value: str) -> str:
+    """An absolute path with every ``//``, ``.`` and trailing ``/`` gone (``posixpath.normpath`` keeps a
+    leading ``//``): ``//proc``, ``/./proc`` and ``/proc/`` are all ``/proc``."""
+    return "/" + "/".join(part for part in value.split("/") if part not in ("", "."))
 
 
 def check_labels(value: Any, key: str = "labels") -> dict[str, str]:
@@ -151,13 +190,19 @@ def _check_volume(value: Any, index: int) -> dict[str, Any]:
     if not isinstance(source, str) or not _REPO_ID_RE.match(source):
         raise bad(f"{key}.source {source!r} must be 'namespace/name'")
     mount_path = value.get("mountPath")
-    if not isinstance(mount_path, str) or not mount_path.startswith("/"):
+    if not isinstance(mount_path, str) or not mount_path.startswith("/") or "\0" in mount_path:
         raise bad(f"{key}.mountPath {mount_path!r} must be an absolute path such as '/data'")
     if ".." in mount_path.split("/"):
         raise bad(f"{key}.mountPath {mount_path!r} must not contain '..'")
-    mount_path = posixpath.normpath(mount_path)
+    mount_path = normalize_mount_path(mount_path)
     if mount_path == "/":
         raise bad(f"{key}.mountPath must not be '/'")
+    if (system := system_directory(mount_path)) is not None:
+        raise bad(
+            f"{key}.mountPath {value['mountPath']!r} is {'inside ' if system != mount_path else ''}the "
+            f"system directory {system}, which the local Jobs server never covers (the job's command runs "
+            "on this machine's own files): mount the volume elsewhere, e.g. at '/data'"
+        )
     volume: dict[str, Any] = {"type": kind, "source": source, "mountPath": mount_path}
     revision = value.get("revision")
     if revision is not None:
@@ -212,11 +257,11 @@ def validate_create(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
         raise bad("command must be a non-empty array of strings")
     spec: dict[str, Any] = {
         images[0]: body[images[0]],
-        "command": list(command),
+        "command": _string_list(command, "command"),
         "arguments": _string_list(body.get("arguments") or [], "arguments"),
-        "environment": _string_map(body, "environment"),
+        "environment": _variables(body, "environment"),
     }
-    secret_values = _string_map(body, "secrets")
+    secret_values = _variables(body, "secrets")
     flavor = body.get("flavor") or "cpu-basic"
     if flavor not in FLAVORS:
         raise bad(f"Invalid flavor '{flavor}'. Valid flavors: {', '.join(sorted(FLAVORS))}")

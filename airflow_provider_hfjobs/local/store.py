@@ -22,6 +22,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import logging
 import os
 import secrets
 import time
@@ -33,6 +34,8 @@ from typing import Any
 
 from airflow_provider_hfjobs.jobs import DEFAULT_JOB_TIMEOUT_SECONDS, JobStage, format_timestamp
 from airflow_provider_hfjobs.local.shim import LOG_FILE, write_json_atomically
+
+logger = logging.getLogger(__name__)
 
 RECORD_FILE = "job.json"
 SECRETS_FILE = "secrets.json"
@@ -145,12 +148,22 @@ class JobRecord:
         return self.log[max(0, index - self.log_start) :]
 
     def mark_running(self, pid: int | None = None, pid_started: int | None = None) -> None:
+        """RUNNING, with its shim; never for a job already ended (a cancel that came first wins)."""
+        if self.stage.is_terminal:
+            return
         self.stage, self.message, self.started_at = JobStage.RUNNING, None, time.time()
         self.pid, self.pid_started = pid, pid_started
         self.save()
         if pid is not None:  # its process has the secrets now: none on disk any longer than that
             self.forget_secrets()
         self._notify()
+
+    def attach(self, pid: int, pid_started: int | None) -> None:
+        """Record the shim of a job cancelled while it was being started: the shim is told not to start
+        the command, so the job goes from SCHEDULING to CANCELED without ever showing RUNNING."""
+        self.pid, self.pid_started = pid, pid_started
+        self.save()
+        self.forget_secrets()
 
     def forget_secrets(self) -> None:
         """Drop the secret values, in memory and on disk; the names stay."""
@@ -191,7 +204,10 @@ class JobRecord:
         if stage is JobStage.ERROR:  # its last attempt failed
             self.failure_count += 1
         self.stage, self.message, self.finished_at = stage, message, time.time()
-        self.save()
+        try:
+            self.save()
+        except OSError as exc:  # out of file descriptors, a full disk: the job still ends, in memory
+            logger.warning("job %s: could not save its end (%s): %s", self.id, stage.value, exc)
         self.forget_secrets()
         self._notify()
 
@@ -303,6 +319,10 @@ class JobRecord:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.spec.get("labels") or {})
+
+    @property
+    def flavor(self) -> str:
+        return str(self.spec.get("flavor") or "cpu-basic")
 
     @property
     def attempts(self) -> int:

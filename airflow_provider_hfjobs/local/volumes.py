@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_hfjobs.jobs import format_timestamp
-from airflow_provider_hfjobs.local.spec import SpecError, validate_bucket_name
+from airflow_provider_hfjobs.local.spec import SpecError, system_directory, validate_bucket_name
 from airflow_provider_hfjobs.local.store import private_directory
 
 #: Bucket metadata kept beside the buckets (never inside one: a job would see it).
@@ -36,8 +36,6 @@ RECORDS_DIR = "bucket-records"
 BUCKETS_DIR = "buckets"
 #: The helper that makes a job's mounts (:mod:`.mounts`), run as a script: never imported here.
 MOUNTS_SCRIPT = str(Path(__file__).with_name("mounts.py"))
-#: Mount paths that would hide what the job itself runs on, whatever it asks.
-SYSTEM_PATHS = ("/proc", "/sys", "/dev", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc")
 
 
 class VolumeError(Exception):
@@ -204,11 +202,21 @@ class Volumes:
             )
 
     def _check_target(self, target: str, key: str) -> None:
-        for path in SYSTEM_PATHS:
-            if _within(target, path) or _within(path, target):
-                raise SpecError(422, f"{key}: mountPath {target} would hide {path} from the job's process")
-        if self.state_dir is not None and _within(target, str(self.state_dir)):
-            raise SpecError(422, f"{key}: mountPath {target} is inside the server's state directory")
+        """``target`` (normalized by :mod:`.spec`, which refused the system directories) is a place this
+        machine can mount at without hiding what jobs run on; a symbolic link is followed first."""
+        real = os.path.realpath(target)
+        for path in dict.fromkeys((target, real)):
+            shown = target if path == target else f"{target} (a link to {path})"
+            if (system := system_directory(path)) is not None:
+                raise SpecError(
+                    400, f"{key}: mountPath {shown} would hide the system directory {system}: mount elsewhere"
+                )
+            if self.state_dir is not None and _within(path, str(self.state_dir)):
+                raise SpecError(
+                    400,
+                    f"{key}: mountPath {shown} is inside the local Jobs server's state directory "
+                    f"({self.state_dir}, where jobs run): mount elsewhere, e.g. at /data",
+                )
         for path, what in self.protected():
             if _within(path, target):
                 raise SpecError(

@@ -601,7 +601,8 @@ def test_volumes_that_cannot_be_honoured_are_refused(server: LocalJobsServer) ->
     refused(server, 422, "revision", ["true"],
             volumes=[{"type": "dataset", "source": f"{NS}/data", "mountPath": "/d", "revision": "v2"}])  # fmt: skip
     refused(server, 422, "top-level", ["true"], volumes=[{**bucket, "mountPath": "/opt/not/here"}])
-    refused(server, 422, "would hide", ["true"], volumes=[{**bucket, "mountPath": "/usr/share"}])
+    refused(server, 400, "system directory /usr", ["true"], volumes=[{**bucket, "mountPath": "/usr/share"}])
+    refused(server, 400, "system directory /proc", ["true"], volumes=[{**bucket, "mountPath": "//proc"}])
     refused(
         server, 422, "would hide", ["true"], volumes=[{**bucket, "mountPath": str(Path(sys.prefix).parent)}]
     )
