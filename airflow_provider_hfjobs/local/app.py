@@ -40,6 +40,7 @@ from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.jobs import JobStage, format_timestamp, validate_schedule
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
 from airflow_provider_hfjobs.local.hardware import HARDWARE
+from airflow_provider_hfjobs.local.limits import RequestCounter
 from airflow_provider_hfjobs.local.pages import JobPages, ScheduledActions, is_page_path
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobRecord, ScheduledJobStore
@@ -251,28 +252,6 @@ def request_kind(method: str, path: str) -> str:
 def is_control_or_page(path: str) -> bool:
     """``/_local`` control routes and the job pages: not API requests, so never counted nor faulted."""
     return path.startswith("/_local/") or is_page_path(path)
-
-
-class RequestCounter:
-    """ASGI middleware counting API requests by kind, and by job with the connections they came on
-    (benchmarks read them from ``GET /_local/stats``)."""
-
-    def __init__(
-        self, app: ASGIApp, counts: Counter[str], per_job: Counter[str], peers: dict[str, set[Any]]
-    ) -> None:
-        self.app = app
-        self.counts = counts
-        self.per_job = per_job
-        self.peers = peers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not is_control_or_page(scope["path"]):
-            self.counts[request_kind(scope["method"], scope["path"])] += 1
-            parts = scope["path"].strip("/").split("/")
-            if len(parts) >= 4 and parts[:2] == ["api", "jobs"]:
-                self.per_job[parts[3]] += 1
-                self.peers.setdefault(parts[3], set()).add(scope.get("client"))
-        await self.app(scope, receive, send)
 
 
 class FaultMiddleware:
@@ -1072,7 +1051,10 @@ def create_app(
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.add_middleware(FaultMiddleware, injector=injector)
-    app.add_middleware(RequestCounter, counts=counts, per_job=per_job, peers=peers)
+    app.add_middleware(
+        RequestCounter, counts=counts, per_job=per_job, peers=peers, token=token,
+        request_kind=request_kind, skip=is_control_or_page,
+    )  # fmt: skip
     app.add_middleware(HostGuard, allowed_hosts=allowed_hosts)  # before anything counts or faults
     app.add_middleware(ProtocolHeaders)
     app.state.store = store

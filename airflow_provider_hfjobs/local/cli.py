@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_hfjobs.local.faults import Fault
+from airflow_provider_hfjobs.local.limits import DEFAULT_HEADER_TIMEOUT
 from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV, check_flavor_capacity
 from airflow_provider_hfjobs.local.server import DEFAULT_NAMESPACE, LocalJobsServer, UnsafeBindError
 from airflow_provider_hfjobs.local.simulated import Scenario
@@ -118,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="LOAD-TESTING MODE: run no process; each job plays a script in memory (e.g. "
         "duration=5,lines=10,stage=COMPLETED; a job's HFJOBS_SIM_* variables override it)",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="connections served at once; a new one over it is closed (default 1000, kept 256 below the "
+        "file-descriptor limit, so that idle connections cannot starve the jobs)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        help=f"seconds a connection has to send a complete request head (default {DEFAULT_HEADER_TIMEOUT:g})",
+    )
     return parser
 
 
@@ -187,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             state_dir=args.state_dir, faults=faults, simulate=simulate, allowed_hosts=args.allow_host,
             volume_source_dir=args.volume_source_dir,
             pass_env=[*(() if args.no_default_pass_env else DEFAULT_PASS_ENV), *args.pass_env],
-            flavor_capacity=flavor_capacity,
+            flavor_capacity=flavor_capacity, max_connections=args.max_connections,
+            header_timeout=args.header_timeout,
         )  # fmt: skip
     except (UnsafeBindError, ValueError) as exc:  # a --volume-source-dir that is no directory, a bad name
         print(f"hfjobs-local: {exc}", file=sys.stderr)

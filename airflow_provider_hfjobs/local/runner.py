@@ -364,7 +364,7 @@ class ProcessRunner:
         watch_pid = 0 if self.keep_jobs else os.getpid()
         launcher = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", shim.__file__, str(job.directory), str(job.timeout_seconds),
-            str(watch_pid), str(job.attempts), "--", *command,
+            str(job.attempts), "--", *command,  # the server's pid goes on stdin: not in any job's sight
             env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert launcher.stdin is not None and launcher.stdout is not None
@@ -376,10 +376,10 @@ class ProcessRunner:
                 pid = int(announced)
                 if self._stops_new_shims(job):
                     job.attach(pid, process_started(pid))  # never RUNNING: SCHEDULING, then CANCELED
-                    launcher.stdin.write(b"stop\n")
+                    launcher.stdin.write(f"stop {watch_pid}\n".encode())
                 else:
                     job.mark_running(pid=pid, pid_started=process_started(pid))
-                    launcher.stdin.write(b"go\n")
+                    launcher.stdin.write(f"go {watch_pid}\n".encode())
                 with contextlib.suppress(ConnectionError):
                     await launcher.stdin.drain()
             else:

@@ -25,6 +25,13 @@ import uvicorn
 
 from airflow_provider_hfjobs.local.app import create_app
 from airflow_provider_hfjobs.local.faults import Fault, FaultInjector
+from airflow_provider_hfjobs.local.limits import (
+    DEFAULT_HEADER_TIMEOUT,
+    connection_cap,
+    guarded_h11,
+    make_undumpable,
+    raise_file_limit,
+)
 from airflow_provider_hfjobs.local.runner import (
     DEFAULT_PASS_ENV,
     ProcessRunner,
@@ -83,6 +90,12 @@ class LocalJobsServer:
     others wait in SCHEDULING and can be cancelled; a test makes a flavor unavailable this way. Unlisted
     flavors are bound by ``max_concurrency`` only. Not with ``simulate`` (simulated jobs start at once).
 
+    ``max_connections`` (default 1,000, kept 256 below the descriptor limit, which ``start()`` raises to
+    the hard one): connections served at once, a new one over it is closed; ``header_timeout``: seconds a
+    connection has to send a complete request head. Idle or half-open connections cannot starve the jobs
+    of file descriptors. ``start()`` also makes the process non-dumpable (Linux), so that a job cannot
+    read its ``/proc/<pid>/environ`` (its HF token, cloud keys).
+
     Safe by default, since every job runs a command as the developer: without ``token`` a random one is
     made (``server.token``); only requests addressed to a loopback name are answered, plus the names in
     ``allowed_hosts`` (``"*"``: any) and the address listened on; listening on a non-loopback address
@@ -105,9 +118,13 @@ class LocalJobsServer:
         volume_source_dir: str | None = None,
         pass_env: Iterable[str] | None = None,
         flavor_capacity: Mapping[str, int] | None = None,
+        max_connections: int | None = None,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if (max_connections is not None and max_connections < 1) or not header_timeout > 0:
+            raise ValueError("max_connections must be at least 1 and header_timeout positive")
         self.flavor_capacity = check_flavor_capacity(flavor_capacity)
         if self.flavor_capacity and simulate is not None:
             raise ValueError(
@@ -131,6 +148,8 @@ class LocalJobsServer:
         self.start_timeout = start_timeout
         self.max_concurrency = max_concurrency
         self.simulate = simulate
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
         if volume_source_dir is not None and not Path(volume_source_dir).is_dir():
             raise ValueError(f"volume_source_dir {volume_source_dir!r} is not a directory")
         self.volume_source_dir = volume_source_dir
@@ -171,9 +190,12 @@ class LocalJobsServer:
 
     def start(self) -> LocalJobsServer:
         private_directory(Path(self.state_dir))  # job records, logs, secrets of waiting jobs
+        make_undumpable()  # jobs run as this user: no reading this process's environ or memory
+        cap = connection_cap(self.max_connections, raise_file_limit())
+        protocol: Any = "auto" if self.simulate else guarded_h11(cap, self.header_timeout)
         config = uvicorn.Config(
             _LazyApp(self), log_level="warning", loop="auto" if self.simulate else "asyncio", lifespan="on",
-            http="auto" if self.simulate else "h11",  # load tests: uvloop, httptools when installed
+            http=protocol,  # load tests: uvloop, httptools when installed
             date_header=False, server_header=False, timeout_graceful_shutdown=3, access_log=False,
         )  # fmt: skip
         self._server = uvicorn.Server(config)

@@ -30,10 +30,11 @@ itself SIGKILLed (its orphans go to init).
 Standard library only, run as ``python -I -S shim.py``: it starts fast and a job's environment
 (``PYTHONPATH``, ...) cannot break it.
 
-    shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID ATTEMPTS -- COMMAND [ARG ...]
+    shim.py JOB_DIR TIMEOUT_SECONDS ATTEMPTS -- COMMAND [ARG ...]
 
-It prints its own pid on stdout once detached, then waits for ``go``/``stop`` on stdin; ``WATCH_PID`` 0
-means "keep running if the server goes".
+It prints its own pid on stdout once detached, then waits for ``go WATCH_PID``/``stop WATCH_PID`` on
+stdin; ``WATCH_PID`` 0 means "keep running if the server goes". The server's pid comes on stdin, never
+in the arguments: a job can read its shim's command line, and the pid would point it at the server.
 With ``ATTEMPTS`` above 1 a failed command (non-zero exit, timeout, start failure; never a cancel) runs
 again, like a new container: fresh ``work/`` and ``home/``, the ``===== Job started`` marker in the log
 again, its own timeout; ``attempt.json`` tells the server how many attempts failed.
@@ -362,7 +363,8 @@ class Shim:
 
 def detach() -> bytes:
     """Double fork into a new session (the server is never our parent, so it can go and come back), say
-    our pid, and return the server's answer: ``b"go"``, ``b"stop"``, or ``b""`` if it never came."""
+    our pid, and return the server's answer: ``b"go PID"``, ``b"stop PID"``, or ``b""`` if it never
+    came."""
     if os.fork() > 0:
         os._exit(0)
     os.setsid()
@@ -371,9 +373,9 @@ def detach() -> bytes:
     sys.stdout.write(f"{os.getpid()}\n")
     sys.stdout.flush()
     answer = b""
-    while not answer.endswith(b"\n") and len(answer) < 16:
+    while not answer.endswith(b"\n") and len(answer) < 64:
         try:
-            chunk = os.read(0, 16)
+            chunk = os.read(0, 64)
         except OSError:
             break
         if not chunk:
@@ -388,12 +390,12 @@ def detach() -> bytes:
 def main(argv: list[str]) -> int:
     # Until run() has its handler: a SIGTERM (cancel) now waits instead of killing the shim unrecorded.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    job_dir, timeout, watch_pid, attempts, separator, *command = argv
+    job_dir, timeout, attempts, separator, *command = argv
     if separator != "--" or not command:
-        sys.stderr.write("usage: shim.py JOB_DIR TIMEOUT_SECONDS WATCH_PID ATTEMPTS -- COMMAND [ARG ...]\n")
+        sys.stderr.write("usage: shim.py JOB_DIR TIMEOUT_SECONDS ATTEMPTS -- COMMAND [ARG ...]\n")
         return 2
-    answer = detach()
-    if answer not in (b"go", b"stop"):
+    answer, _, watch_pid = detach().partition(b" ")
+    if answer not in (b"go", b"stop") or not watch_pid.strip().isdigit():
         return 0  # the server went before it decided: nothing ran, nothing is written
     job = Shim(job_dir, float(timeout), int(watch_pid), command, int(attempts))
     if answer == b"stop":
