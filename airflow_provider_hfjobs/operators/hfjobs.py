@@ -754,6 +754,8 @@ class HfJobRunOperator(BaseOperator):
             if metrics is not None:
                 self.log.info("%s", summary_line(event["job_id"], metrics, gpu_flavor=False))
             self._cancel(reason=event["status"])
+            if self._cancel_outcome is not None and self._cancel_outcome.confirmed:
+                self._show_rest_of_log(event)  # over now: what the trigger had not shown yet
             url = event.get("job_url", "")
             with contextlib.suppress(Exception):  # the configured endpoint: the trigger may not have read it
                 url = job_url(self.hook.endpoint, self.job_namespace, event["job_id"])
@@ -763,6 +765,7 @@ class HfJobRunOperator(BaseOperator):
                 ),
                 job_id=event["job_id"], stage=None, job_url=url,
             )  # fmt: skip
+        self._show_rest_of_log(event)
         final = self.hook.inspect_job(event["job_id"], namespace=self.job_namespace)
         stopped = GuardStop.from_dict(event["stopped_by"]) if event.get("stopped_by") else None
         if stopped is not None:  # the trigger cancelled the job for a guard, and verified it
@@ -772,6 +775,16 @@ class HfJobRunOperator(BaseOperator):
         if (resubmitted := self._fall_back(context, stopped)) is not None:
             return self._defer(context, resubmitted)
         return self._finish(context, final, [], metrics=metrics, stopped_by=stopped)
+
+    def _show_rest_of_log(self, event: Mapping[str, Any]) -> None:
+        """The lines of an ended job the trigger had not shown (a job's end never waits for the trigger's
+        display steps), read here from where the event says the trigger stopped: each line once, before
+        the task's result."""
+        if not self.stream_logs or event.get("log_complete"):
+            return
+        cursor = event.get("log_cursor")
+        cursor = cursor if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0 else 0
+        self._show_logs(event["job_id"], deque(maxlen=EVENT_LOG_LINES), cursor=cursor, echo=True)
 
     def _log_tail(self, job_id: str) -> list[str]:
         """The job's last lines for a failure message: one logs call, read here on the worker (events carry

@@ -106,6 +106,20 @@ class HfJobSensor(BaseSensorOperator):
             self.log.warning("Could not read the logs of job %s: %s", self.job_id, exc)
         return lines
 
+    def _show_rest_of_log(self, event: Mapping[str, Any]) -> None:
+        """The lines of the ended job the trigger had not shown (its end never waits for the trigger's
+        display steps), from where the event says it stopped."""
+        if not self.stream_logs or event.get("log_complete"):
+            return
+        cursor = event.get("log_cursor")
+        cursor = cursor if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0 else 0
+        try:
+            for batch in self.hook.iter_job_log_batches(event["job_id"], follow=True, cursor=cursor):
+                for text in visible_lines(batch.texts):  # a @task.hf_job's result lines stay out of the log
+                    self.log.info("%s", text)
+        except HfJobsError as exc:
+            self.log.warning("Could not read the rest of the log of job %s: %s", event["job_id"], exc)
+
     def _find_run(self) -> bool:
         """For a scheduled job: set ``job_id`` to the run to watch once there is one (``False`` until then)."""
         scheduled = self.hook.inspect_scheduled_job(self.scheduled_job_id)  # type: ignore[arg-type]
@@ -195,6 +209,8 @@ class HfJobSensor(BaseSensorOperator):
             event = validate_event(event)
         except HfJobsError as exc:
             raise AirflowFailException(str(exc)) from exc
+        if event.get("stage") is not None:  # the job ended: what the trigger had not shown yet, once
+            self._show_rest_of_log(event)
         if event["status"] == "success":
             self.log.info("Hugging Face job %s COMPLETED.", event["job_id"])
             return

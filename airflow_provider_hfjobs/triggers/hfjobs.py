@@ -77,9 +77,13 @@ def job_event(
     url: str,
     cursor: int,
     metrics: dict[str, Any] | None = None,
+    log_complete: bool = False,
 ) -> dict[str, Any]:
     """The one event payload shape, plain JSON and no log text (Airflow logs and stores every event); with
-    metrics on, their summary too (numbers only)."""
+    metrics on, their summary too (numbers only).
+
+    ``log_cursor`` is how far the trigger showed the job's log and ``log_complete`` whether it showed all of
+    it: a job's end never waits for lines still to be shown, the resumed task shows them after the cursor."""
     event = {
         "status": status,
         "job_id": job_id,
@@ -87,17 +91,20 @@ def job_event(
         "message": message,
         "job_url": url,
         "log_cursor": cursor,
+        "log_complete": log_complete,
     }
     if metrics is not None:
         event["metrics"] = metrics
     return event
 
 
-def event_from_job(job: JobInfo, cursor: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+def event_from_job(
+    job: JobInfo, cursor: int, metrics: dict[str, Any] | None = None, log_complete: bool = False
+) -> dict[str, Any]:
     status = EVENT_STATUS.get(job.stage, "error")
     return job_event(
         status, job.id, stage=job.stage.value, message=job.message, url=job.url, cursor=cursor,
-        metrics=metrics,
+        metrics=metrics, log_complete=log_complete,
     )  # fmt: skip
 
 
@@ -173,7 +180,10 @@ class HfJobTrigger(BaseTrigger):
         self._metrics: MetricsAccumulator | None = None
         self._event_sent = False
         self._checkpoints: CheckpointStore | None = None
-        self._last_step = 0.0
+        self._last_step = float("-inf")  # the first step waits for no interval
+        #: Every line of the job's log up to its end is in the task log (else the resumed task shows the rest).
+        self._log_complete = False
+        self._streams = 0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -263,7 +273,7 @@ class HfJobTrigger(BaseTrigger):
             self._event_sent = True
             metrics = self._metrics.summary() if self._metrics is not None else None
             if failure is None:
-                event = event_from_job(job, self.log_cursor, metrics)
+                event = event_from_job(job, self.log_cursor, metrics, self._log_complete)
                 if self._guard_stop is not None:
                     event["stopped_by"] = self._guard_stop.to_dict()
                 yield TriggerEvent(event)
@@ -272,7 +282,7 @@ class HfJobTrigger(BaseTrigger):
                 yield TriggerEvent(
                     job_event(
                         status, self.job_id, stage=None, message=message, url=url, cursor=self.log_cursor,
-                        metrics=metrics,
+                        metrics=metrics, log_complete=False,
                     )
                 )  # fmt: skip
         finally:
@@ -445,7 +455,14 @@ class HfJobTrigger(BaseTrigger):
 
     async def _stream_logs(self, hook: HfJobsAsyncHook) -> bool:
         """Follow the log from the cursor into the task log; ``False`` if it stopped early. Logs are best
-        effort: they never decide the outcome (only a permanent error, such as a 404, is raised)."""
+        effort: they never decide the outcome (only a permanent error, such as a 404, is raised).
+
+        Called again once the job is over when the stream gave up: without checkpoints the trigger reads the
+        rest itself (a replay, no wait); with them the resumed task shows it (``log_complete`` is false)."""
+        self._streams += 1
+        self._log_complete = False
+        if self._checkpoints is not None and self._streams > 1:
+            return False
         try:
             if self._checkpoints is None:
                 async for batch in hook.iter_job_log_batches(
@@ -459,9 +476,11 @@ class HfJobTrigger(BaseTrigger):
                         if not is_result_line(text):  # a @task.hf_job result: the task reads it at the end
                             self.log.info("%s", text)
                     self.log_cursor = batch.next_cursor or self.log_cursor
+                self._log_complete = True
             else:
                 await self._stream_logs_checkpointed(hook)
         except HfJobsError as exc:
+            self._log_complete = False
             if _is_permanent(exc):
                 raise
             self.log.warning(
@@ -521,8 +540,8 @@ class HfJobTrigger(BaseTrigger):
     async def _stream_logs_checkpointed(self, hook: HfJobsAsyncHook) -> None:
         """Follow the log, writing its lines in checkpointed steps (:meth:`_step`). The stream is read
         all along by its own task, so lines that arrive while a step waits for its turn go out together in
-        the next one, and the stream's end is seen at once. Raises the stream's error once every line
-        received before it is written."""
+        the next one, and the stream's end is seen at once: the job's end never waits for a step, the lines
+        not shown yet are left to the resumed task (``log_complete`` false). Raises the stream's error."""
         batches: asyncio.Queue[Any] = asyncio.Queue()
 
         async def read() -> None:
@@ -551,29 +570,35 @@ class HfJobTrigger(BaseTrigger):
                 texts.extend(batch.texts)
                 indexes.extend(batch.indexes)
 
+        async def wait_until(deadline: float) -> None:
+            """Take batches as they come until ``deadline``, or until the stream ends."""
+            while not ended and (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    take(await asyncio.wait_for(batches.get(), remaining))
+                except TimeoutError:
+                    break
+
         try:
             backlog = False
-            while texts or not ended:
+            while not ended:
                 if not texts:
                     take(await batches.get())
                     continue
-                if not backlog:  # the trigger's interval, cut short by the stream's end (the last lines)
-                    deadline = self._last_step + CHECKPOINT_INTERVAL
-                    while not ended and (remaining := deadline - time.monotonic()) > 0:
-                        try:
-                            take(await asyncio.wait_for(batches.get(), remaining))
-                        except TimeoutError:
-                            break
+                if not backlog:  # the trigger's interval, cut short by the stream's end
+                    await wait_until(self._last_step + CHECKPOINT_INTERVAL)
                 budget = step_budget()
                 if budget is not None and self._checkpoints is not None:  # not once checkpoints gave up
-                    await budget.acquire()
+                    await wait_until(time.monotonic() + budget.reserve())
                 while not batches.empty():  # everything that came while this step waited
                     take(batches.get_nowait())
+                if ended:  # the job is over: its end waits for no step (the task shows the rest)
+                    break
                 count = min(len(texts), MAX_BATCH_LINES)
                 await self._step(texts[:count], indexes[count - 1] + 1)
                 del texts[:count], indexes[:count]
                 backlog = bool(texts)
             await reader  # its error, if it ended on one
+            self._log_complete = not texts
         finally:
             if not reader.done():
                 reader.cancel()

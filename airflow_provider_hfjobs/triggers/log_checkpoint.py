@@ -163,12 +163,16 @@ class StepBudget:
         self._gap = 1.0 / per_second
         self._next = 0.0
 
-    async def acquire(self) -> None:
+    def reserve(self) -> float:
+        """Take the next free moment: the seconds until it (0: at once)."""
         now = time.monotonic()
         slot = max(now, self._next)
         self._next = slot + self._gap
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        return slot - now
+
+    async def acquire(self) -> None:
+        if (wait := self.reserve()) > 0:
+            await asyncio.sleep(wait)
 
 
 _budget: list[StepBudget | None] = []

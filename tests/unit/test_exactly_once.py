@@ -63,15 +63,66 @@ def with_store(trigger: HfJobTrigger, store: MemoryStore, monkeypatch: pytest.Mo
 LINES = [f"step {i}" for i in range(1, 9)]
 
 
+class EndsWhenTold(FakeHook):
+    """The job's lines at once, then its end only once the test says so (``end``): the trigger has shown
+    what it was going to show before the stream ends."""
+
+    def __init__(self, lines: list[str], inspections: list[Any]) -> None:
+        super().__init__(lines, inspections)
+        self.end = asyncio.Event()
+
+    async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **kwargs: Any):
+        async for batch in super().iter_job_log_batches(job_id, namespace=namespace, cursor=cursor, **kwargs):
+            yield batch
+        await self.end.wait()
+
+
+async def until(check: Any, timeout: float = 30) -> None:
+    """Bounded wait for a condition the trigger reaches on its own (never a sleep for luck)."""
+
+    async def poll() -> None:
+        while not check():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def run_until_shown(
+    trigger: HfJobTrigger, hook: EndsWhenTold, store: MemoryStore, shown_: int, monkeypatch
+) -> dict[str, Any]:
+    """Run the trigger until its checkpoint says ``shown_``, then let the job end; its one event."""
+    watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
+    await until(lambda: (store.value or {}).get("shown") == shown_ == (store.value or {}).get("showing"))
+    hook.end.set()
+    (event,) = await asyncio.wait_for(watching, 30)
+    return event
+
+
 async def test_every_step_is_written_between_an_intent_and_a_confirmation(monkeypatch) -> None:
     store = MemoryStore()
     trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     log = recorded(trigger)
-    await events(trigger, FakeHook(LINES[:3], [job("COMPLETED")]), monkeypatch)
-    assert shown(log, FakeHook(LINES)) == LINES[:3]
+    hook = EndsWhenTold(LINES[:3], [job("COMPLETED")])
+    event = await run_until_shown(trigger, hook, store, 4, monkeypatch)
+    assert shown(log, hook) == LINES[:3]
     # The three lines (indexes 1-3; index 0 is the replay's first event) arrived together: one step.
     assert store.history == [(0, 4), (4, 4)]
     assert store.value == {"job_id": f"{JOB_ID}#1", "shown": 4, "showing": 4}
+    assert event["log_cursor"] == 4 and event["log_complete"] is True
+
+
+async def test_the_jobs_end_waits_for_no_step_and_leaves_the_rest_to_the_task(monkeypatch) -> None:
+    """Lines waiting for their step when the job ends are not shown by the trigger: the event goes out at
+    once, saying where the trigger stopped, and the resumed task shows the rest."""
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 3600.0)
+    store = MemoryStore()
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    log = recorded(trigger)
+    trigger._last_step = time.monotonic()  # a step just happened: the next one waits an hour
+    hook = FakeHook(LINES[:4], [job("COMPLETED")])
+    (event,) = await asyncio.wait_for(events(trigger, hook, monkeypatch), 30)
+    assert shown(log, hook) == [] and store.history == []
+    assert event["status"] == "success" and event["log_cursor"] == 0 and event["log_complete"] is False
 
 
 async def test_a_restarted_trigger_resumes_after_the_last_line_shown(monkeypatch) -> None:
@@ -97,8 +148,8 @@ async def test_a_restarted_trigger_resumes_after_the_last_line_shown(monkeypatch
     # The resumed trigger has the kwargs the task deferred with: log_cursor 0.
     second = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     second_log = recorded(second)
-    hook = FakeHook(LINES, [job("COMPLETED")])
-    (event,) = await events(second, hook, monkeypatch)
+    hook = EndsWhenTold(LINES, [job("COMPLETED")])
+    event = await run_until_shown(second, hook, store, 9, monkeypatch)
     assert hook.cursors == [6]
     both = shown(first_log, hook) + shown(second_log, hook)
     assert both == LINES  # each line exactly once across the two triggerers
@@ -111,8 +162,8 @@ async def test_a_trigger_killed_mid_write_says_which_lines_may_repeat(monkeypatc
     store = MemoryStore({"job_id": f"{JOB_ID}#1", "shown": 3, "showing": 5})
     trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     log = recorded(trigger)
-    hook = FakeHook(LINES, [job("COMPLETED")])
-    await events(trigger, hook, monkeypatch)
+    hook = EndsWhenTold(LINES, [job("COMPLETED")])
+    await run_until_shown(trigger, hook, store, 9, monkeypatch)
     assert hook.cursors == [3]
     (warning,) = log.texts("warning")
     assert "log events 4-5" in warning and "may already appear above" in warning
@@ -151,22 +202,24 @@ async def test_a_failing_store_never_fails_the_job_watch(monkeypatch) -> None:
 async def test_a_long_replay_is_written_in_bounded_steps(monkeypatch) -> None:
     """The unsure window is one step: a replay of 450 lines in one chunk is three steps, not one."""
 
-    class OneBigChunk(FakeHook):
+    class OneBigChunk(EndsWhenTold):
         async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
             from airflow_provider_hfjobs.sse import LogBatch
 
             self.cursors.append(cursor)
             yield LogBatch(list(range(1, 451)), [f"l{i}" for i in range(1, 451)], [None] * 450)
+            await self.end.wait()
 
     store = MemoryStore()
     trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
-    await events(trigger, OneBigChunk([], [job("COMPLETED")]), monkeypatch)
+    await run_until_shown(trigger, OneBigChunk([], [job("COMPLETED")]), store, 451, monkeypatch)
     intents = [(shown_, showing) for shown_, showing in store.history if showing > shown_]
     assert intents == [(0, 201), (201, 401), (401, 451)]
 
 
-class Trickle(FakeHook):
-    """One line at a time, each after the test lets it through: a job printing slowly."""
+class Trickle(EndsWhenTold):
+    """One line at a time, each after the test lets it through: a job printing slowly; its end once the
+    test says so."""
 
     def __init__(self, lines: list[str], inspections: list[Any]) -> None:
         super().__init__(lines, inspections)
@@ -179,27 +232,28 @@ class Trickle(FakeHook):
         for index, (text, gate) in enumerate(zip(self.lines, self.gates, strict=True), start=1):
             await gate.wait()
             yield LogBatch([index], [text], [None])
+        await self.end.wait()
 
 
 async def test_lines_that_arrive_while_a_step_waits_go_out_together(monkeypatch) -> None:
     """A step waits for the trigger's interval (and the process's budget); whatever arrived meanwhile is
     written in that one step, so a chatty job costs two writes per interval, not per line."""
-    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 3600.0)
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.2)
     store = MemoryStore()
     trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     log = recorded(trigger)
-    hook = Trickle(LINES[:4], [job("COMPLETED")])
-    trigger._last_step = time.monotonic()  # a step just happened: the next one waits an hour
+    hook = Trickle(LINES[:3], [job("COMPLETED")])
+    trigger._last_step = time.monotonic()  # a step just happened: the next one waits its interval
     watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
-    for gate in hook.gates[:3]:
+    for gate in hook.gates:
         gate.set()
-        await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
-    assert store.history == [] and shown(log, hook) == []  # waiting for its turn, nothing written yet
-    hook.gates[3].set()  # the job prints its last line and ends: the stream's end does not wait
+    await until(lambda: store.history)
+    assert store.history[0] == (0, 4)  # the three lines, in one step
+    await until(lambda: len(store.history) == 2)
+    hook.end.set()
     (event,) = await asyncio.wait_for(watching, 10)
-    assert shown(log, hook) == LINES[:4] and store.history == [(0, 5), (5, 5)]
-    assert event["log_cursor"] == 5
+    assert shown(log, hook) == LINES[:3] and store.history == [(0, 4), (4, 4)]
+    assert event["log_cursor"] == 4
 
 
 async def test_the_process_budget_hands_out_steps_first_come_first_served(monkeypatch) -> None:
