@@ -100,6 +100,15 @@ def unconfirmed(
     )  # fmt: skip
 
 
+def is_interruption(exc: BaseException) -> bool:
+    """The task is being stopped (Ctrl-C, SIGTERM, ``execution_timeout``), not failing: its job must not
+    outlive it whatever retries remain."""
+    return isinstance(exc, (KeyboardInterrupt, SystemExit)) or type(exc).__name__ in (
+        "AirflowTaskTimeout",
+        "AirflowTaskTerminated",
+    )
+
+
 def stop_reason(exc: BaseException) -> str:
     """Why a task stopped watching its job, for the cancel's log line (the type only: an exception's text
     may hold anything)."""

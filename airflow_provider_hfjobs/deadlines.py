@@ -55,12 +55,13 @@ class StageCheck:
     received. Keep-alives and partial events are no progress. Times are any monotonic clock's.
     """
 
-    __slots__ = ("_count", "_since", "interval")
+    __slots__ = ("_count", "_replayed", "_since", "interval")
 
     def __init__(self, interval: float, now: float) -> None:
         self.interval = check_seconds(interval, "stage_check_interval")
         self._since = now
         self._count = 0
+        self._replayed = False
 
     def wait(self, now: float) -> float:
         """Seconds the next read may wait for bytes before a check is due (0: due now)."""
@@ -73,6 +74,16 @@ class StageCheck:
 
     def due(self, now: float) -> bool:
         return now - self._since >= self.interval
+
+    def leave_after_ended(self) -> bool:
+        """The check found the job terminal while its stream stayed open: leave now (``True``), or first
+        (once) read the log again from where this reader is (``False``). A stream left open can also be a
+        stream running behind, with lines still on their way: the server replays a finished job's whole
+        log and the reader's parser skips what it has shown, so nothing is lost and nothing repeated."""
+        if self._replayed:
+            return True
+        self._replayed = True
+        return False
 
     def checked(self, now: float) -> None:
         """The stage was checked and the job is not terminal: the next check is an interval away."""

@@ -416,6 +416,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         check = StageCheck(self._stage_check_interval(stage_check_interval), loop.time())
         while True:
             parser.new_connection()
+            replay = False
             try:
                 stream = await self._open_stream(url, creds, route.read_timeout)
                 try:
@@ -431,13 +432,18 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                                 yield batch
                             elif check.due(loop.time()):
                                 if await self._ended(job_id, ns):
-                                    while chunk := await stream.read(0):  # what already arrived, then leave
+                                    while chunk := await stream.read(0):  # what already arrived
                                         if batch := parser.feed(chunk):
                                             yield batch
-                                    return
+                                    if check.leave_after_ended():
+                                        return
+                                    replay = True  # once: the rest of a stream running behind
+                                    break
                                 check.checked(loop.time())
                 finally:
                     await stream.aclose()
+                if replay:
+                    continue
                 if body is not None:
                     error = error_for_response(
                         stream.status_code, body, headers, action=route.action, namespace=ns, job_id=job_id

@@ -115,8 +115,12 @@ def _is_loopback(host: str) -> bool:
 def check_plain_http(endpoint: str, allowed: bool, where: str) -> None:
     """An ``http://`` endpoint on a host other than this machine would carry the token (and every secret of
     a create) in clear: refused unless allowed in so many words. Loopback (the local Jobs server) is fine."""
-    parts = urlsplit(endpoint)
-    if parts.scheme != "http" or allowed or _is_loopback(parts.hostname or ""):
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+    except ValueError:  # not a URL at all: check_http_credentials says what to fix
+        return
+    if parts.scheme != "http" or allowed or _is_loopback(host):
         return
     how = (
         'set the connection extra {"allow_insecure_http": true}'

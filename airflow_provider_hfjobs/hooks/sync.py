@@ -771,6 +771,7 @@ class HfJobsHook(_HfJobsHookBase):
             parser.new_connection(tail=use_tail)
             params = {"tail": tail} if use_tail else None
             use_tail = False
+            replay = False
             try:
                 with self._open_stream(url, params, read_timeout) as response:
                     if is_error_status(response.status_code):
@@ -802,11 +803,16 @@ class HfJobsHook(_HfJobsHookBase):
                                 if not follow:
                                     return  # the replay is drained: nothing new, only keep-alives or silence
                                 if self._ended(job_id, ns):
-                                    for rest in reader.buffered():  # what already arrived, then leave
+                                    for rest in reader.buffered():  # what already arrived
                                         if batch := parser.feed(rest):
                                             yield batch
-                                    return
+                                    if check.leave_after_ended():
+                                        return
+                                    replay = True  # once: the rest of a stream running behind
+                                    break
                                 check.checked(time.monotonic())
+                if replay:
+                    continue
             except TooSlow:
                 delay = reconnect.after_cut(job_id, "no answer within the request deadline")
                 time.sleep(delay)

@@ -24,7 +24,13 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, TaskDeferred, conf, mask_secret
 
-from airflow_provider_hfjobs.cancellation import CancelOutcome, cancel_and_confirm, log_outcome, stop_reason
+from airflow_provider_hfjobs.cancellation import (
+    CancelOutcome,
+    cancel_and_confirm,
+    is_interruption,
+    log_outcome,
+    stop_reason,
+)
 from airflow_provider_hfjobs.exceptions import (
     HfJobFailedError,
     HfJobsError,
@@ -573,9 +579,24 @@ class HfJobRunOperator(BaseOperator):
             raise  # the trigger watches it now / it is over
         except BaseException as exc:
             # Ctrl-C, execution_timeout, SIGTERM, a lost API: whatever stops this task from watching its
-            # job, the job must not run on unwatched and billed (a SIGKILLed worker's retry re-attaches).
-            self._cancel(reason=stop_reason(exc))
+            # job, the job must not run on unwatched and billed. Only an error with a retry to come, which
+            # re-attaches to the job (as after a SIGKILLed worker), leaves it running.
+            if is_interruption(exc) or not self._retry_will_reattach(context):
+                self._cancel(reason=stop_reason(exc))
+            else:
+                self.log.warning(
+                    "Leaving Hugging Face job %s running: the retry of this task re-attaches to it (%s).",
+                    self.job_id, type(exc).__name__,
+                )  # fmt: skip
             raise
+
+    def _retry_will_reattach(self, context: Any) -> bool:
+        """Will a retry of this task instance follow this job (``reattach``, and a try left)?"""
+        ti = context["ti"]
+        try:
+            return self.reattach and int(ti.try_number) <= int(ti.max_tries)
+        except (AttributeError, TypeError, ValueError):
+            return False
 
     def _own_labels(self, context: Any) -> dict[str, str]:
         ti = context["ti"]

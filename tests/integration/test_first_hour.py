@@ -196,7 +196,7 @@ def test_the_demo_shows_each_tasks_job_lines_and_cost_apart_and_says_where_the_o
             r"    Hugging Face job [0-9a-f]+: http://127\.0\.0\.1:\d+/jobs/demo-user/[0-9a-f]+", body[0]
         )
         assert re.fullmatch(
-            r"    Hugging Face job [0-9a-f]+ COMPLETED on cpu-basic after .* about \$[0-9.]+\.", body[-1]
+            r"    Hugging Face job [0-9a-f]+ COMPLETED on cpu-basic \(\$[0-9.]+/h\) after .* about \$[0-9.]+\.", body[-1]
         )
     assert "[info" not in console and "INFO -" not in console, "Airflow's messages belong in the file"
     full = home / "dags-test.log"

@@ -167,7 +167,8 @@ class Handler(BaseHTTPRequestHandler):
 def sync_hook(
     monkeypatch: pytest.MonkeyPatch, url: str, retry: RetryPolicy = NO_RETRY, **extra: Any
 ) -> HfJobsHook:
-    set_connection(monkeypatch, "hf_deadlines", url, TOKEN, namespace=NS)
+    # allow_insecure_http: some tests reach http://hub.invalid through a proxy (plain HTTP to another host)
+    set_connection(monkeypatch, "hf_deadlines", url, TOKEN, namespace=NS, allow_insecure_http="true")
     hook = HfJobsHook("hf_deadlines", retry_policy=retry)
     for name, value in extra.items():
         setattr(hook, name, value)
@@ -177,7 +178,7 @@ def sync_hook(
 def async_hook(
     monkeypatch: pytest.MonkeyPatch, url: str, retry: RetryPolicy = NO_RETRY, **extra: Any
 ) -> HfJobsAsyncHook:
-    set_connection(monkeypatch, "hf_deadlines", url, TOKEN, namespace=NS)
+    set_connection(monkeypatch, "hf_deadlines", url, TOKEN, namespace=NS, allow_insecure_http="true")
     _recent_credentials.clear()  # an async hook keeps a connection's credentials for 5 s: a new server
     hook = HfJobsAsyncHook("hf_deadlines", retry_policy=retry)
     for name, value in extra.items():
@@ -248,7 +249,8 @@ def test_sync_follow_leaves_a_stream_kept_open_after_the_job_ended(keep_alive, m
         hook = sync_hook(monkeypatch, server.url, stage_check_interval=0.5)
         assert bounded(lambda: list(hook.fetch_job_logs(JOB_ID, follow=True))) == ["hello"]
         assert server.count("GET", f"/{JOB_ID}") >= 1  # the stage check
-        assert server.count("GET", "/logs") == 1  # the stream was not re-opened to find out
+        # Re-read once after the stage check (a stream left open may be one running behind): its line once.
+        assert server.count("GET", "/logs") == 2
 
 
 @pytest.fixture
@@ -281,7 +283,7 @@ async def test_async_follow_leaves_a_stream_kept_open_after_the_job_ended(
         async with async_hook(monkeypatch, endpoint, stage_check_interval=0.5) as hook:
             assert await abounded(follow_logs(hook)) == ["hello"]
             assert hook.last_terminal_job is not None and hook.last_terminal_job.stage.value == "COMPLETED"
-        assert server.count("GET", "/logs") == 1
+        assert server.count("GET", "/logs") == 2  # the one re-read after the job was found ended
         if transport == "httpx":
             assert all(path.startswith("http://hub.invalid/") for _, path in server.requests)
 
@@ -318,7 +320,8 @@ def running_then_done(handler: Handler) -> None:
 @pytest.mark.parametrize("side", ["sync", "async"])
 async def test_a_running_job_is_checked_and_followed_on_until_it_ends(side: str, monkeypatch) -> None:
     """A check that finds the job running goes on reading the same stream (the line that follows is
-    delivered, nothing is re-opened); a later check finds it done and ends the read."""
+    delivered, nothing is re-opened); a later check finds it done and ends the read, after one re-read
+    that repeats nothing."""
     with Server(running_then_done) as server:
         server.stage = "RUNNING"
         if side == "sync":
@@ -331,7 +334,7 @@ async def test_a_running_job_is_checked_and_followed_on_until_it_ends(side: str,
                 lines = await abounded(follow_logs(ahook, stage_check_interval=0.5))
         assert lines == ["one", "two"]
         assert server.count("GET", f"/{JOB_ID}") >= 2  # found RUNNING, then COMPLETED
-        assert server.count("GET", "/logs") == 1
+        assert server.count("GET", "/logs") == 2  # the same stream all along, then the one re-read
 
 
 def metrics_kept_open(handler: Handler) -> None:

@@ -2,8 +2,8 @@
 (:func:`~airflow_provider_hfjobs.local.metrics.gpu_file_for`) is what the metrics endpoint reports, in the
 Hub's shape, as read by the raw SSE stream, the provider's hooks, the official ``huggingface_hub`` client,
 ``hf jobs stats`` and the idle-GPU guardrail. CPU flavors, and a GPU flavor that wrote nothing, report
-``gpus: {}``. The tests write the file themselves, at the path the server computes; that the job finds it
-in ``HFJOBS_LOCAL_GPU_FILE`` needs the runner to set the variable (the strict xfail at the end).
+``gpus: {}``. Most tests write the file themselves, at the path the server computes; the last one has the
+job find it in ``HFJOBS_LOCAL_GPU_FILE``, which the runner sets.
 """
 
 from __future__ import annotations
@@ -238,11 +238,6 @@ def test_the_idle_gpu_guard_stops_a_job_whose_gpu_idles_on_the_local_server(
 
 
 # ---------------------------------------------------------------------------------- the job's variable
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the runner to set HFJOBS_LOCAL_GPU_FILE: in ProcessRunner._spawn, **gpu_environment(job) "
-    "last in env (local/runner.py); remove this mark with that change",
-)
 def test_a_gpu_job_finds_its_gpu_file_in_its_environment(
     server: LocalJobsServer, hook: HfJobsHook, gate: Path
 ) -> None:

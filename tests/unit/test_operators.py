@@ -466,3 +466,20 @@ def test_a_sensor_cancels_the_job_it_watches_only_when_told_it_owns_it(cancel_on
     assert deferred.value.trigger.cancel_on_kill is bool(cancel_on_kill)
     sensor.on_kill()
     assert hook.cancel_job.call_count == (1 if cancel_on_kill else 0)
+
+
+def test_an_error_with_a_retry_to_come_leaves_the_job_for_the_retry_but_an_interrupt_never_does() -> None:
+    """The retry re-attaches to a live job (as after a SIGKILLed worker): an ordinary error with a try left
+    keeps the job; Ctrl-C or the last try cancels it."""
+    op, hook = operator(retries=1)
+    hook.run_job.return_value = job("RUNNING")
+    with mock.patch.object(op, "_show_logs", side_effect=HfJobsError("the API went away")):
+        with pytest.raises(HfJobsError):
+            op.execute({"ti": FakeTI(try_number=1, max_tries=1)})
+    hook.cancel_job.assert_not_called()
+    op, hook = operator(retries=1)
+    hook.run_job.return_value = job("RUNNING")
+    with mock.patch.object(op, "_show_logs", side_effect=KeyboardInterrupt()):
+        with pytest.raises(KeyboardInterrupt):
+            op.execute({"ti": FakeTI(try_number=1, max_tries=1)})
+    hook.cancel_job.assert_called_once()
