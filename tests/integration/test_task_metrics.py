@@ -238,7 +238,7 @@ def deferred(op: HfJobRunOperator, ti: FakeTI) -> HfJobTrigger:
 def operator(conn_id: str, flag: Path, **kwargs: Any) -> HfJobRunOperator:
     return HfJobRunOperator(
         task_id="train", image="python:3.12", command=waits_for(flag), flavor="a10g-small", hf_conn_id=conn_id,
-        reattach=False, poll_interval=0.2, **kwargs,
+        reattach=False, **{"poll_interval": 0.2, **kwargs},
     )  # fmt: skip
 
 
@@ -272,7 +272,9 @@ def test_sync_task_sums_up_the_local_servers_cpu_and_memory(
 def test_deferred_task_sums_up_in_the_trigger_on_a_second_connection(
     local: str, server: LocalJobsServer, tmp_path: Path, task_log: RecordingLog, samples_read
 ) -> None:
-    op, ti = operator(local, tmp_path / "go", deferrable=True), FakeTI()
+    # A poll interval longer than the job: a quiet stream costs a stage check each poll_interval of
+    # silence (the hooks' stage_check_interval), none here, so what metrics add is counted alone.
+    op, ti = operator(local, tmp_path / "go", deferrable=True, poll_interval=30), FakeTI()
     trigger = deferred(op, ti)
     assert trigger.log_metrics is True
     stats(server, reset=True)
@@ -301,7 +303,8 @@ def test_metrics_off_makes_no_metrics_request(
 ) -> None:
     """``log_metrics=False`` on a GPU flavor: not one ``/metrics`` request; deferred, the trigger still
     costs two requests on one connection."""
-    op, ti = operator(local, tmp_path / "go", log_metrics=False, deferrable=deferrable), FakeTI()
+    op = operator(local, tmp_path / "go", log_metrics=False, deferrable=deferrable, poll_interval=30)
+    ti = FakeTI()
     stats(server, reset=True)
     with release_when(tmp_path / "go", lambda: False, timeout=0.5):
         if deferrable:
