@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -45,6 +45,7 @@ from airflow_provider_hfjobs.local.pages import JobPages, ScheduledActions, is_p
 from airflow_provider_hfjobs.local.runner import ProcessRunner
 from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobRecord, ScheduledJobStore
 from airflow_provider_hfjobs.local.scheduler import Scheduler
+from airflow_provider_hfjobs.local.sessions import foreign_origin
 from airflow_provider_hfjobs.local.simulated import SimulatedRunner
 from airflow_provider_hfjobs.local.spec import (
     SpecError,
@@ -125,7 +126,7 @@ def is_loopback(host: str) -> bool:
 
 class HostGuard:
     """ASGI middleware: only requests addressed to a loopback name or an allowed host, and no state
-    change sent by another site's page (``Origin``).
+    change sent by a page of another origin (``Origin``; another port of this host is one).
 
     A page on evil.example can make the browser send requests to 127.0.0.1 (a form post) or, by
     rebinding evil.example's DNS to 127.0.0.1, read the answers too; the ``Host`` and ``Origin`` headers
@@ -144,7 +145,7 @@ class HostGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        host = host_of(headers.get("host", ""))
+        host = host_of(host_header := headers.get("host", ""))
         origin = headers.get("origin")
         refusal: JSONResponse | None = None
         if not host:
@@ -156,15 +157,8 @@ class HostGuard:
                 f"127.0.0.1, localhost or [::1] (a guard against DNS rebinding). To reach it as {host!r}, "
                 f"start it with --allow-host {host} (allowed_hosts=[{host!r}] in LocalJobsServer).",
             )
-        elif origin is not None and scope["method"] not in SAFE_METHODS:
-            origin_host = urlsplit(origin).hostname if origin != "null" else None
-            if origin_host is None or not self.allows(host_of(origin_host)):
-                refusal = error(
-                    403,
-                    f"Cross-site request from Origin {origin!r} refused: a web page may not change this "
-                    "local Jobs server. To allow that site, start the server with --allow-host "
-                    f"{origin_host or 'NAME'}.",
-                )
+        elif origin is not None and scope["method"] not in SAFE_METHODS:  # this server's own origin only
+            refusal = error(403, problem) if (problem := foreign_origin(origin, scope, host_header)) else None
         if refusal is not None:
             await refusal(scope, receive, send)
             return

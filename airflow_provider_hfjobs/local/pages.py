@@ -1,83 +1,87 @@
 """Job pages of the local Jobs server: what ``JobInfo.url`` and the Airflow "Hugging Face Job" link open.
 
-``GET /jobs/{namespace}`` lists the scheduled jobs (with Suspend/Resume and Run now buttons) and the
-jobs, newest first; ``GET /jobs/{namespace}/{id}`` shows one job: its spec (secret *names* only), who
-started it, times, cost, a live log (``/events``, the API's own log stream) and a Cancel button. Plain HTML built here, every value from a job through :func:`html.escape` (labels, commands and
-log lines are whatever the job's author wrote); one static script (``static/job.js``) follows the log and
-the stage, and inserts log lines as text. No inline script or style: the CSP forbids both.
+``/jobs/{namespace}`` lists the scheduled jobs (with Suspend/Resume and Run now buttons) and the jobs,
+newest first; ``/jobs/{namespace}/{id}`` shows one job: its spec (secret *names* only), who started it,
+times, cost, a live log (``/events``, the API's own log stream) and a Cancel button.
 
-A browser cannot send the API's ``Authorization: Bearer`` header, so a page without it asks for the
-server's token once (``POST /_local/login``) and gets a session cookie: a random id kept in memory here,
-never the token. State changes from a page (cancel; suspend, resume, run now) carry a CSRF field derived
-from the session and the job or scheduled job they act on, on top of :class:`~.app.HostGuard` (no
-cross-site ``Origin``) and the cookie's ``SameSite=Strict``. The scheduled-job buttons call the very
-functions the API's ``/api/scheduled-jobs/{ns}/{id}/suspend|resume|run`` routes call
-(:class:`ScheduledActions`); their outcome is shown once on the list the browser is sent back to.
+Sessions are bound to this server's origin (:mod:`.sessions`): those two paths answer one HTML shell
+without any data, and its one script (``static/job.js``) asks for the server's token once
+(``POST /_local/login``, JSON), keeps the session id it gets in ``sessionStorage`` (scoped to scheme, host
+and port) and sends it in the ``X-HFJobs-Session`` header to the JSON endpoints here: the views
+(``/_local/view/jobs/...``), the status, the log stream (read with ``fetch``: an EventSource cannot send a
+header) and the buttons (``POST``). No cookie is ever set, so no other server on 127.0.0.1 receives
+anything it could replay, and a page of another origin can neither read these answers nor send the
+header (so no CSRF field is needed); :class:`~.app.HostGuard` refuses state changes whose ``Origin`` is
+not this server's own. A script holding the API's bearer token may call every endpoint too.
+
+A view is JsonML (``[tag, {attributes}, *children]``, built by :func:`h`): the script creates only
+whitelisted elements and attributes, links only to this server's paths, and inserts every string as
+text, so labels, commands and log lines (whatever the job's author wrote) never become markup. No inline
+script or style: the CSP forbids both, and Trusted Types forbid the script any HTML sink. The
+scheduled-job buttons call the very functions the API's ``/api/scheduled-jobs/{ns}/{id}/suspend|resume|
+run`` routes call (:class:`ScheduledActions`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import html
 import json
-import secrets
 import shlex
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any, Protocol
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from airflow_provider_hfjobs.jobs import HardwareInfo, JobInfo, JobStage, ScheduledJobInfo
+from airflow_provider_hfjobs.jobs import HardwareInfo, JobInfo, JobStage, ScheduledJobInfo, Volume
 from airflow_provider_hfjobs.local.hardware import FLAVORS, hardware_entry
 from airflow_provider_hfjobs.local.scheduled_store import ScheduledJobRecord, ScheduledJobStore
+from airflow_provider_hfjobs.local.sessions import PageSessions
 from airflow_provider_hfjobs.local.spec import SpecError
 from airflow_provider_hfjobs.local.store import JobRecord, JobStore
 
 #: Where the static files are served; paths under ``/_local/`` are never counted nor faulted.
 STATIC_PREFIX = "/_local/static"
+#: The views (JSON) of the pages: ``VIEW_PREFIX + location.pathname``.
+VIEW_PREFIX = "/_local/view"
 LOGIN_PATH = "/_local/login"
 LOGOUT_PATH = "/_local/logout"
 #: The static files, by name: only these are served (no path from a request touches the disk).
 STATIC_TYPES = {"job.js": "text/javascript; charset=utf-8", "pages.css": "text/css; charset=utf-8"}
-#: A page session lasts this long (the server keeps its ids in memory; a restart forgets them).
-SESSION_SECONDS = 12 * 3600
-#: Sessions kept at most; the oldest goes first (each login makes one).
-MAX_SESSIONS = 256
 #: Log lines a job page starts from (its older lines stay readable through the API's ``/logs``).
 PAGE_LOG_TAIL = 5000
-#: The reconnection delay the last event of a page's log stream sets (an hour, in milliseconds).
-END_RETRY_MS = 3_600_000
 #: Jobs the list shows, newest first.
 LIST_LIMIT = 200
-#: A form body is a token and a path: anything longer is refused unread.
-FORM_LIMIT = 16 << 10
+#: A login body is a token in JSON: anything longer is refused unread.
+LOGIN_LIMIT = 16 << 10
 #: Characters of a command shown in the list.
 SHORT_COMMAND = 80
-#: Messages (the outcome of a scheduled job's button) a session keeps until its next list page.
-NOTICES_KEPT = 5
 #: The list page's scheduled-job buttons, by the last part of their path.
 SCHEDULED_BUTTONS = {"suspend": "Suspend", "resume": "Resume", "run": "Run now"}
+WRONG_TOKEN = "That is not this server's token. Copy the HF_TOKEN that hfjobs-local serve printed."
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "require-trusted-types-for 'script'; trusted-types 'none'"
     ),
     "X-Frame-Options": "DENY",
-    # Not ``no-referrer``: under it a browser sends ``Origin: null`` with the page's own form posts
-    # (login, cancel), which HostGuard rightly refuses. ``same-origin`` still tells other sites nothing.
+    # Not ``no-referrer``: under it a browser sends ``Origin: null`` with the page's own posts, which
+    # HostGuard rightly refuses. ``same-origin`` still tells other sites nothing.
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
+
+#: One element of a view: ``[tag, {attributes}, *children]``; a string is text.
+Node = str | list[Any]
 
 
 class LogFollower(Protocol):
@@ -113,19 +117,17 @@ def secured(response: Response) -> Response:
     return response
 
 
-def safe_next(target: str | None) -> str:
-    """Where to go after login: a path on this server, else ``/`` (``//evil``, ``http://...`` are not)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
-        return "/"
-    parts = urlsplit(target)
-    return "/" if parts.scheme or parts.netloc else target
+class PageJSON(JSONResponse):
+    """JSON for the page's script, with ``<``, ``>`` and ``&`` as ``\\u`` escapes: whatever a job's
+    author wrote, no answer of these pages holds markup, even if something were to sniff it as HTML."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
 
-def e(value: Any) -> str:
-    """Escape for HTML text and double-quoted attributes."""
-    return html.escape(str(value), quote=True)
+def answer(content: dict[str, Any], status: int = 200) -> Response:
+    return secured(PageJSON(content, status_code=status))
 
 
 def format_moment(moment: datetime | None) -> str:
@@ -164,16 +166,12 @@ def job_cost(job: JobInfo) -> str:
     )
 
 
+def job_attempts(job: JobInfo) -> str:
+    return f"{job.attempts or 1}" + (f", {job.failure_count} failed" if job.failure_count else "")
+
+
 def command_line(job: JobInfo) -> str:
     return shlex.join([*job.command, *job.arguments])
-
-
-def command_html(job: JobInfo) -> str:
-    """One shell line; a multi-line script (``python -c "..."``) one argument a block, unquoted."""
-    argv = [*job.command, *job.arguments]
-    if not any("\n" in arg for arg in argv):
-        return f"<code>{e(command_line(job))}</code>"
-    return '<ol class="argv">' + "".join(f"<li><pre>{e(arg)}</pre></li>" for arg in argv) + "</ol>"
 
 
 def shorten(text: str, limit: int = SHORT_COMMAND) -> str:
@@ -197,114 +195,86 @@ def scheduled_anchor(scheduled_id: str) -> str:
     return f"scheduled-{scheduled_id}"
 
 
-def csrf_subject(scheduled_id: str) -> str:
-    """What a scheduled job's CSRF field is bound to: never a job id (those are bare hex)."""
-    return f"scheduled-job:{scheduled_id}"
+# ----------------------------------------------------------------------------------------------- views
+def h(tag: str, attributes: dict[str, str] | None = None, *children: Node | None) -> list[Any]:
+    """One element of a view (JsonML); empty children are left out. The script builds it as DOM, every
+    string a text node, so nothing here is ever escaped (nor could be forgotten)."""
+    return [tag, dict(attributes or {}), *(child for child in children if child is not None and child != "")]
 
 
-def initiator_html(job: JobInfo) -> str:
+def code(text: str) -> list[Any]:
+    return h("code", {}, text)
+
+
+def none(text: str = "none") -> list[Any]:
+    return h("span", {"class": "none"}, text)
+
+
+def command_node(job: JobInfo) -> Node:
+    """One shell line; a multi-line script (``python -c "..."``) one argument a block, unquoted."""
+    argv = [*job.command, *job.arguments]
+    if not any("\n" in arg for arg in argv):
+        return code(command_line(job))
+    return h("ol", {"class": "argv"}, *(h("li", {}, h("pre", {}, arg)) for arg in argv))
+
+
+def initiator_nodes(job: JobInfo) -> list[Node]:
     """Who started the job: a scheduled job (linked to its row on the list), a rerun job, or a user."""
     who = job.initiator
     if who is None:
-        return '<span class="none">—</span>'
+        return [none("—")]
     ns = job.owner_name or ""
-    named = f" ({e(who.name)})" if who.name else ""
     if who.type == "scheduled-job":
         href = f"{list_path(ns)}#{quote(scheduled_anchor(who.id), safe='')}"
-        return f'scheduled job <a href="{e(href)}"><code>{e(who.id)}</code></a>{named}'
+        return ["scheduled job ", h("a", {"href": href}, code(who.id)), f" ({who.name})" if who.name else ""]
     if who.type == "duplicated-job":
-        return f'duplicate of job <a href="{e(job_path(ns, who.id))}"><code>{e(who.id)}</code></a>'
-    return f"{e(who.type)} {e(who.name or who.id)}"
+        return ["duplicate of job ", h("a", {"href": job_path(ns, who.id)}, code(who.id))]
+    return [f"{who.type} {who.name or who.id}"]
 
 
-def stage_badge(stage: JobStage, element_id: str | None = None) -> str:
-    ident = f' id="{e(element_id)}"' if element_id else ""
-    return f'<span{ident} class="stage stage-{e(stage.value)}">{e(stage.value)}</span>'
+def stage_badge(stage: JobStage, element_id: str | None = None) -> list[Any]:
+    attributes = {"class": f"stage stage-{stage.value}", **({"id": element_id} if element_id else {})}
+    return h("span", attributes, stage.value)
 
 
-def chips(items: Iterable[tuple[str, str]]) -> str:
-    shown = "".join(f'<span class="chip">{e(key)}={e(value)}</span>' for key, value in items)
-    return shown or '<span class="none">none</span>'
+def chips(items: Iterable[tuple[str, str]]) -> list[Node]:
+    return [h("span", {"class": "chip"}, f"{key}={value}") for key, value in items] or [none()]
 
 
-def document(title: str, body: str, *, script: bool = False, attributes: str = "") -> str:
-    tag = f'<script src="{STATIC_PREFIX}/job.js" defer></script>' if script else ""
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{e(title)}</title><link rel="stylesheet" href="{STATIC_PREFIX}/pages.css">{tag}</head>'
-        f"<body{attributes}>{body}</body></html>\n"
-    )
+def volume_item(volume: Volume) -> list[Any]:
+    read_only = " (read-only)" if volume.read_only else ""
+    return h("li", {}, code(f"{volume.type}:{volume.source}"), " → ", code(volume.mount_path), read_only)
 
 
-def page(status: int, title: str, body: str, **kwargs: Any) -> Response:
-    return secured(HTMLResponse(document(title, body, **kwargs), status_code=status))
-
-
-def masthead(namespace: str) -> str:
-    return (
-        f'<header class="masthead"><a class="brand" href="{e(list_path(namespace))}">Local HF Jobs</a>'
-        f'<span class="namespace">{e(namespace)}</span>'
-        f'<form method="post" action="{LOGOUT_PATH}" class="logout"><button type="submit">Log out</button>'
-        "</form></header>"
-    )
-
-
-def login_form(next_path: str, problem: str | None = None) -> str:
-    alert = f'<p class="error" role="alert">{e(problem)}</p>' if problem else ""
-    return (
-        '<main class="login"><h1>Local Hugging Face Jobs server</h1>'
-        "<p>Paste the server's token to see its jobs — <code>hfjobs-local serve</code> prints it "
-        "(<code>HF_TOKEN=…</code>); a server you started yourself has it in <code>server.token</code>.</p>"
-        f'{alert}<form method="post" action="{LOGIN_PATH}">'
-        f'<input type="hidden" name="next" value="{e(next_path)}">'
-        '<label>Token <input type="password" name="token" autocomplete="off" autofocus required></label>'
-        '<button type="submit">Log in</button></form></main>'
-    )
-
-
-def detail_rows(job: JobInfo) -> list[tuple[str, str, str]]:
-    """(label, HTML value, element id) of the job page's table; every job value escaped here."""
-    where = (
-        f"<code>{e(job.docker_image)}</code>"
+def detail_rows(job: JobInfo) -> list[tuple[str, list[Node], str]]:
+    """(label, cell contents, element id) of the job page's table."""
+    where: list[Node] = (
+        [code(job.docker_image)]
         if job.docker_image
-        else f"space <code>{e(job.space_id)}</code>"
+        else ["space ", code(job.space_id)]
         if job.space_id
-        else "—"
+        else ["—"]
     )
-    volumes = (
-        "<ul>"
-        + "".join(
-            f"<li><code>{e(volume.type)}:{e(volume.source)}</code> → <code>{e(volume.mount_path)}</code>"
-            + (" (read-only)" if volume.read_only else "")
-            + "</li>"
-            for volume in job.volumes
-        )
-        + "</ul>"
-        if job.volumes
-        else '<span class="none">none</span>'
-    )
-    attempts = e(job.attempts or 1)
-    if job.failure_count:
-        attempts += f", {e(job.failure_count)} failed"
-    rows = [
+    volumes = [h("ul", {}, *(volume_item(volume) for volume in job.volumes))] if job.volumes else [none()]
+    rows: list[tuple[str, list[Node], str]] = [
         ("Image", where, "image"),
-        ("Command", command_html(job), "command"),
-        ("Flavor", f"<code>{e(job.flavor or '—')}</code>", "flavor"),
-        ("Started by", initiator_html(job), "initiator"),
+        ("Command", [command_node(job)], "command"),
+        ("Flavor", [code(job.flavor or "—")], "flavor"),
+        ("Started by", initiator_nodes(job), "initiator"),
         ("Labels", chips(sorted(job.labels.items())), "labels"),
         ("Environment", chips(sorted(job.environment.items())), "environment"),
         ("Secrets", chips((name, "***") for name in job.secret_names), "secrets"),
-        ("Created", e(format_moment(job.created_at)), "created"),
-        ("Started", e(format_moment(job.started_at)), "started"),
-        ("Finished", e(format_moment(job.finished_at)), "finished"),
-        ("Duration", e(job_duration(job)), "duration"),
-        ("Cost", e(job_cost(job)), "cost"),
+        ("Created", [format_moment(job.created_at)], "created"),
+        ("Started", [format_moment(job.started_at)], "started"),
+        ("Finished", [format_moment(job.finished_at)], "finished"),
+        ("Duration", [job_duration(job)], "duration"),
+        ("Cost", [job_cost(job)], "cost"),
         ("Volumes", volumes, "volumes"),
-        ("Attempts", attempts, "attempts"),
+        ("Attempts", [job_attempts(job)], "attempts"),
     ]
     if job.expose_urls:
-        rows.append(("Exposed", " ".join(f"<code>{e(url)}</code>" for url in job.expose_urls), "expose"))
+        exposed: list[Node] = [part for url in job.expose_urls for part in (code(url), " ")]
+        rows.append(("Exposed", exposed[:-1], "expose"))
     return rows
 
 
@@ -318,8 +288,35 @@ def status_json(job: JobInfo) -> dict[str, Any]:
         "finished": format_moment(job.finished_at),
         "duration": job_duration(job),
         "cost": job_cost(job),
-        "attempts": f"{job.attempts or 1}" + (f", {job.failure_count} failed" if job.failure_count else ""),
+        "attempts": job_attempts(job),
     }
+
+
+def table(css: str, headings: Iterable[str], rows: Iterable[list[Any]]) -> list[Any]:
+    head = h("thead", {}, h("tr", {}, *(h("th", {}, heading) for heading in headings)))
+    return h("table", {"class": css}, head, h("tbody", {}, *rows))
+
+
+#: The page every ``/jobs/...`` path answers: no data, no secret; the script fills it (see the docstring).
+SHELL = (
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1"><title>Local HF Jobs</title>'
+    f'<link rel="stylesheet" href="{STATIC_PREFIX}/pages.css">'
+    f'<script src="{STATIC_PREFIX}/job.js" defer></script></head><body>'
+    '<header class="masthead"><a class="brand" href="/">Local HF Jobs</a>'
+    '<span id="namespace" class="namespace"></span>'
+    '<button id="logout" type="button" hidden>Log out</button></header>'
+    '<main id="login" class="login" hidden><h1>Local Hugging Face Jobs server</h1>'
+    "<p>Paste the server's token to see its jobs — <code>hfjobs-local serve</code> prints it "
+    "(<code>HF_TOKEN=…</code>); a server you started yourself has it in <code>server.token</code>.</p>"
+    '<p id="login-problem" class="error" role="alert" hidden></p>'
+    f'<form id="login-form" method="post" action="{LOGIN_PATH}">'
+    '<label>Token <input id="token" type="password" name="token" autocomplete="off" required></label>'
+    '<button type="submit">Log in</button></form></main>'
+    '<main id="view" hidden><div id="notices"></div><div id="content"></div></main>'
+    "<noscript><main><p>These pages need JavaScript: they keep their session in this tab, never in a "
+    "cookie.</p></main></noscript></body></html>\n"
+)
 
 
 class JobPages:
@@ -345,9 +342,7 @@ class JobPages:
         self.authorized = authorized
         self.read_body = read_body
         self.scheduled = scheduled
-        self._sessions: dict[str, float] = {}  # session id -> when it expires (time.monotonic)
-        self._notices: dict[str, list[tuple[bool, str]]] = {}  # session id -> (is an error, text)
-        self._csrf_key = secrets.token_bytes(32)
+        self.sessions = PageSessions()
         self._static = {
             name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC_TYPES
         }
@@ -356,8 +351,10 @@ class JobPages:
         return [
             Route("/", self.home, methods=["GET"]),
             Route("/jobs", self.home, methods=["GET"]),
-            Route("/jobs/{namespace}", self.job_list, methods=["GET"]),
-            Route("/jobs/{namespace}/{job_id}", self.job_page, methods=["GET"]),
+            Route("/jobs/{namespace}", self.shell, methods=["GET"]),
+            Route("/jobs/{namespace}/{job_id}", self.shell, methods=["GET"]),
+            Route(f"{VIEW_PREFIX}/jobs/{{namespace}}", self.list_view, methods=["GET"]),
+            Route(f"{VIEW_PREFIX}/jobs/{{namespace}}/{{job_id}}", self.job_view, methods=["GET"]),
             Route("/jobs/{namespace}/{job_id}/events", self.job_events, methods=["GET"]),
             Route("/jobs/{namespace}/{job_id}/status", self.job_status, methods=["GET"]),
             Route("/jobs/{namespace}/{job_id}/cancel", self.job_cancel, methods=["POST"]),
@@ -366,120 +363,46 @@ class JobPages:
                 self.scheduled_action,
                 methods=["POST"],
             ),
-            Route(LOGIN_PATH, self.login_page, methods=["GET"]),
             Route(LOGIN_PATH, self.login, methods=["POST"]),
-            Route(LOGOUT_PATH, self.logout, methods=["GET", "POST"]),
+            # POST only, with the session header: a GET (any page's <img>) must not end a session.
+            Route(LOGOUT_PATH, self.logout, methods=["POST"]),
             Route(f"{STATIC_PREFIX}/{{name}}", self.static, methods=["GET"]),
             Route("/favicon.ico", self.no_icon, methods=["GET"]),
         ]
 
     # -------------------------------------------------------------------------------------- sessions
-    @staticmethod
-    def cookie_name(request: Request) -> str:
-        """One cookie per server port: cookies ignore ports, and two local servers must not share one."""
-        server = request.scope.get("server")
-        return f"hfjobs_local_{server[1]}" if server else "hfjobs_local"
-
-    def session(self, request: Request) -> str | None:
-        """The request's live session id, if its cookie carries one."""
-        sid = request.cookies.get(self.cookie_name(request))
-        expires = self._sessions.get(sid or "")
-        if sid is None or expires is None:
-            return None
-        if expires < time.monotonic():
-            self.forget(sid)
-            return None
-        return sid
-
-    def forget(self, sid: str) -> None:
-        self._sessions.pop(sid, None)
-        self._notices.pop(sid, None)
-
-    def notify(self, sid: str, text: str, *, problem: bool = False) -> None:
-        """A message for the session's next list page (the outcome of a button that redirected there)."""
-        kept = self._notices.setdefault(sid, [])
-        kept.append((problem, text))
-        del kept[:-NOTICES_KEPT]
-
     def allowed(self, request: Request) -> bool:
-        """A page session, or the API's bearer token (scripts and tests)."""
-        return self.session(request) is not None or self.authorized(request)
+        """A page session (its header), or the API's bearer token (scripts and tests)."""
+        return self.sessions.of(request) is not None or self.authorized(request)
 
-    def csrf(self, session: str, job_id: str) -> str:
-        """A form's CSRF field (cancel: the job id; a scheduled job's buttons: :func:`csrf_subject`): only
-        a page served to this session can know it."""
-        return hmac.new(self._csrf_key, f"{session}\0{job_id}".encode(), hashlib.sha256).hexdigest()
-
-    def csrf_input(self, request: Request, subject: str) -> str:
-        """The hidden field of a form acting on ``subject`` (none without a page session)."""
-        sid = self.session(request)
-        return f'<input type="hidden" name="csrf" value="{e(self.csrf(sid, subject))}">' if sid else ""
-
-    def csrf_refused(self, request: Request, fields: dict[str, str] | None, subject: str) -> bool:
-        """A session must send the page's field for ``subject``; a bearer token (no browser sends one
-        by itself) need not."""
-        sid = self.session(request)
-        if sid is None or self.authorized(request):
-            return False
-        given = (fields or {}).get("csrf", "")
-        return not hmac.compare_digest(given.encode(), self.csrf(sid, subject).encode())
-
-    def new_session(self) -> str:
-        now = time.monotonic()
-        for sid, expires in list(self._sessions.items()):
-            if expires < now:
-                self.forget(sid)
-        while len(self._sessions) >= MAX_SESSIONS:
-            self.forget(next(iter(self._sessions)))  # the oldest
-        sid = secrets.token_urlsafe(32)
-        self._sessions[sid] = now + SESSION_SECONDS
-        return sid
-
-    def ask_login(
-        self, request: Request, problem: str | None = None, *, target: str | None = None
-    ) -> Response:
-        """401 with the login form, coming back here (or to ``target``) afterwards."""
-        if target is None:
-            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            target = here if request.method == "GET" else here.rsplit("/", 1)[0]  # a refused cancel: its job
-        return page(401, "Log in · Local HF Jobs", login_form(safe_next(target), problem))
-
-    async def form(self, request: Request) -> dict[str, str] | None:
-        """An urlencoded form's fields (the first value of each), or ``None`` if too large."""
-        raw = await self.read_body(request, FORM_LIMIT)
-        if raw is None:
-            return None
-        fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        return {key: values[0] for key, values in fields.items()}
-
-    # ------------------------------------------------------------------------------------- login/out
-    async def login_page(self, request: Request) -> Response:
-        if self.allowed(request):
-            return secured(RedirectResponse(safe_next(request.query_params.get("next")), status_code=303))
-        return page(200, "Log in · Local HF Jobs", login_form(safe_next(request.query_params.get("next"))))
+    @staticmethod
+    def log_in_first() -> Response:
+        return answer({"error": "Log in"}, 401)
 
     async def login(self, request: Request) -> Response:
-        fields = await self.form(request)
-        if fields is None:
-            return page(413, "Log in · Local HF Jobs", login_form("/", "That form was too large."))
-        target = safe_next(fields.get("next"))
-        given = fields.get("token", "").strip()
+        """``{"token": ...}`` in, ``{"session": ...}`` out: a random id kept in memory here, never the
+        token, and never a cookie (the page keeps it in ``sessionStorage``)."""
+        raw = await self.read_body(request, LOGIN_LIMIT)
+        if raw is None:
+            return answer({"error": "That login was too large."}, 413)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        given = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(given, str):
+            return answer({"error": 'A login is JSON: {"token": "..."}.'}, 400)
+        given = given.strip()
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
-            problem = "That is not this server's token. Copy the HF_TOKEN that hfjobs-local serve printed."
-            return page(401, "Log in · Local HF Jobs", login_form(target, problem))
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            self.cookie_name(request), self.new_session(), httponly=True, samesite="strict", path="/"
-        )
-        return secured(response)
+            return answer({"error": WRONG_TOKEN}, 401)
+        return answer({"session": self.sessions.open()})
 
     async def logout(self, request: Request) -> Response:
-        sid = request.cookies.get(self.cookie_name(request))
-        if sid:
-            self.forget(sid)
-        response = RedirectResponse(f"{LOGIN_PATH}?{urlencode({'next': list_path(self.namespace)})}", 303)
-        response.delete_cookie(self.cookie_name(request), path="/", httponly=True, samesite="strict")
-        return secured(response)
+        sid = self.sessions.of(request)
+        if sid is None:
+            return self.log_in_first()
+        self.sessions.close(sid)
+        return answer({"notice": "Logged out."})
 
     # ----------------------------------------------------------------------------------------- pages
     async def home(self, request: Request) -> Response:
@@ -492,20 +415,30 @@ class JobPages:
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC_TYPES:
-            return page(404, "Not found", "<main><h1>Not found</h1></main>")
+            return secured(HTMLResponse("<!doctype html><title>Not found</title>", status_code=404))
         return secured(Response(self._static[name], media_type=STATIC_TYPES[name]))
 
-    def not_found(self, what: str) -> Response:
-        body = (
-            f"{masthead(self.namespace)}<main><h1>Not found</h1><p>{e(what)}</p>"
-            f'<p><a href="{e(list_path(self.namespace))}">All jobs of {e(self.namespace)}</a></p></main>'
-        )
-        return page(404, "Not found · Local HF Jobs", body)
+    async def shell(self, request: Request) -> Response:
+        """The same data-less page for every job path. 401 to a browser (a navigation carries no session):
+        the script asks for the token, or sends the one its tab holds; 200 to a request with credentials."""
+        return secured(HTMLResponse(SHELL, status_code=200 if self.allowed(request) else 401))
 
-    def job_or_refusal(self, request: Request) -> JobRecord | Response:
-        """The path's job for an allowed request; a login form first, then a 404 page."""
+    def not_found(self, what: str) -> Response:
+        """A 404 that is both an error (for a button) and a view (for the page)."""
+        ns = self.namespace
+        body = [
+            h("h1", {}, "Not found"),
+            h("p", {}, what),
+            h("p", {}, h("a", {"href": list_path(ns)}, f"All jobs of {ns}")),
+        ]
+        return answer(
+            {"error": what, "title": "Not found · Local HF Jobs", "namespace": ns, "body": body}, 404
+        )
+
+    def find_job(self, request: Request) -> JobRecord | Response:
+        """The path's job for an allowed request; else 401, then 404 (a stranger learns nothing)."""
         if not self.allowed(request):
-            return self.ask_login(request)
+            return self.log_in_first()
         ns, job_id = request.path_params["namespace"], request.path_params["job_id"]
         job = self.store.get(ns, job_id)
         return (
@@ -516,9 +449,9 @@ class JobPages:
         """The job as the API shows it (secret names only), parsed as the hook parses it."""
         return JobInfo.from_api(job.to_json(), endpoint=str(request.base_url))
 
-    async def job_list(self, request: Request) -> Response:
+    async def list_view(self, request: Request) -> Response:
         if not self.allowed(request):
-            return self.ask_login(request)
+            return self.log_in_first()
         ns = request.path_params["namespace"]
         if ns != self.namespace:
             return self.not_found(f"No namespace {ns} on this server: its jobs are in {self.namespace}.")
@@ -527,40 +460,28 @@ class JobPages:
         for record in jobs[:LIST_LIMIT]:
             job = self.info(request, record)
             where = job.docker_image or (f"space {job.space_id}" if job.space_id else "—")
-            rows.append(
-                "<tr>"
-                f'<td><a class="job-link" href="{e(job_path(ns, job.id))}"><code>{e(job.id)}</code></a></td>'
-                f"<td>{stage_badge(job.stage)}</td><td><code>{e(where)}</code></td>"
-                f'<td><code title="{e(command_line(job))}">{e(shorten(command_line(job)))}</code></td>'
-                f"<td>{e(job.flavor or '—')}</td><td>{chips(sorted(job.labels.items()))}</td>"
-                f"<td>{e(format_moment(job.created_at))}</td><td>{e(job_duration(job))}</td></tr>"
-            )
+            rows.append(h(
+                "tr", {},
+                h("td", {}, h("a", {"class": "job-link", "href": job_path(ns, job.id)}, code(job.id))),
+                h("td", {}, stage_badge(job.stage)), h("td", {}, code(where)),
+                h("td", {}, h("code", {"title": command_line(job)}, shorten(command_line(job)))),
+                h("td", {}, job.flavor or "—"), h("td", {}, *chips(sorted(job.labels.items()))),
+                h("td", {}, format_moment(job.created_at)), h("td", {}, job_duration(job)),
+            ))  # fmt: skip
         count = f"{len(jobs)} job{'' if len(jobs) == 1 else 's'}"
         shown = f"The newest {LIST_LIMIT} of {count}" if len(jobs) > LIST_LIMIT else count
-        table = (
-            '<table class="jobs"><thead><tr><th>Job</th><th>Stage</th><th>Image</th><th>Command</th>'
-            "<th>Flavor</th><th>Labels</th><th>Created</th><th>Duration</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>"
-            if rows
-            else '<p class="none">No jobs yet.</p>'
-        )
-        sid = self.session(request)
-        notices = "".join(
-            f'<p class="error" role="alert">{e(text)}</p>'
-            if problem
-            else f'<p class="notice" role="status">{e(text)}</p>'
-            for problem, text in (self._notices.pop(sid, []) if sid else [])
-        )
-        scheduled = self.scheduled_section(request, ns)
-        heading = "<h2>Jobs</h2>" if scheduled else ""
-        body = (
-            f"{masthead(ns)}<main><h1>Jobs of {e(ns)}</h1>{notices}{scheduled}{heading}"
-            f"<p>{e(shown)}, newest first.</p>{table}</main>"
-        )
-        return page(200, f"Jobs of {ns} · Local HF Jobs", body)
+        headings = ("Job", "Stage", "Image", "Command", "Flavor", "Labels", "Created", "Duration")
+        scheduled = self.scheduled_section(ns)
+        body = [
+            h("h1", {}, f"Jobs of {ns}"),
+            *([scheduled, h("h2", {}, "Jobs")] if scheduled else []),
+            h("p", {}, f"{shown}, newest first."),
+            table("jobs", headings, rows) if rows else h("p", {"class": "none"}, "No jobs yet."),
+        ]
+        return answer({"title": f"Jobs of {ns} · Local HF Jobs", "namespace": ns, "body": body})
 
-    def scheduled_section(self, request: Request, ns: str) -> str:
-        """The list's "Scheduled jobs" table (nothing without any), each row with its buttons."""
+    def scheduled_section(self, ns: str) -> list[Any] | None:
+        """The list's "Scheduled jobs" table (none without any), each row with its buttons."""
         records = self.scheduled.store.list(ns) if self.scheduled is not None else []
         rows = []
         for record in records:
@@ -571,149 +492,123 @@ class JobPages:
             state = "suspended" if info.suspend else "active"
             last = info.last_job
             last_run = (
-                f'<a class="last-run" href="{e(job_path(ns, last.id))}"><code>{e(last.id)}</code></a>'
-                f'<br><span class="when">{e(format_moment(last.at))}</span>'
+                [h("a", {"class": "last-run", "href": job_path(ns, last.id)}, code(last.id)), h("br"),
+                 h("span", {"class": "when"}, format_moment(last.at))]
                 if last is not None
-                else '<span class="none">none yet</span>'
-            )
-            field = self.csrf_input(request, csrf_subject(info.id))
-            forms = "".join(
-                f'<form method="post" action="{e(scheduled_path(ns, info.id, action))}">{field}'
-                f'<button type="submit" class="action-{e(action)}">{e(SCHEDULED_BUTTONS[action])}</button></form>'
+                else [none("none yet")]
+            )  # fmt: skip
+            buttons = [
+                h("button", {"class": f"action-{action}", "data-action": scheduled_path(ns, info.id, action)},
+                  SCHEDULED_BUTTONS[action])
                 for action in ("resume" if info.suspend else "suspend", "run")
-            )
-            rows.append(
-                f'<tr id="{e(scheduled_anchor(info.id))}" class="scheduled-job">'
-                f"<td><code>{e(info.id)}</code></td><td><code>{e(info.schedule or '—')}</code></td>"
-                f'<td><span class="state state-{e(state)}">{e(state)}</span></td>'
-                f"<td>{'allowed' if info.concurrency else 'one at a time'}</td>"
-                f'<td class="next-run">{e(format_moment(info.next_job_run_at))}</td><td>{last_run}</td>'
-                f"<td><code>{e(where)}</code></td>"
-                f'<td><code title="{e(command)}">{e(shorten(command))}</code></td>'
-                f'<td>{chips(sorted(spec.labels.items()))}</td><td class="actions">{forms}</td></tr>'
-            )
+            ]  # fmt: skip
+            rows.append(h(
+                "tr", {"id": scheduled_anchor(info.id), "class": "scheduled-job"},
+                h("td", {}, code(info.id)), h("td", {}, code(info.schedule or "—")),
+                h("td", {}, h("span", {"class": f"state state-{state}"}, state)),
+                h("td", {}, "allowed" if info.concurrency else "one at a time"),
+                h("td", {"class": "next-run"}, format_moment(info.next_job_run_at)), h("td", {}, *last_run),
+                h("td", {}, code(where)), h("td", {}, h("code", {"title": command}, shorten(command))),
+                h("td", {}, *chips(sorted(spec.labels.items()))), h("td", {"class": "actions"}, *buttons),
+            ))  # fmt: skip
         if not rows:
-            return ""
-        return (
-            '<section id="scheduled"><h2>Scheduled jobs</h2><table class="scheduled"><thead><tr><th>Scheduled job'
-            "</th><th>Schedule</th><th>State</th><th>Concurrent runs</th><th>Next run</th><th>Last run</th>"
-            "<th>Image</th><th>Command</th><th>Labels</th><th></th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></section>"
+            return None
+        headings = ("Scheduled job", "Schedule", "State", "Concurrent runs", "Next run", "Last run", "Image",
+                    "Command", "Labels", "")  # fmt: skip
+        return h(
+            "section", {"id": "scheduled"}, h("h2", {}, "Scheduled jobs"), table("scheduled", headings, rows)
         )
 
-    async def job_page(self, request: Request) -> Response:
-        record = self.job_or_refusal(request)
+    async def job_view(self, request: Request) -> Response:
+        record = self.find_job(request)
         if isinstance(record, Response):
             return record
         job = self.info(request, record)
         ns = record.namespace
-        cancel = ""
-        if not job.is_terminal:
-            field = self.csrf_input(request, job.id)
-            cancel = (
-                f'<form id="cancel-form" method="post" action="{e(job_path(ns, job.id, "/cancel"))}">'
-                f'{field}<button id="cancel" type="submit">Cancel job</button></form>'
-            )
-        table = "".join(
-            f'<tr><th scope="row">{e(label)}</th><td id="{e(ident)}">{value}</td></tr>'
-            for label, value, ident in detail_rows(job)
+        cancel = (
+            None
+            if job.is_terminal
+            else h("button", {"id": "cancel", "data-action": job_path(ns, job.id, "/cancel"),
+                              "data-busy": "Cancelling…"}, "Cancel job")
+        )  # fmt: skip
+        details = [
+            h("tr", {}, h("th", {"scope": "row"}, label), h("td", {"id": ident}, *cells))
+            for label, cells, ident in detail_rows(job)
+        ]
+        body = [
+            h("p", {"class": "crumbs"}, h("a", {"href": list_path(ns)}, f"Jobs of {ns}"), " /"),
+            h("div", {"class": "title"}, h("h1", {}, code(job.id)), stage_badge(job.stage, "stage"), cancel),
+            h("p", {"id": "message", "class": "message"}, job.message or ""),
+            h("table", {"class": "details"}, h("tbody", {}, *details)),
+            h("h2", {}, "Log"),
+            h("div", {"id": "log", "class": "log", "aria-live": "polite"}),
+            h("p", {"id": "log-state", "class": "none"}, "connecting…"),
+        ]
+        follow = {"events": job_path(ns, job.id, "/events"), "status": job_path(ns, job.id, "/status")}
+        return answer(
+            {"title": f"Job {job.id} · Local HF Jobs", "namespace": ns, "body": body, "job": follow}
         )
-        body = (
-            f"{masthead(ns)}<main>"
-            f'<p class="crumbs"><a href="{e(list_path(ns))}">Jobs of {e(ns)}</a> /</p>'
-            f'<div class="title"><h1><code>{e(job.id)}</code></h1>{stage_badge(job.stage, "stage")}{cancel}</div>'
-            f'<p id="message" class="message">{e(job.message or "")}</p>'
-            f'<table class="details"><tbody>{table}</tbody></table>'
-            '<h2>Log</h2><div id="log" class="log" aria-live="polite"></div>'
-            '<p id="log-state" class="none">connecting…</p></main>'
-        )
-        attributes = (
-            f' data-events="{e(job_path(ns, job.id, "/events"))}"'
-            f' data-status="{e(job_path(ns, job.id, "/status"))}"'
-        )
-        return page(200, f"Job {job.id} · Local HF Jobs", body, script=True, attributes=attributes)
 
     async def job_status(self, request: Request) -> Response:
-        record = self.job_or_refusal(request)
+        record = self.find_job(request)
         if isinstance(record, Response):
-            return record if record.status_code != 401 else secured(JSONResponse({"error": "Log in"}, 401))
-        return secured(JSONResponse(status_json(self.info(request, record))))
+            return record
+        return answer(status_json(self.info(request, record)))
 
     async def job_events(self, request: Request) -> Response:
         """The job's log as SSE (the API's stream, from its last ``PAGE_LOG_TAIL`` lines), then
-        ``event: end`` once the job is over: the page closes its EventSource instead of reconnecting (and
-        replaying the log)."""
-        record = self.job_or_refusal(request)
+        ``event: end`` once the job is over, so the page stops instead of reconnecting (and replaying)."""
+        record = self.find_job(request)
         if isinstance(record, Response):
-            return record if record.status_code != 401 else secured(JSONResponse({"error": "Log in"}, 401))
+            return record
 
         async def events() -> AsyncIterator[bytes]:
             async for chunk in self.follow_log(record, PAGE_LOG_TAIL):
                 yield chunk
-            # A long retry: were the page to miss "end", it would not replay the log at once.
-            stage = json.dumps({"stage": record.stage.value})
-            yield f"retry: {END_RETRY_MS}\nevent: end\ndata: {stage}\n\n".encode()
+            yield f"event: end\ndata: {json.dumps({'stage': record.stage.value})}\n\n".encode()
 
         response = StreamingResponse(events(), media_type="text/event-stream")
         response.headers["X-Accel-Buffering"] = "no"
         return secured(response)
 
     async def job_cancel(self, request: Request) -> Response:
-        """Cancel from the page: the API's ``runner.cancel``, then back to the job page (303).
-        A session must send the page's CSRF field; a bearer token (no browser sends one) need not."""
-        record = self.job_or_refusal(request)
+        """The Cancel button: the API's ``runner.cancel``. A session's header (or the bearer token) is the
+        proof the page sent it: no other origin can set either."""
+        record = self.find_job(request)
         if isinstance(record, Response):
             return record
-        fields = await self.form(request)
-        if self.csrf_refused(request, fields, record.id):
-            body = (
-                f"{masthead(record.namespace)}<main><h1>Cancel refused</h1><p>The form did not come "
-                "from this job's page (no or a wrong CSRF field). Open the job page and use its "
-                f'button.</p><p><a href="{e(job_path(record.namespace, record.id))}">Back to the job'
-                "</a></p></main>"
-            )
-            return page(403, "Cancel refused · Local HF Jobs", body)
-        await self.runner.cancel(record)
-        return secured(RedirectResponse(job_path(record.namespace, record.id), status_code=303))
+        await self.runner.cancel(record)  # returns once CANCELED, or after its grace period
+        stage = record.stage
+        notice = (
+            f"Job {record.id} cancelled."
+            if stage is JobStage.CANCELED
+            else f"Job {record.id} is {stage.value}: nothing to cancel."
+            if stage.is_terminal
+            else f"Job {record.id}: cancel requested (still {stage.value})."
+        )
+        return answer({"notice": notice, "stage": stage.value})
 
     async def scheduled_action(self, request: Request) -> Response:
         """A scheduled job's button on the list (``suspend``, ``resume``, ``run``): what the API's route
-        does (the same :class:`ScheduledActions` function), then back to the list (303) with its outcome
-        there, a refusal (409) included. CSRF as for cancel."""
+        does (the same :class:`ScheduledActions` function); a refusal (409) is the answer's error."""
+        if not self.allowed(request):
+            return self.log_in_first()
         ns, scheduled_id = request.path_params["namespace"], request.path_params["scheduled_job_id"]
         action = request.path_params["action"]
-        if not self.allowed(request):
-            return self.ask_login(request, target=list_path(self.namespace))
         record = self.scheduled.store.get(ns, scheduled_id) if self.scheduled is not None else None
         if record is None or action not in SCHEDULED_BUTTONS:
             return self.not_found(f"No scheduled job {scheduled_id} in namespace {ns} on this server.")
         assert self.scheduled is not None
-        fields = await self.form(request)
-        if self.csrf_refused(request, fields, csrf_subject(record.id)):
-            body = (
-                f"{masthead(ns)}<main><h1>{e(SCHEDULED_BUTTONS[action])} refused</h1><p>The form did not "
-                "come from this server's list of jobs (no or a wrong CSRF field). Open the list and use its "
-                f'buttons.</p><p><a href="{e(list_path(ns))}">Back to the jobs of {e(ns)}</a></p></main>'
-            )
-            return page(403, f"{SCHEDULED_BUTTONS[action]} refused · Local HF Jobs", body)
         try:
             if action == "run":
                 job = self.scheduled.trigger(record)
-                outcome = f"Scheduled job {record.id}: run {job.id} started."
-            elif action == "suspend":
+                return answer({"notice": f"Scheduled job {record.id}: run {job.id} started.", "job": job.id})
+            if action == "suspend":
                 self.scheduled.suspend(record)
-                outcome = f"Scheduled job {record.id} suspended: no runs until it is resumed."
-            else:
-                self.scheduled.resume(record)
-                outcome = f"Scheduled job {record.id} resumed."
+                return answer(
+                    {"notice": f"Scheduled job {record.id} suspended: no runs until it is resumed."}
+                )
+            self.scheduled.resume(record)
+            return answer({"notice": f"Scheduled job {record.id} resumed."})
         except SpecError as exc:
-            problem = f"{SCHEDULED_BUTTONS[action]} refused ({exc.status}): {exc}"
-            sid = self.session(request)
-            if sid is None:  # a script with the bearer token: no session to carry the message
-                body = f'{masthead(ns)}<main><p class="error" role="alert">{e(problem)}</p></main>'
-                return page(exc.status, f"{SCHEDULED_BUTTONS[action]} refused · Local HF Jobs", body)
-            self.notify(sid, problem, problem=True)
-        else:
-            if (sid := self.session(request)) is not None:
-                self.notify(sid, outcome)
-        return secured(RedirectResponse(list_path(ns), status_code=303))
+            return answer({"error": f"{SCHEDULED_BUTTONS[action]} refused ({exc.status}): {exc}"}, exc.status)

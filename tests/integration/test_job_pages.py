@@ -1,10 +1,12 @@
 """The local server's job pages: what the Airflow "Hugging Face Job" link (``JobInfo.url``) opens.
 
-Plain HTTP first (login, cookies, redirects, CSRF, escaping, no secret ever served), then a real
-headless Chromium driven by Playwright: log in through the form, follow a running job's log live, cancel
-from the page, go from the list to a job. The browser is Debian's chromium (``make browser`` installs it
-as root; ``HFJOBS_CHROMIUM`` names another); without it the browser tests skip, loudly. Every wait is
-bounded and waits for a condition (a signal file, a line on the page, a stage), never for luck.
+Plain HTTP first (the data-less shell, the JSON views a session opens, escaping, no secret ever served),
+then a real headless Chromium driven by Playwright: log in through the form, follow a running job's log
+live, cancel from the page, go from the list to a job, press the scheduled jobs' buttons. Sessions, the
+``Origin`` rule and what a page of another local port can do: ``test_job_page_sessions.py``. The browser
+is Debian's chromium (``make browser`` installs it as root; ``HFJOBS_CHROMIUM`` names another); without it
+the browser tests skip, loudly. Every wait is bounded and waits for a condition (a signal file, a line on
+the page, a stage), never for luck.
 """
 
 from __future__ import annotations
@@ -15,26 +17,25 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.local.faults import Fault
+from tests.integration.browser import Received, log_in, page_context, tab_session
 from tests.integration.conftest import NAMESPACE, TOKEN
 from tests.integration.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SESSION_HEADER = "X-HFJobs-Session"
 CANARY = "s3cr3t-canary-7d1f0e"
 XSS = "<script>alert(1)</script>"
-ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
 HTTP_TIMEOUT = 30
-#: Playwright's bound on anything that waits for a job (its process starts, prints, ends).
-JOB_WAIT_MS = 30_000
+SCRIPT = Path(__file__).parents[2] / "airflow_provider_hfjobs" / "local" / "static" / "job.js"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -85,32 +86,79 @@ def job_path(job_id: str, suffix: str = "") -> str:
     return f"/jobs/{NAMESPACE}/{job_id}{suffix}"
 
 
-def logged_in(server: LocalJobsServer) -> requests.Session:
-    """A client holding a page session, got through the login form as a browser gets it."""
-    session = requests.Session()
-    answer = session.post(
-        f"{server.url}/_local/login",
-        data={"token": TOKEN, "next": "/"},
-        allow_redirects=False,
+LIST = f"/jobs/{NAMESPACE}"
+
+
+def view(path: str) -> str:
+    """The JSON view of a page: what its script fetches, with the session header."""
+    return f"/_local/view{path}"
+
+
+def open_session(server: LocalJobsServer) -> str:
+    """A page session, got as the page's script gets it (``POST /_local/login``, JSON, same origin)."""
+    answer = requests.post(
+        f"{server.url}/_local/login", json={"token": TOKEN}, headers={"Origin": server.url},
         timeout=HTTP_TIMEOUT,
-    )
-    assert answer.status_code == 303, answer.text
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return answer.json()["session"]
+
+
+def logged_in(server: LocalJobsServer) -> requests.Session:
+    """A client sending a page session in its header, as the page's script does (and no cookie)."""
+    session = requests.Session()
+    session.headers[SESSION_HEADER] = open_session(server)
     return session
 
 
-def csrf_field(page_html: str) -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page_html)
-    assert match, "the job page has no CSRF field in its cancel form"
-    return match.group(1)
-
-
-def is_login_form(answer: requests.Response) -> bool:
+def is_login_shell(answer: requests.Response) -> bool:
+    """The data-less page every job path answers a request without credentials (a browser's navigation)."""
     return (
         answer.status_code == 401
-        and '<form method="post" action="/_local/login">' in answer.text
+        and '<form id="login-form" method="post" action="/_local/login">' in answer.text
         and 'name="token"' in answer.text
         and "hfjobs-local serve" in answer.text
+        and '<script src="/_local/static/job.js" defer></script>' in answer.text
     )
+
+
+def elements(node: Any) -> Iterator[list[Any]]:
+    """Every element of a JsonML node (``[tag, {attributes}, *children]``), depth first."""
+    if isinstance(node, list):
+        yield node
+        for child in node[2:]:
+            yield from elements(child)
+
+
+def text(node: Any) -> str:
+    return node if isinstance(node, str) else "".join(text(child) for child in node[2:])
+
+
+def all_elements(page: dict[str, Any]) -> list[list[Any]]:
+    return [element for root in page["body"] for element in elements(root)]
+
+
+def by_id(page: dict[str, Any], ident: str) -> list[Any]:
+    found = [element for element in all_elements(page) if element[1].get("id") == ident]
+    assert len(found) == 1, (ident, found)
+    return found[0]
+
+
+def where(page: dict[str, Any], **attributes: str) -> list[list[Any]]:
+    """The elements with these attributes (``class_`` for ``class``, ``data_action`` for ``data-action``)."""
+    wanted = {key.rstrip("_").replace("_", "-"): value for key, value in attributes.items()}
+    return [e for e in all_elements(page) if all(e[1].get(k) == v for k, v in wanted.items())]
+
+
+def script_whitelist(name: str) -> set[str]:
+    """A ``new Set([...])`` of the page's script: what it builds (tags) or sets (attributes)."""
+    match = re.search(rf"const {name} = new Set\(\[(.*?)\]\);", SCRIPT.read_text(), re.S)
+    assert match, name
+    return set(re.findall(r'"([^"]+)"', match.group(1)))
+
+
+def other_port(server: LocalJobsServer) -> int:
+    return server.port + 1 if server.port < 65535 else server.port - 1
 
 
 # ------------------------------------------------------------------------------------------- plain HTTP
@@ -121,7 +169,12 @@ def test_the_server_names_its_pages_and_the_root_leads_there(server: LocalJobsSe
         assert answer.status_code == 303 and answer.headers["location"] == f"/jobs/{NAMESPACE}"
     script = requests.get(f"{server.url}/_local/static/job.js", timeout=HTTP_TIMEOUT)
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
-    assert "textContent" in script.text and "innerHTML" not in script.text
+    # Text only, no HTML sink; no cookie ever; the session from this tab's origin-scoped storage.
+    assert "textContent" in script.text and "createTextNode" in script.text
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function("):
+        assert sink not in script.text, sink
+    assert "document.cookie" not in script.text and 'credentials: "omit"' in script.text
+    assert "sessionStorage" in script.text and "localStorage" not in script.text
     style = requests.get(f"{server.url}/_local/static/pages.css", timeout=HTTP_TIMEOUT)
     assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
     assert requests.get(f"{server.url}/favicon.ico", timeout=HTTP_TIMEOUT).status_code == 204
@@ -129,141 +182,41 @@ def test_the_server_names_its_pages_and_the_root_leads_there(server: LocalJobsSe
         assert requests.get(f"{server.url}/_local/static/{name}", timeout=HTTP_TIMEOUT).status_code == 404
 
 
-def test_without_a_session_every_page_asks_for_the_token(server: LocalJobsServer) -> None:
-    job = create(server, ["python", "-c", "print('hi')"])
-    for path in (f"/jobs/{NAMESPACE}", job_path(job["id"])):
+def test_without_a_session_every_page_is_a_shell_without_data(server: LocalJobsServer) -> None:
+    job = create(server, ["python", "-c", "print('hi')"], labels={"shown": "never-logged-out"})
+    for path in (LIST, job_path(job["id"])):
         answer = requests.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT)
-        assert is_login_form(answer), answer.text
-        assert f'name="next" value="{path}"' in answer.text  # back here once logged in
-        assert "set-cookie" not in answer.headers
+        assert is_login_shell(answer), answer.text
+        assert job["id"] not in answer.text and "never-logged-out" not in answer.text  # no data at all
+        assert "set-cookie" not in answer.headers and "csrf" not in answer.text
         headers = answer.headers
-        assert "script-src 'self'" in headers["content-security-policy"]
-        assert "'unsafe-inline'" not in headers["content-security-policy"]
+        policy = headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+        assert "require-trusted-types-for 'script'" in policy and "frame-ancestors 'none'" in policy
         assert (headers["x-frame-options"], headers["referrer-policy"], headers["cache-control"]) == (
             "DENY", "same-origin", "no-store",
         )  # fmt: skip
-    for suffix in ("/events", "/status"):
-        answer = requests.get(f"{server.url}{job_path(job['id'], suffix)}", timeout=HTTP_TIMEOUT)
-        assert answer.status_code == 401 and answer.json() == {"error": "Log in"}
+        assert headers["cross-origin-resource-policy"] == "same-origin"
+    # The data is behind the session header (or the bearer token): without either, 401 and nothing else.
+    for path in (view(LIST), view(job_path(job["id"])), job_path(job["id"], "/events"),
+                 job_path(job["id"], "/status")):  # fmt: skip
+        answer = requests.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT)
+        assert answer.status_code == 401 and answer.json() == {"error": "Log in"}, path
     refused = requests.post(f"{server.url}{job_path(job['id'], '/cancel')}", timeout=HTTP_TIMEOUT)
-    assert is_login_form(refused)
-    # A wrong bearer token is no better than none; the right one opens the page (scripts, tests).
-    wrong = requests.get(
-        f"{server.url}{job_path(job['id'])}", headers={"Authorization": "Bearer x"}, timeout=30
-    )
-    assert is_login_form(wrong)
+    assert refused.status_code == 401 and refused.json() == {"error": "Log in"}
+    # A wrong bearer token or session is no better than none; the right token opens everything (scripts).
+    for wrong in ({"Authorization": "Bearer x"}, {SESSION_HEADER: "x" * 43}, {SESSION_HEADER: TOKEN}):
+        assert is_login_shell(requests.get(f"{server.url}{job_path(job['id'])}", headers=wrong, timeout=30))
+        assert (
+            requests.get(f"{server.url}{view(job_path(job['id']))}", headers=wrong, timeout=30).status_code
+            == 401
+        )
     assert requests.get(f"{server.url}{job_path(job['id'])}", headers=AUTH, timeout=30).status_code == 200
+    data = requests.get(f"{server.url}{view(job_path(job['id']))}", headers=AUTH, timeout=30)
+    assert data.status_code == 200 and text(by_id(data.json(), "labels")) == "shown=never-logged-out"
 
 
-def test_a_wrong_token_gets_the_form_again_and_no_cookie(server: LocalJobsServer) -> None:
-    for token in ("hf_wrong", "", TOKEN + "x", TOKEN[:-1]):
-        answer = requests.post(
-            f"{server.url}/_local/login", data={"token": token, "next": f"/jobs/{NAMESPACE}"},
-            allow_redirects=False, timeout=HTTP_TIMEOUT,
-        )  # fmt: skip
-        assert is_login_form(answer), answer.text
-        assert "not this server&#x27;s token" in answer.text
-        assert "set-cookie" not in answer.headers
-        assert token == "" or token not in answer.text
-
-
-def test_the_right_token_opens_a_session_cookie_that_is_not_the_token(server: LocalJobsServer) -> None:
-    answer = requests.post(
-        f"{server.url}/_local/login", data={"token": TOKEN, "next": f"/jobs/{NAMESPACE}"},
-        allow_redirects=False, timeout=HTTP_TIMEOUT,
-    )  # fmt: skip
-    assert answer.status_code == 303 and answer.headers["location"] == f"/jobs/{NAMESPACE}"
-    cookie = answer.headers["set-cookie"]
-    name, _, rest = cookie.partition("=")
-    value = rest.split(";", 1)[0]
-    attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
-    assert name == f"hfjobs_local_{server.port}"  # one per server: cookies ignore ports
-    assert {"httponly", "samesite=strict", "path=/"} <= attributes, cookie
-    assert len(value) >= 32 and TOKEN not in cookie and value not in TOKEN
-    session = requests.Session()
-    session.cookies.set(name, value)
-    listing = session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT)
-    assert listing.status_code == 200 and f"Jobs of {NAMESPACE}" in listing.text
-    # Logging out ends the session on the server: the old cookie no longer opens anything.
-    out = requests.post(
-        f"{server.url}/_local/logout", cookies={name: value}, allow_redirects=False, timeout=HTTP_TIMEOUT
-    )
-    assert out.status_code == 303 and f"{name}=" in out.headers["set-cookie"]
-    assert is_login_form(session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT))
-
-
-@pytest.mark.parametrize(
-    ("target", "expected"),
-    [
-        ("//evil.example/jobs", "/"),
-        ("http://evil.example/", "/"),
-        ("https://evil.example/jobs/alice", "/"),
-        ("/\\evil.example", "/"),
-        ("\\\\evil.example", "/"),
-        ("javascript:alert(1)", "/"),
-        ("jobs/alice", "/"),
-        ("/jobs/alice\r\nSet-Cookie: x=1", "/"),
-        ("", "/"),
-        (f"/jobs/{NAMESPACE}?stage=RUNNING", f"/jobs/{NAMESPACE}?stage=RUNNING"),
-        ("/", "/"),
-    ],
-)
-def test_login_goes_back_to_local_paths_only(server: LocalJobsServer, target: str, expected: str) -> None:
-    answer = requests.post(
-        f"{server.url}/_local/login", data={"token": TOKEN, "next": target}, allow_redirects=False,
-        timeout=HTTP_TIMEOUT,
-    )  # fmt: skip
-    assert answer.status_code == 303 and answer.headers["location"] == expected
-
-
-def test_a_cancel_needs_the_pages_csrf_field_and_this_sites_origin(
-    server: LocalJobsServer, tmp_path: Path
-) -> None:
-    job = create(server, gated(tmp_path / "never"))
-    wait_stage(server, job["id"], ("RUNNING",))
-    session = logged_in(server)
-    page = session.get(f"{server.url}{job_path(job['id'])}", timeout=HTTP_TIMEOUT)
-    assert page.status_code == 200 and 'id="cancel"' in page.text
-    token = csrf_field(page.text)
-    url = f"{server.url}{job_path(job['id'], '/cancel')}"
-    other = create(server, gated(tmp_path / "never-either"))
-    other_page = session.get(f"{server.url}{job_path(other['id'])}", timeout=HTTP_TIMEOUT)
-    refusals = [
-        session.post(url, data={}, allow_redirects=False, timeout=HTTP_TIMEOUT),
-        session.post(url, data={"csrf": "0" * 64}, allow_redirects=False, timeout=HTTP_TIMEOUT),
-        # Another job's field is not this job's.
-        session.post(url, data={"csrf": csrf_field(other_page.text)}, allow_redirects=False, timeout=30),
-        # Another session's field is not this session's.
-        session.post(url, data={"csrf": csrf_field(logged_in(server).get(page.url, timeout=30).text)},
-                     allow_redirects=False, timeout=HTTP_TIMEOUT),
-    ]  # fmt: skip
-    assert [answer.status_code for answer in refusals] == [403] * 4
-    assert "Cancel refused" in refusals[0].text
-    # The right field from another site's page: the host guard refuses it before any route runs.
-    foreign = session.post(
-        url,
-        data={"csrf": token},
-        headers={"Origin": "http://evil.example"},
-        allow_redirects=False,
-        timeout=30,
-    )
-    assert foreign.status_code == 403 and "Cross-site request" in foreign.json()["error"]
-    assert stage_of(server, job["id"]) == "RUNNING"
-    answer = session.post(
-        url, data={"csrf": token}, headers={"Origin": server.url}, allow_redirects=False, timeout=30
-    )
-    assert answer.status_code == 303 and answer.headers["location"] == job_path(job["id"])
-    assert stage_of(server, job["id"]) == "CANCELED"
-    assert stage_of(server, other["id"]) not in TERMINAL  # the other job is untouched
-    # A script with the bearer token needs no page field (no browser sends that header by itself).
-    bearer = requests.post(f"{server.url}{job_path(other['id'], '/cancel')}", headers=AUTH, allow_redirects=False,
-                           timeout=HTTP_TIMEOUT)  # fmt: skip
-    assert bearer.status_code == 303 and stage_of(server, other["id"]) == "CANCELED"
-    after = session.get(f"{server.url}{job_path(job['id'])}", timeout=HTTP_TIMEOUT)
-    assert 'id="cancel"' not in after.text and "CANCELED" in after.text
-
-
-def test_the_pages_escape_the_job_and_never_show_a_secret_or_the_token(server: LocalJobsServer) -> None:
+def test_the_views_hold_only_text_and_never_a_secret_or_the_token(server: LocalJobsServer) -> None:
     job = create(
         server,
         ["python", "-c", f"import sys; print({XSS!r}); print(sys.argv[1], flush=True)"],
@@ -274,20 +227,32 @@ def test_the_pages_escape_the_job_and_never_show_a_secret_or_the_token(server: L
     )
     wait_stage(server, job["id"], TERMINAL)
     session = logged_in(server)
-    bodies = {
-        path: session.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT).text
-        for path in (job_path(job["id"]), f"/jobs/{NAMESPACE}", job_path(job["id"], "/status"),
-                     job_path(job["id"], "/events"))
-    }  # fmt: skip
-    for path, text in bodies.items():
-        assert CANARY not in text and TOKEN not in text, path
-    for path in (job_path(job["id"]), f"/jobs/{NAMESPACE}"):
-        assert XSS not in bodies[path] and "<script>alert" not in bodies[path], path
-        assert ESCAPED_XSS in bodies[path], path
-    detail = bodies[job_path(job["id"])]
-    assert f"NOTE=env{ESCAPED_XSS}" in detail  # environment values are shown (they are not secret)
-    assert "API_KEY=***" in detail and "HF_TOKEN=***" in detail  # secret names only
-    assert "suite=pages" in detail and "kind=xss-check" in detail
+    paths = (
+        view(job_path(job["id"])),
+        view(LIST),
+        job_path(job["id"], "/status"),
+        job_path(job["id"], "/events"),
+    )
+    bodies = {path: session.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT).text for path in paths}
+    for path, body in bodies.items():
+        assert CANARY not in body and TOKEN not in body, path
+    for path in (view(job_path(job["id"])), view(LIST)):
+        assert "<" not in bodies[path] and ">" not in bodies[path], path  # JSON with \u003c: never markup
+    detail = json.loads(bodies[view(job_path(job["id"]))])
+    # Values are strings in the view, which the script inserts as text nodes: markup stays text.
+    assert [text(chip) for chip in elements(by_id(detail, "environment")) if chip[0] == "span"] == [
+        f"NOTE=env{XSS}", "TOKEN_NAME_IS_FINE=yes",
+    ]  # fmt: skip
+    assert text(by_id(detail, "secrets")) == "API_KEY=***HF_TOKEN=***"  # secret names only
+    assert text(by_id(detail, "labels")) == "kind=xss-checksuite=pages"
+    assert f"arg{XSS}" in text(by_id(detail, "command"))
+    # Every element is one the script builds, and every link or button goes to this server's paths.
+    tags, attributes = script_whitelist("TAGS"), script_whitelist("ATTRIBUTES")
+    for page in (detail, json.loads(bodies[view(LIST)])):
+        for element in all_elements(page):
+            assert element[0] in tags and set(element[1]) <= attributes, element
+            for key in ("href", "data-action"):
+                assert key not in element[1] or re.match(r"^/(?![/\\])", element[1][key]), element
     # The log carries the line as the job printed it, in JSON: the page's script inserts it as text.
     events = [json.loads(line[len("data: "):]) for line in bodies[job_path(job["id"], "/events")].splitlines()
               if line.startswith("data: {\"data\"")]  # fmt: skip
@@ -303,9 +268,9 @@ def test_a_waiting_jobs_secret_values_are_in_the_store_but_not_on_its_page(tmp_p
         record = small.app.state.store.get(NAMESPACE, waiting["id"])
         assert record.secrets == {"API_KEY": CANARY}  # held until its process has them
         session = logged_in(small)
-        for path in (job_path(waiting["id"]), job_path(waiting["id"], "/status"), f"/jobs/{NAMESPACE}"):
-            text = session.get(f"{small.url}{path}", timeout=HTTP_TIMEOUT).text
-            assert CANARY not in text and TOKEN not in text, path
+        for path in (view(job_path(waiting["id"])), job_path(waiting["id"], "/status"), view(LIST)):
+            answer = session.get(f"{small.url}{path}", timeout=HTTP_TIMEOUT)
+            assert answer.status_code == 200 and CANARY not in answer.text and TOKEN not in answer.text, path
         (tmp_path / "go").touch()
         wait_stage(small, waiting["id"], TERMINAL)
 
@@ -313,14 +278,19 @@ def test_a_waiting_jobs_secret_values_are_in_the_store_but_not_on_its_page(tmp_p
 def test_unknown_jobs_and_other_namespaces_are_not_found(server: LocalJobsServer) -> None:
     job = create(server, ["python", "-c", "print('hi')"])
     session = logged_in(server)
-    for path in ("/jobs/alice/0123456789abcdef01234567", f"/jobs/bob/{job['id']}", "/jobs/bob",
-                 f"/jobs/bob/{job['id']}/status", f"/jobs/{NAMESPACE}/{XSS}"):  # fmt: skip
+    markup = "<img src=x onerror=alert(1)>"  # one path segment (XSS has a slash: no route at all)
+    for path in (view("/jobs/alice/0123456789abcdef01234567"), view(f"/jobs/bob/{job['id']}"), view("/jobs/bob"),
+                 f"/jobs/bob/{job['id']}/status", view(f"/jobs/{NAMESPACE}/{markup}")):  # fmt: skip
         answer = session.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT)
         assert answer.status_code == 404, path
-        assert XSS not in answer.text
-    assert "Not found" in session.get(f"{server.url}/jobs/bob", timeout=HTTP_TIMEOUT).text
-    # Logged out, a page does not even say whether the job exists.
-    assert is_login_form(requests.get(f"{server.url}/jobs/alice/0123456789abcdef01234567", timeout=30))
+        assert "<" not in answer.text and text(answer.json()["body"][0]) == "Not found", path
+    missing = session.get(f"{server.url}{view(f'/jobs/{NAMESPACE}/{markup}')}", timeout=HTTP_TIMEOUT).json()
+    assert markup in text(missing["body"][1]) and missing["error"] == text(missing["body"][1])  # as text
+    nowhere = session.get(f"{server.url}{view(f'/jobs/{NAMESPACE}/{XSS}')}", timeout=HTTP_TIMEOUT)
+    assert nowhere.status_code == 404 and "<" not in nowhere.text
+    # Without a session, nothing says whether the job exists.
+    for path in (view("/jobs/alice/0123456789abcdef01234567"), view(job_path(job["id"]))):
+        assert requests.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT).json() == {"error": "Log in"}
 
 
 def test_the_page_and_the_api_stream_the_same_log(server: LocalJobsServer) -> None:
@@ -328,7 +298,7 @@ def test_the_page_and_the_api_stream_the_same_log(server: LocalJobsServer) -> No
     wait_stage(server, job["id"], TERMINAL)
     api = requests.get(f"{server.url}/api/jobs/{NAMESPACE}/{job['id']}/logs", headers=AUTH, timeout=30).text
     page = logged_in(server).get(f"{server.url}{job_path(job['id'], '/events')}", timeout=HTTP_TIMEOUT).text
-    assert page == api + 'retry: 3600000\nevent: end\ndata: {"stage": "COMPLETED"}\n\n'
+    assert page == api + 'event: end\ndata: {"stage": "COMPLETED"}\n\n'
 
 
 def test_page_requests_are_neither_faulted_nor_counted(server: LocalJobsServer) -> None:
@@ -337,7 +307,8 @@ def test_page_requests_are_neither_faulted_nor_counted(server: LocalJobsServer) 
     server.add_fault(Fault(kind="status", status=503, times=1))
     try:
         session = logged_in(server)
-        for path in (f"/jobs/{NAMESPACE}", job_path(job["id"]), job_path(job["id"], "/status"), "/"):
+        for path in (LIST, job_path(job["id"]), view(LIST), view(job_path(job["id"])),
+                     job_path(job["id"], "/status"), "/"):  # fmt: skip
             assert session.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT).status_code == 200, path
         assert [fault.times for fault in server.faults.list()] == [1]  # still there for the API
     finally:
@@ -349,39 +320,7 @@ def test_page_requests_are_neither_faulted_nor_counted(server: LocalJobsServer) 
 # ---------------------------------------------------------------------------------------------- browser
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=JOB_WAIT_MS)
-    browser_context = browser.new_context(viewport={"width": 1280, "height": 900})
-    browser_context.set_default_timeout(JOB_WAIT_MS)
-    yield browser_context
-    browser_context.close()
-
-
-class Received:
-    """The body of every answer the browser got, read the moment it is complete (a page navigated away
-    from cannot be read later)."""
-
-    def __init__(self, page: Any) -> None:
-        self.bodies: list[tuple[str, str]] = []
-        page.on("requestfinished", self.finished)
-
-    def finished(self, request: Any) -> None:
-        response = request.response()
-        if response is not None and not 300 <= response.status < 400:  # redirects have no body
-            self.bodies.append((response.url, response.body().decode("utf-8", "replace")))
-
-
-def log_in(page: Any, url: str) -> None:
-    """Open ``url``, get the login form (no session yet), send the token; lands back on ``url``."""
-    from playwright.sync_api import expect
-
-    answer = page.goto(url)
-    assert answer is not None and answer.status == 401
-    expect(page.get_by_role("heading")).to_have_text("Local Hugging Face Jobs server")
-    page.get_by_label("Token").fill(TOKEN)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(url)
+    yield from page_context(browser)
 
 
 def test_the_airflow_link_shows_the_job_and_follows_its_log_live(
@@ -397,7 +336,7 @@ def test_the_airflow_link_shows_the_job_and_follows_its_log_live(
     assert job.url == f"{hook.endpoint}/jobs/{NAMESPACE}/{job.id}"  # what the Airflow button opens
     page = context.new_page()
     received = Received(page)
-    log_in(page, job.url)
+    log_in(page, job.url, TOKEN)
     log = page.locator("#log")
     expect(log).to_contain_text("first line")
     expect(page.locator("#stage")).to_have_text("RUNNING")
@@ -417,12 +356,16 @@ def test_the_airflow_link_shows_the_job_and_follows_its_log_live(
     texts = page.locator("#log .line .text").all_inner_texts()
     assert texts[1:] == ["first line", "second line"] and texts[0].startswith("===== Job started at ")
     page.screenshot(path=str(tmp_path / "job-page.png"), full_page=True)
+    # The session is in this tab's sessionStorage, never in a cookie.
+    tab_session(page)
+    assert context.cookies() == []
     # Nothing the browser received holds the token or a secret value.
-    served = {urlsplit(url).path for url, _ in received.bodies}
-    assert {job_path(job.id), job_path(job.id, "/events"), job_path(job.id, "/status")} <= served
-    assert {"/_local/static/job.js", "/_local/static/pages.css"} <= served
-    for url, text in received.bodies:
-        assert TOKEN not in text and CANARY not in text, url
+    received.wait_for(page, {
+        job_path(job.id), view(job_path(job.id)), job_path(job.id, "/events"), job_path(job.id, "/status"),
+        "/_local/static/job.js", "/_local/static/pages.css", "/_local/login",
+    })  # fmt: skip
+    for url, body in [*received.bodies, (page.url, page.content())]:
+        assert TOKEN not in body and CANARY not in body, url
     assert hook.inspect_job(job.id).stage.value == "COMPLETED"
 
 
@@ -431,13 +374,15 @@ def test_cancel_on_the_page_cancels_the_job(hook: Any, context: Any, tmp_path: P
 
     job = hook.run_job(image="python:3.12", command=gated(tmp_path / "never", first="waiting"))
     page = context.new_page()
-    log_in(page, job.url)
+    log_in(page, job.url, TOKEN)
     expect(page.locator("#log")).to_contain_text("waiting")
     expect(page.locator("#stage")).to_have_text("RUNNING")
     page.locator("#cancel").click()
     expect(page.locator("#stage")).to_have_text("CANCELED")
-    expect(page).to_have_url(job.url)  # back on the job page after the form's 303
+    expect(page.locator(".notice")).to_contain_text(f"Job {job.id}")
+    expect(page).to_have_url(job.url)
     expect(page.locator("#cancel")).to_have_count(0)
+    expect(page.locator("#log-state")).to_have_text("end of log")
     assert hook.inspect_job(job.id).stage.value == "CANCELED"
 
 
@@ -448,13 +393,13 @@ def test_the_job_list_links_to_the_job_page(hook: Any, context: Any, server: Loc
         image="python:3.12", command=["python", "-c", "print('listed')"], labels={"list": "yes"}
     )
     page = context.new_page()
-    log_in(page, server.pages_url)
+    log_in(page, server.pages_url, TOKEN)
     link = page.locator(f'a.job-link[href="{job_path(job.id)}"]')
     expect(link).to_have_text(job.id)
     row = page.locator("tr", has=link)
     expect(row).to_contain_text("python:3.12")
     expect(row).to_contain_text("list=yes")
-    link.click()
+    link.click()  # a new page load: the tab's session goes along (no second login)
     expect(page).to_have_url(job.url)
     expect(page.locator("#log")).to_contain_text("listed")
     expect(page.locator("#stage")).to_have_text("COMPLETED")
@@ -471,16 +416,17 @@ def test_markup_from_a_job_stays_text_in_the_browser(hook: Any, context: Any) ->
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     received = Received(page)
-    log_in(page, job.url)
+    log_in(page, job.url, TOKEN)
     expect(page.locator("#log")).to_contain_text(XSS)
     expect(page.locator("#log")).to_contain_text("<img src=x onerror=alert(2)>")
     expect(page.locator("#log-state")).to_have_text("end of log")
     expect(page.locator("#environment")).to_have_text(f"NOTE={XSS}")
-    assert page.locator("#log script, #log img, #environment script").count() == 0
+    expect(page.locator("#command")).to_contain_text("<img src=x onerror=alert(2)>")
+    assert page.locator("#content script, #content img, #log script, #log img").count() == 0
     assert dialogs == []
     assert received.bodies
-    for url, text in received.bodies:
-        assert TOKEN not in text and CANARY not in text, url
+    for url, body in [*received.bodies, (page.url, page.content())]:
+        assert TOKEN not in body and CANARY not in body, url
 
 
 # -------------------------------------------------------------------------------- scheduled jobs (HTTP)
@@ -523,22 +469,20 @@ def scheduled_action(scheduled_id: str, action: str) -> str:
     return f"/jobs/{NAMESPACE}/scheduled/{scheduled_id}/{action}"
 
 
-def scheduled_csrf(list_html: str, scheduled_id: str, action: str) -> str:
-    """The CSRF field of a scheduled job's button form on the list page."""
-    match = re.search(
-        rf'action="{re.escape(scheduled_action(scheduled_id, action))}"><input type="hidden" name="csrf" '
-        r'value="([0-9a-f]+)"',
-        list_html,
-    )
-    assert match, f"the list has no {action} form with a CSRF field for scheduled job {scheduled_id}"
-    return match.group(1)
+def scheduled_row(listing: dict[str, Any], scheduled_id: str) -> list[Any]:
+    return by_id(listing, f"scheduled-{scheduled_id}")
 
 
-def test_the_list_shows_scheduled_jobs_escaped_and_without_secrets() -> None:
+def buttons(row: list[Any]) -> dict[str, str]:
+    """A row's buttons: label -> the path it posts to."""
+    return {text(element): element[1]["data-action"] for element in elements(row) if element[0] == "button"}
+
+
+def test_the_list_shows_scheduled_jobs_as_text_and_without_secrets() -> None:
     with LocalJobsServer(token=TOKEN, namespace=NAMESPACE) as fresh:
         session = logged_in(fresh)
-        empty = session.get(f"{fresh.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
-        assert "Scheduled jobs" not in empty and 'class="scheduled"' not in empty  # none: no section
+        empty = session.get(f"{fresh.url}{view(LIST)}", timeout=HTTP_TIMEOUT).json()
+        assert where(empty, id="scheduled") == [] and "Scheduled jobs" not in json.dumps(empty)
         created = create_scheduled(
             fresh, ["python", "-c", f"print({XSS!r})"], arguments=[f"arg{XSS}"],
             environment={"NOTE": f"env{XSS}"}, secrets={"API_KEY": CANARY, "HF_TOKEN": TOKEN},
@@ -546,30 +490,35 @@ def test_the_list_shows_scheduled_jobs_escaped_and_without_secrets() -> None:
         )  # fmt: skip
         sid = created["id"]
         job = create(fresh, ["python", "-c", "print('plain job')"])
-        listing = session.get(f"{fresh.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT)
-        assert listing.status_code == 200
-        text = listing.text
-        assert "<h2>Scheduled jobs</h2>" in text
-        assert text.index("Scheduled jobs") < text.index('<table class="jobs">')  # above the jobs
-        row = text[text.index(f'<tr id="scheduled-{sid}"') :]
-        row = row[: row.index("</tr>")]
-        assert f"<code>{sid}</code>" in row and f"<code>{NEVER_SOON}</code>" in row
-        assert ">active<" in row and "one at a time" in row and "none yet" in row
+        answer = session.get(f"{fresh.url}{view(LIST)}", timeout=HTTP_TIMEOUT)
+        assert answer.status_code == 200
+        assert "<" not in answer.text and CANARY not in answer.text and TOKEN not in answer.text
+        listing = answer.json()
+        [section] = where(listing, id="scheduled")
+        assert text(section[2]) == "Scheduled jobs"
+        body = listing["body"]
+        assert body.index(section) < body.index(where(listing, class_="jobs")[0])  # above the jobs
+        row = scheduled_row(listing, sid)
+        cells = [text(cell) for cell in row[2:]]
         next_run = created["status"]["nextJobRunAt"]  # e.g. 2027-01-01T00:00:00.000Z
-        assert f"{next_run[:10]} {next_run[11:19]} UTC" in row
-        assert "<code>python:3.12</code>" in row
-        assert ESCAPED_XSS in row and XSS not in text and "<script>alert" not in text
-        assert "suite=pages" in row and "kind=scheduled" in row
-        assert ">Suspend</button>" in row and ">Run now</button>" in row and ">Resume</button>" not in row
-        assert job["id"] in text  # the jobs table is still there
-        assert CANARY not in text and TOKEN not in text
+        assert cells[:6] == [sid, NEVER_SOON, "active", "one at a time", f"{next_run[:10]} {next_run[11:19]} UTC",
+                             "none yet"]  # fmt: skip
+        assert cells[6] == "python:3.12" and XSS in cells[7] and cells[8] == "kind=scheduledsuite=pages"
+        assert buttons(row) == {
+            "Suspend": scheduled_action(sid, "suspend"),
+            "Run now": scheduled_action(sid, "run"),
+        }
+        assert any(
+            job["id"] == text(link) for link in where(listing, class_="job-link")
+        )  # the jobs are there
         for header in ("content-security-policy", "x-frame-options", "referrer-policy", "cache-control"):
-            assert header in listing.headers
-        # Logged out, the list (and so the scheduled jobs) asks for the token.
-        assert is_login_form(requests.get(f"{fresh.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT))
+            assert header in answer.headers
+        # Logged out, the list (and so the scheduled jobs) is a shell, its view a 401.
+        assert is_login_shell(requests.get(f"{fresh.url}{LIST}", timeout=HTTP_TIMEOUT))
+        assert requests.get(f"{fresh.url}{view(LIST)}", timeout=HTTP_TIMEOUT).status_code == 401
 
 
-def test_suspend_resume_and_run_now_need_the_csrf_field_and_this_sites_origin(
+def test_suspend_resume_and_run_now_need_the_session_header_and_this_servers_origin(
     server: LocalJobsServer,
 ) -> None:
     created = create_scheduled(server, ["python", "-c", "print('scheduled run')"], labels={"page": "buttons"})
@@ -577,108 +526,99 @@ def test_suspend_resume_and_run_now_need_the_csrf_field_and_this_sites_origin(
     other = create_scheduled(server, ["python", "-c", "print('other')"])["id"]
     try:
         session = logged_in(server)
-        listing = session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
-        token = scheduled_csrf(listing, sid, "suspend")
-        assert scheduled_csrf(listing, sid, "run") == token  # bound to the scheduled job, not the button
-        other_token = scheduled_csrf(listing, other, "suspend")
-        stranger = logged_in(server).get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
+        session_id = str(session.headers[SESSION_HEADER])
         for action in ("suspend", "run"):
             url = f"{server.url}{scheduled_action(sid, action)}"
             refusals = [
-                session.post(url, data={}, allow_redirects=False, timeout=HTTP_TIMEOUT),
-                session.post(url, data={"csrf": "0" * 64}, allow_redirects=False, timeout=HTTP_TIMEOUT),
-                session.post(url, data={"csrf": other_token}, allow_redirects=False, timeout=HTTP_TIMEOUT),
-                session.post(url, data={"csrf": scheduled_csrf(stranger, sid, action)}, allow_redirects=False,
-                             timeout=HTTP_TIMEOUT),
-            ]  # fmt: skip
-            assert [answer.status_code for answer in refusals] == [403] * 4, action
-            assert "refused" in refusals[0].text and "CSRF" in refusals[0].text
-            foreign = session.post(
-                url, data={"csrf": token}, headers={"Origin": "http://evil.example"},
-                allow_redirects=False, timeout=HTTP_TIMEOUT,
-            )  # fmt: skip
-            assert foreign.status_code == 403 and "Cross-site request" in foreign.json()["error"]
-            assert is_login_form(requests.post(url, data={"csrf": token}, timeout=HTTP_TIMEOUT))
+                requests.post(url, timeout=HTTP_TIMEOUT),
+                requests.post(url, headers={SESSION_HEADER: "0" * 43}, timeout=HTTP_TIMEOUT),
+                requests.post(url, cookies={f"hfjobs_local_{server.port}": session_id}, timeout=HTTP_TIMEOUT),
+                requests.post(url, data={"csrf": "0" * 64}, timeout=HTTP_TIMEOUT),
+            ]
+            assert [answer.status_code for answer in refusals] == [401] * 4, action
+            for origin in ("http://evil.example", f"http://127.0.0.1:{other_port(server)}"):
+                foreign = session.post(url, headers={"Origin": origin}, timeout=HTTP_TIMEOUT)
+                assert foreign.status_code == 403 and "Cross-site request" in foreign.json()["error"], origin
         unchanged = scheduled(server, sid)
         assert unchanged["suspend"] is False and unchanged["status"]["lastJob"] is None
         assert runs_of(server, sid) == []
-        # Unknown scheduled jobs and buttons are not found (and never echoed unescaped).
+        # Unknown scheduled jobs and buttons are not found (and never echoed as markup).
         for path in (scheduled_action("0123456789abcdef01234567", "run"), scheduled_action(sid, "delete"),
                      f"/jobs/bob/scheduled/{sid}/run", scheduled_action(XSS, "run")):  # fmt: skip
-            answer = session.post(f"{server.url}{path}", data={"csrf": token}, timeout=HTTP_TIMEOUT)
-            assert answer.status_code == 404 and XSS not in answer.text, path
+            answer = session.post(f"{server.url}{path}", timeout=HTTP_TIMEOUT)
+            assert answer.status_code == 404 and "<" not in answer.text, path
         assert scheduled(server, sid)["status"]["lastJob"] is None
 
-        def press(action: str) -> str:
+        def press(action: str) -> tuple[str, dict[str, Any]]:
             answer = session.post(
-                f"{server.url}{scheduled_action(sid, action)}", data={"csrf": token},
-                headers={"Origin": server.url}, allow_redirects=False, timeout=HTTP_TIMEOUT,
+                f"{server.url}{scheduled_action(sid, action)}", headers={"Origin": server.url},
+                allow_redirects=False, timeout=HTTP_TIMEOUT,
             )  # fmt: skip
-            assert answer.status_code == 303 and answer.headers["location"] == f"/jobs/{NAMESPACE}"
-            return session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=HTTP_TIMEOUT).text
+            assert answer.status_code == 200, answer.text
+            return answer.json()["notice"], session.get(f"{server.url}{view(LIST)}", timeout=30).json()
 
-        after = press("suspend")
+        notice, listing = press("suspend")
         state = scheduled(server, sid)
         assert state["suspend"] is True and state["status"]["nextJobRunAt"] is None
-        assert f"Scheduled job {sid} suspended" in after and 'class="notice"' in after
-        row = after[after.index(f'<tr id="scheduled-{sid}"') :]
-        row = row[: row.index("</tr>")]
-        assert ">suspended<" in row and ">Resume</button>" in row and ">Suspend</button>" not in row
+        assert notice == f"Scheduled job {sid} suspended: no runs until it is resumed."
+        row = scheduled_row(listing, sid)
+        assert text(row[4]) == "suspended" and set(buttons(row)) == {"Resume", "Run now"}
         assert scheduled(server, other)["suspend"] is False  # the other one is untouched
-        after = press("resume")
-        assert scheduled(server, sid)["suspend"] is False and f"Scheduled job {sid} resumed" in after
-        assert "suspended:" not in after  # a message is shown once
-        after = press("run")
+        notice, listing = press("resume")
+        assert scheduled(server, sid)["suspend"] is False and notice == f"Scheduled job {sid} resumed."
+        notice, listing = press("run")
         [run] = runs_of(server, sid)
         assert scheduled(server, sid)["status"]["lastJob"]["id"] == run
-        assert f"run {run} started" in after
-        assert f'<a class="last-run" href="{job_path(run)}"><code>{run}</code></a>' in after
+        assert notice == f"Scheduled job {sid}: run {run} started."
+        [last] = where(listing, class_="last-run")
+        assert last[1]["href"] == job_path(run) and text(last) == run
         wait_stage(server, run, TERMINAL)
-        page = session.get(f"{server.url}{job_path(run)}", timeout=HTTP_TIMEOUT).text
-        assert ">Started by</th>" in page
-        assert f'scheduled job <a href="/jobs/{NAMESPACE}#scheduled-{sid}"><code>{sid}</code></a>' in page
+        page = session.get(f"{server.url}{view(job_path(run))}", timeout=HTTP_TIMEOUT).json()
+        started_by = by_id(page, "initiator")
+        assert text(started_by) == f"scheduled job {sid}"
+        assert [e[1]["href"] for e in elements(started_by) if e[0] == "a"] == [
+            f"/jobs/{NAMESPACE}#scheduled-{sid}"
+        ]
+        assert any(text(e) == "Started by" for e in where(page, scope="row"))
         # A plain job says who started it too.
         plain = create(server, ["python", "-c", "print('by hand')"])
-        assert f"user {NAMESPACE}" in session.get(f"{server.url}{job_path(plain['id'])}", timeout=30).text
-        # A script with the bearer token needs no page field, as for cancel.
+        plain_page = session.get(f"{server.url}{view(job_path(plain['id']))}", timeout=HTTP_TIMEOUT).json()
+        assert text(by_id(plain_page, "initiator")) == f"user {NAMESPACE}"
+        # A script with the bearer token may press the buttons too.
         bearer = requests.post(
-            f"{server.url}{scheduled_action(sid, 'suspend')}", headers=AUTH, allow_redirects=False,
-            timeout=HTTP_TIMEOUT,
-        )  # fmt: skip
-        assert bearer.status_code == 303 and scheduled(server, sid)["suspend"] is True
+            f"{server.url}{scheduled_action(sid, 'suspend')}", headers=AUTH, timeout=HTTP_TIMEOUT
+        )
+        assert bearer.status_code == 200 and scheduled(server, sid)["suspend"] is True
     finally:
         delete_scheduled(server, sid)
         delete_scheduled(server, other)
 
 
-def test_run_now_while_a_run_is_active_shows_the_409_and_starts_nothing(
+def test_run_now_while_a_run_is_active_answers_the_409_and_starts_nothing(
     server: LocalJobsServer, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
     sid = create_scheduled(server, gated(go, first="scheduled run waiting"))["id"]
     try:
         session = logged_in(server)
-        token = scheduled_csrf(session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=30).text, sid, "run")
         url = f"{server.url}{scheduled_action(sid, 'run')}"
-        first = session.post(url, data={"csrf": token}, allow_redirects=False, timeout=HTTP_TIMEOUT)
-        assert first.status_code == 303
+        first = session.post(url, timeout=HTTP_TIMEOUT)
+        assert first.status_code == 200
         [run] = runs_of(server, sid)
         wait_stage(server, run, ("RUNNING",))
-        again = session.post(url, data={"csrf": token}, timeout=HTTP_TIMEOUT)  # follows the 303
-        assert again.status_code == 200 and again.url == f"{server.url}/jobs/{NAMESPACE}"
-        assert "Run now refused (409)" in again.text and 'role="alert"' in again.text
-        assert f"its run {run} is still RUNNING" in again.text
+        again = session.post(url, timeout=HTTP_TIMEOUT)
+        assert again.status_code == 409
+        refusal = again.json()["error"]
+        assert refusal.startswith("Run now refused (409): ") and f"its run {run} is still RUNNING" in refusal
         assert runs_of(server, sid) == [run]  # nothing started
         assert scheduled(server, sid)["status"]["lastJob"]["id"] == run
-        assert "Run now refused" not in session.get(f"{server.url}/jobs/{NAMESPACE}", timeout=30).text
         # The API route answers the same refusal, from the same function.
         api = requests.post(
             f"{server.url}/api/scheduled-jobs/{NAMESPACE}/{sid}/run", headers=AUTH, timeout=HTTP_TIMEOUT
         )
         assert api.status_code == 409 and f"its run {run} is still RUNNING" in api.json()["error"]
-        # Without a page session (the bearer token) the refusal is the answer itself.
-        bearer = requests.post(url, headers=AUTH, allow_redirects=False, timeout=HTTP_TIMEOUT)
-        assert bearer.status_code == 409 and "Run now refused (409)" in bearer.text
+        bearer = requests.post(url, headers=AUTH, timeout=HTTP_TIMEOUT)
+        assert bearer.status_code == 409 and bearer.json()["error"] == refusal
         assert runs_of(server, sid) == [run]
         go.touch()
         assert wait_stage(server, run, TERMINAL) == "COMPLETED"
@@ -697,11 +637,18 @@ def test_run_now_on_the_list_starts_a_run_whose_page_names_the_scheduled_job(
     )["id"]
     try:
         page = context.new_page()
-        log_in(page, server.pages_url)
+        log_in(page, server.pages_url, TOKEN)
         row = page.locator(f"#scheduled-{sid}")
         expect(row).to_contain_text("active")
         expect(row).to_contain_text("none yet")
         expect(row).to_contain_text("browser=scheduled")
+        row.get_by_role("button", name="Suspend").click()
+        expect(page.locator(".notice")).to_have_text(
+            f"Scheduled job {sid} suspended: no runs until it is resumed."
+        )
+        expect(row).to_contain_text("suspended")
+        row.get_by_role("button", name="Resume").click()
+        expect(page.locator(".notice")).to_have_text(f"Scheduled job {sid} resumed.")
         row.get_by_role("button", name="Run now").click()
         expect(page).to_have_url(server.pages_url)
         expect(page.locator(".notice")).to_contain_text(f"Scheduled job {sid}: run ")
@@ -720,5 +667,30 @@ def test_run_now_on_the_list_starts_a_run_whose_page_names_the_scheduled_job(
         # The scheduled job's link on the run's page goes back to its row on the list.
         page.locator("#initiator a").click()
         expect(page.locator(f"#scheduled-{sid}")).to_contain_text(run)
+    finally:
+        delete_scheduled(server, sid)
+
+
+def test_a_refused_run_now_shows_the_409_on_the_list(
+    server: LocalJobsServer, context: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    go = tmp_path / "go"
+    sid = create_scheduled(server, gated(go, first="busy"))["id"]
+    try:
+        first = requests.post(
+            f"{server.url}/api/scheduled-jobs/{NAMESPACE}/{sid}/run", headers=AUTH, timeout=30
+        )
+        run = first.json()["id"]
+        wait_stage(server, run, ("RUNNING",))
+        page = context.new_page()
+        log_in(page, server.pages_url, TOKEN)
+        page.locator(f"#scheduled-{sid}").get_by_role("button", name="Run now").click()
+        expect(page.get_by_role("alert")).to_contain_text("Run now refused (409): ")
+        expect(page.get_by_role("alert")).to_contain_text(f"its run {run} is still RUNNING")
+        assert runs_of(server, sid) == [run]
+        go.touch()
+        assert wait_stage(server, run, TERMINAL) == "COMPLETED"
     finally:
         delete_scheduled(server, sid)
