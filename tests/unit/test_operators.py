@@ -473,13 +473,17 @@ def test_an_error_with_a_retry_to_come_leaves_the_job_for_the_retry_but_an_inter
     keeps the job; Ctrl-C or the last try cancels it."""
     op, hook = operator(retries=1)
     hook.run_job.return_value = job("RUNNING")
-    with mock.patch.object(op, "_show_logs", side_effect=HfJobsError("the API went away")):
-        with pytest.raises(HfJobsError):
-            op.execute({"ti": FakeTI(try_number=1, max_tries=1)})
+    with (
+        mock.patch.object(op, "_show_logs", side_effect=HfJobsError("the API went away")),
+        pytest.raises(HfJobsError),
+    ):
+        op.execute({"ti": FakeTI(try_number=1, max_tries=1)})
     hook.cancel_job.assert_not_called()
     op, hook = operator(retries=1)
     hook.run_job.return_value = job("RUNNING")
-    with mock.patch.object(op, "_show_logs", side_effect=KeyboardInterrupt()):
-        with pytest.raises(KeyboardInterrupt):
-            op.execute({"ti": FakeTI(try_number=1, max_tries=1)})
+    with (
+        mock.patch.object(op, "_show_logs", side_effect=KeyboardInterrupt()),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        op.execute({"ti": FakeTI(try_number=1, max_tries=1)})
     hook.cancel_job.assert_called_once()
