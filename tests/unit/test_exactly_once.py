@@ -1,11 +1,8 @@
 """A resumed trigger (triggerer restart, trigger moved) continues after the last line shown, never from the
-cursor it was deferred with; every trigger of a process shares one record and its display steps (group
-commit); the secrets of a deferred task reach the triggerer's masker sealed.
+cursor it was deferred with; the secrets of a deferred task reach the triggerer's masker sealed.
 
-The record store is stood in for here by a dictionary of Variables shared by several "processes" (books),
-as the metadata DB is by triggerers; the real stores (Variables through the trigger runner's supervisor on
-Airflow 3, the metadata DB on Airflow 2) are exercised by tests/integration/test_checkpoint_store.py and, in
-real triggerers, tests/system/test_triggerer_restart.py."""
+The checkpoint store is stood in for here (the real ones, XCom through the trigger runner's supervisor on
+Airflow 3 and the metadata DB on Airflow 2, are exercised by tests/system against real triggerers)."""
 
 from __future__ import annotations
 
@@ -17,18 +14,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_hfjobs import masking
-from airflow_provider_hfjobs.sse import LogBatch
 from airflow_provider_hfjobs.triggers import hfjobs as trigger_module
-from airflow_provider_hfjobs.triggers import log_checkpoint
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 from airflow_provider_hfjobs.triggers.log_checkpoint import (
     MAX_BATCH_LINES,
-    RECORD_PREFIX,
     Checkpoint,
-    CheckpointBook,
-    RecordStore,
-    checkpoint_book,
-    position_key,
+    CheckpointStore,
+    checkpoint_store,
 )
 from tests.unit.test_trigger import JOB_ID, FakeHook, events, job, recorded, shown
 
@@ -37,74 +29,35 @@ class FakeTI:
     dag_id, task_id, run_id, map_index, try_number = "dag", "train", "manual__1", -1, 1
 
 
-KEY = position_key(FakeTI(), JOB_ID)
+class MemoryStore(CheckpointStore):
+    """One XCom row, kept in memory, shared by the triggers of one test (as the DB is across triggerers)."""
 
+    def __init__(self, value: Any = None, fail: bool = False) -> None:
+        super().__init__(FakeTI())
+        self.value, self.fail, self.history = value, fail, []
 
-class MemoryStore(RecordStore):
-    """Variables in a dictionary, shared by the books (processes) of one test, as the metadata DB is."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.values: dict[str, str] = {}
-        self.fail = fail
-        self.puts: list[dict[str, Any]] = []
-        self.gets: list[str] = []
-        self.listings = 0
-
-    def _check(self) -> None:
+    async def _get(self) -> Any:
         if self.fail:
             raise ConnectionError("supervisor gone")
+        return self.value
 
-    async def keys(self, prefix: str, offset: int) -> tuple[list[str], int]:
-        self._check()
-        self.listings += 1
-        found = sorted(key for key in self.values if key.startswith(prefix))
-        return found[offset:], len(found)
-
-    async def get(self, key: str) -> str | None:
-        self._check()
-        self.gets.append(key)
-        return self.values.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        self._check()
-        self.values[key] = value
-        self.puts.append(json.loads(value))
-
-    async def delete(self, key: str) -> None:
-        self._check()
-        self.values.pop(key, None)
-
-    def history(self, key: str = KEY) -> list[tuple[int, int]]:
-        """One trigger's place in each write, in order."""
-        return [tuple(put["positions"][key]) for put in self.puts if key in put["positions"]]
-
-    def record(self, positions: dict[str, list[int]], *, updated: float | None = None, seq: int = 1) -> None:
-        """A record left by another (gone) process."""
-        value = {"v": 1, "seq": seq, "updated": time.time() if updated is None else updated,
-                 "positions": positions}  # fmt: skip
-        self.values[f"{RECORD_PREFIX}other{len(self.values)}"] = json.dumps(value)
-
-
-def process(
-    store: MemoryStore, monkeypatch: pytest.MonkeyPatch, per_second: float = 1000.0
-) -> CheckpointBook:
-    """A trigger-runner process: its book, on the shared store, used by every trigger started after this."""
-    book = CheckpointBook(store, per_second)
-    monkeypatch.setattr(trigger_module, "checkpoint_book", lambda ti: book if ti is not None else None)
-    return book
-
-
-def triggered(job_id: str = JOB_ID) -> HfJobTrigger:
-    trigger = HfJobTrigger(job_id, "alice")
-    trigger.task_instance = FakeTI()
-    return trigger
+    async def _set(self, value: dict[str, Any]) -> None:
+        if self.fail:
+            raise ConnectionError("supervisor gone")
+        self.value = value
+        self.history.append((value["shown"], value["showing"]))
 
 
 @pytest.fixture(autouse=True)
-def quick_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Look-ups as soon as asked, and triggers that start at once (no random spread)."""
-    monkeypatch.setattr(log_checkpoint, "LOOKUP_INTERVAL", 0.0)
-    monkeypatch.setattr(trigger_module, "START_COST_SECONDS", 0.0)
+def fast_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.0)
+    monkeypatch.setattr(trigger_module, "step_budget", lambda: None)  # no process-wide budget here
+
+
+def with_store(trigger: HfJobTrigger, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> HfJobTrigger:
+    trigger.task_instance = FakeTI()
+    monkeypatch.setattr(trigger_module, "checkpoint_store", lambda ti: store)
+    return trigger
 
 
 LINES = [f"step {i}" for i in range(1, 9)]
@@ -114,21 +67,18 @@ class EndsWhenTold(FakeHook):
     """The job's lines at once, then its end only once the test says so (``end``): the trigger has shown
     what it was going to show before the stream ends."""
 
-    def __init__(self, lines: list[str], inspections: list[Any], gate: asyncio.Event | None = None) -> None:
+    def __init__(self, lines: list[str], inspections: list[Any]) -> None:
         super().__init__(lines, inspections)
-        self.gate = gate  # the lines come once it is set (None: at once)
         self.end = asyncio.Event()
 
     async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **kwargs: Any):
-        if self.gate is not None:
-            await self.gate.wait()
         async for batch in super().iter_job_log_batches(job_id, namespace=namespace, cursor=cursor, **kwargs):
             yield batch
         await self.end.wait()
 
 
 async def until(check: Any, timeout: float = 30) -> None:
-    """Bounded wait for a condition the triggers reach on their own (never a sleep for luck)."""
+    """Bounded wait for a condition the trigger reaches on its own (never a sleep for luck)."""
 
     async def poll() -> None:
         while not check():
@@ -137,17 +87,12 @@ async def until(check: Any, timeout: float = 30) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-def recorded_at(store: MemoryStore, end: int, key: str = KEY) -> bool:
-    history = store.history(key)
-    return bool(history) and history[-1] == (end, end)
-
-
 async def run_until_shown(
-    trigger: HfJobTrigger, hook: EndsWhenTold, store: MemoryStore, end: int, monkeypatch
+    trigger: HfJobTrigger, hook: EndsWhenTold, store: MemoryStore, shown_: int, monkeypatch
 ) -> dict[str, Any]:
-    """Run the trigger until the record says it showed everything before ``end``, then let the job end."""
+    """Run the trigger until its checkpoint says ``shown_``, then let the job end; its one event."""
     watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
-    await until(lambda: recorded_at(store, end) or watching.done())
+    await until(lambda: (store.value or {}).get("shown") == shown_ == (store.value or {}).get("showing"))
     hook.end.set()
     (event,) = await asyncio.wait_for(watching, 30)
     return event
@@ -155,80 +100,53 @@ async def run_until_shown(
 
 async def test_every_step_is_written_between_an_intent_and_a_confirmation(monkeypatch) -> None:
     store = MemoryStore()
-    book = process(store, monkeypatch)
-    trigger = triggered()
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     log = recorded(trigger)
     hook = EndsWhenTold(LINES[:3], [job("COMPLETED")])
     event = await run_until_shown(trigger, hook, store, 4, monkeypatch)
     assert shown(log, hook) == LINES[:3]
     # The three lines (indexes 1-3; index 0 is the replay's first event) arrived together: one step.
-    assert store.history() == [(0, 4), (4, 4)] and book.steps == 1 and book.writes == 2
+    assert store.history == [(0, 4), (4, 4)]
+    assert store.value == {"job_id": f"{JOB_ID}#1", "shown": 4, "showing": 4}
     assert event["log_cursor"] == 4 and event["log_complete"] is True
-    assert all(put["positions"].keys() == {KEY} for put in store.puts)  # a hash: no job id, no log text
-    assert JOB_ID not in json.dumps(store.values)
-
-
-async def test_one_step_shows_every_triggers_lines_in_two_writes(monkeypatch) -> None:
-    """Group commit: fifty triggers with lines waiting cost one step, two writes, not a hundred."""
-    store = MemoryStore()
-    book = process(store, monkeypatch)
-    gate = asyncio.Event()
-    ids = [f"{i:024x}" for i in range(50)]
-    keys = [position_key(FakeTI(), job_id) for job_id in ids]
-    hooks = [EndsWhenTold(LINES[:3], [job("COMPLETED")], gate) for _ in ids]
-    triggers = [HfJobTrigger(job_id, "alice") for job_id in ids]
-    logs = []
-    for trigger, hook in zip(triggers, hooks, strict=True):
-        trigger.task_instance = FakeTI()
-        logs.append(recorded(trigger))
-        monkeypatch.setattr(trigger, "_hook", lambda hook=hook: hook)
-    watching = [asyncio.ensure_future(anext(trigger.run())) for trigger in triggers]
-    await until(lambda: len(book._entries) == 50)  # every trigger found its place and opened its stream
-    assert store.listings == 1  # the fifty starts shared one look-up
-    gate.set()  # every job prints its lines, in the same moment
-    await until(lambda: all(recorded_at(store, 4, key) for key in keys))
-    assert book.steps == 1 and book.writes == 2
-    assert all(set(put["positions"]) == set(keys) for put in store.puts)
-    for hook in hooks:
-        hook.end.set()
-    done = await asyncio.wait_for(asyncio.gather(*watching), 30)
-    assert all(event.payload["log_cursor"] == 4 for event in done)
-    assert all(shown(log, hook) == LINES[:3] for log, hook in zip(logs, hooks, strict=True))
 
 
 async def test_the_jobs_end_waits_for_no_step_and_leaves_the_rest_to_the_task(monkeypatch) -> None:
     """Lines waiting for their step when the job ends are not shown by the trigger: the event goes out at
     once, saying where the trigger stopped, and the resumed task shows the rest."""
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 3600.0)
     store = MemoryStore()
-    book = process(store, monkeypatch, per_second=1 / 3600)
-    book._last_step = asyncio.get_running_loop().time()  # a step just happened: the next one in an hour
-    trigger = triggered()
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     log = recorded(trigger)
+    trigger._last_step = time.monotonic()  # a step just happened: the next one waits an hour
     hook = FakeHook(LINES[:4], [job("COMPLETED")])
     (event,) = await asyncio.wait_for(events(trigger, hook, monkeypatch), 30)
-    assert shown(log, hook) == [] and store.history() == []
+    assert shown(log, hook) == [] and store.history == []
     assert event["status"] == "success" and event["log_cursor"] == 0 and event["log_complete"] is False
 
 
 async def test_a_restarted_trigger_resumes_after_the_last_line_shown(monkeypatch) -> None:
-    """The first process stopped after its trigger showed 5 lines: the next one shows the rest, once."""
+    """The triggerer died after the first trigger showed 5 lines: the new one shows the rest, once."""
     store = MemoryStore()
-    process(store, monkeypatch)
-    first = triggered()
+    first = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     first_log = recorded(first)
     stalls = Trickle(LINES[:6], [])  # five lines printed, the sixth never comes: the job is running
     for gate in stalls.gates[:5]:
         gate.set()
     monkeypatch.setattr(first, "_hook", lambda: stalls)
     consumer = asyncio.ensure_future(anext(first.run(), None))
-    await until(lambda: recorded_at(store, 6))
+
+    async def five_lines_recorded() -> None:
+        while store.value != {"job_id": f"{JOB_ID}#1", "shown": 6, "showing": 6}:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(five_lines_recorded(), 30)
     consumer.cancel()  # as a triggerer that stops: the trigger is cancelled mid-watch
     with pytest.raises(asyncio.CancelledError):
         await consumer
 
-    # A new process; the resumed trigger has the kwargs the task deferred with: log_cursor 0.
-    process(store, monkeypatch)
-    second = triggered()
+    # The resumed trigger has the kwargs the task deferred with: log_cursor 0.
+    second = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     second_log = recorded(second)
     hook = EndsWhenTold(LINES, [job("COMPLETED")])
     event = await run_until_shown(second, hook, store, 9, monkeypatch)
@@ -241,10 +159,8 @@ async def test_a_restarted_trigger_resumes_after_the_last_line_shown(monkeypatch
 
 async def test_a_trigger_killed_mid_write_says_which_lines_may_repeat(monkeypatch) -> None:
     """Killed between the intent and the confirmation: the unsure lines follow again after one warning."""
-    store = MemoryStore()
-    store.record({KEY: [3, 5]})
-    process(store, monkeypatch)
-    trigger = triggered()
+    store = MemoryStore({"job_id": f"{JOB_ID}#1", "shown": 3, "showing": 5})
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     log = recorded(trigger)
     hook = EndsWhenTold(LINES, [job("COMPLETED")])
     await run_until_shown(trigger, hook, store, 9, monkeypatch)
@@ -255,42 +171,26 @@ async def test_a_trigger_killed_mid_write_says_which_lines_may_repeat(monkeypatc
     assert shown(log, hook) == LINES[2:]
 
 
-async def test_the_furthest_place_of_any_process_wins(monkeypatch) -> None:
-    """A trigger that moved twice is in two gone processes' records: the later (further) place counts."""
-    store = MemoryStore()
-    store.record({KEY: [2, 2]})
-    store.record({KEY: [5, 5]})
-    process(store, monkeypatch)
-    trigger = triggered()
-    hook = EndsWhenTold(LINES, [job("COMPLETED")])
-    await run_until_shown(trigger, hook, store, 9, monkeypatch)
-    assert hook.cursors == [5]
-
-
 @pytest.mark.parametrize(
     "stale",
     [
-        {position_key(FakeTI(), "another"): [5, 5]},  # another job's place
-        {position_key(type("Try0", (FakeTI,), {"try_number": 0})(), JOB_ID): [5, 5]},  # an earlier try's
-        {KEY: "5"},  # malformed
-        {KEY: [True, 5]},
+        {"job_id": "another#1", "shown": 5, "showing": 5},  # another job's record
+        {"job_id": f"{JOB_ID}#0", "shown": 5, "showing": 5},  # an earlier try's (a retry logs anew)
+        {"job_id": f"{JOB_ID}#1", "shown": "5"},  # malformed
+        "garbage",
     ],
 )
-async def test_places_of_other_jobs_tries_or_shapes_are_ignored(stale, monkeypatch) -> None:
-    store = MemoryStore()
-    store.record(stale)
-    store.values[f"{RECORD_PREFIX}garbage"] = "not json"
-    process(store, monkeypatch)
-    trigger = triggered()
-    hook = EndsWhenTold(LINES[:2], [job("COMPLETED")])
-    await run_until_shown(trigger, hook, store, 3, monkeypatch)
+async def test_records_of_other_jobs_tries_or_shapes_are_ignored(stale, monkeypatch) -> None:
+    store = MemoryStore(stale)
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    hook = FakeHook(LINES[:2], [job("COMPLETED")])
+    await events(trigger, hook, monkeypatch)
     assert hook.cursors == [0]
 
 
 async def test_a_failing_store_never_fails_the_job_watch(monkeypatch) -> None:
     store = MemoryStore(fail=True)
-    process(store, monkeypatch)
-    trigger = triggered()
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
     log = recorded(trigger)
     hook = FakeHook(LINES[:3], [job("COMPLETED")])
     (event,) = await events(trigger, hook, monkeypatch)
@@ -299,40 +199,21 @@ async def test_a_failing_store_never_fails_the_job_watch(monkeypatch) -> None:
     assert "may repeat its lines" in warning
 
 
-async def test_writes_failing_mid_watch_say_so_once_and_show_the_lines_as_they_come(monkeypatch) -> None:
-    store = MemoryStore()
-    book = process(store, monkeypatch)
-    trigger = triggered()
-    log = recorded(trigger)
-    hook = Trickle(LINES[:3], [job("COMPLETED")])
-    watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
-    hook.gates[0].set()
-    await until(lambda: recorded_at(store, 2))
-    store.fail = True
-    hook.gates[1].set()
-    await until(lambda: book.failure is not None)
-    hook.gates[2].set()
-    await until(lambda: len(shown(log, hook)) == 3)
-    hook.end.set()
-    (event,) = await asyncio.wait_for(watching, 30)
-    assert shown(log, hook) == LINES[:3] and event["log_cursor"] == 4
-    (warning,) = log.texts("warning")
-    assert "may repeat its lines" in warning and "supervisor gone" in warning
-
-
 async def test_a_long_replay_is_written_in_bounded_steps(monkeypatch) -> None:
     """The unsure window is one step: a replay of 450 lines in one chunk is three steps, not one."""
 
     class OneBigChunk(EndsWhenTold):
         async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
+            from airflow_provider_hfjobs.sse import LogBatch
+
             self.cursors.append(cursor)
             yield LogBatch(list(range(1, 451)), [f"l{i}" for i in range(1, 451)], [None] * 450)
             await self.end.wait()
 
     store = MemoryStore()
-    process(store, monkeypatch)
-    await run_until_shown(triggered(), OneBigChunk([], [job("COMPLETED")]), store, 451, monkeypatch)
-    intents = [(shown_, showing) for shown_, showing in store.history() if showing > shown_]
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    await run_until_shown(trigger, OneBigChunk([], [job("COMPLETED")]), store, 451, monkeypatch)
+    intents = [(shown_, showing) for shown_, showing in store.history if showing > shown_]
     assert intents == [(0, 201), (201, 401), (401, 451)]
 
 
@@ -345,115 +226,77 @@ class Trickle(EndsWhenTold):
         self.gates = [asyncio.Event() for _ in lines]
 
     async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
+        from airflow_provider_hfjobs.sse import LogBatch
+
         self.cursors.append(cursor)
         for index, (text, gate) in enumerate(zip(self.lines, self.gates, strict=True), start=1):
             await gate.wait()
-            if index >= cursor:
-                yield LogBatch([index], [text], [None])
+            yield LogBatch([index], [text], [None])
         await self.end.wait()
 
 
-async def test_records_of_gone_processes_are_read_once_and_deleted_when_old(monkeypatch) -> None:
-    monkeypatch.setattr(log_checkpoint, "STALE_AFTER", 0.0)
+async def test_lines_that_arrive_while_a_step_waits_go_out_together(monkeypatch) -> None:
+    """A step waits for the trigger's interval (and the process's budget); whatever arrived meanwhile is
+    written in that one step, so a chatty job costs two writes per interval, not per line."""
+    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.2)
     store = MemoryStore()
-    store.record({KEY: [2, 2]})  # a process that stopped just now
-    store.record({KEY: [1, 1]}, updated=time.time() - log_checkpoint.RECORD_TTL - 60)  # a week ago
-    book = process(store, monkeypatch)
-    assert await book.find(KEY) == Checkpoint(2, 2)
-    assert len(store.values) == 1  # the week-old record is gone
-    gets = len(store.gets)
-    assert await book.find(KEY) == Checkpoint(2, 2)
-    assert len(store.gets) == gets  # the gone process's record is not read again
-
-
-async def test_a_live_processs_record_is_read_again(monkeypatch) -> None:
-    store = MemoryStore()
-    store.record({KEY: [2, 2]}, seq=1)
-    book = process(store, monkeypatch)
-    assert await book.find(KEY) == Checkpoint(2, 2)
-    (other,) = store.values
-    store.values[other] = store.values[other].replace('"seq": 1', '"seq": 2').replace("[2, 2]", "[4, 4]")
-    assert await book.find(KEY) == Checkpoint(4, 4)
-
-
-async def test_a_process_with_nothing_left_to_keep_deletes_its_record(monkeypatch) -> None:
-    monkeypatch.setattr(log_checkpoint, "CLOSED_KEPT", 0.0)
-    store = MemoryStore()
-    book = process(store, monkeypatch)
-    trigger = triggered()
-    hook = EndsWhenTold(LINES[:2], [job("COMPLETED")])
-    await run_until_shown(trigger, hook, store, 3, monkeypatch)
-    await until(lambda: book._committer.done())
-    assert store.values == {} and store.puts
-
-
-async def test_a_trigger_starting_while_the_record_is_deleted_still_shows_its_lines(monkeypatch) -> None:
-    monkeypatch.setattr(log_checkpoint, "CLOSED_KEPT", 0.0)
-
-    class SlowDelete(MemoryStore):
-        def __init__(self) -> None:
-            super().__init__()
-            self.deleting, self.release = asyncio.Event(), asyncio.Event()
-
-        async def delete(self, key: str) -> None:
-            self.deleting.set()
-            await self.release.wait()
-            await super().delete(key)
-
-    store = SlowDelete()
-    book = process(store, monkeypatch)
-    await run_until_shown(triggered(), EndsWhenTold(LINES[:2], [job("COMPLETED")]), store, 3, monkeypatch)
-    await until(store.deleting.is_set)  # nothing left to keep: the process deletes its record...
-    other = "0" * 24
-    second = triggered(other)
-    log = recorded(second)
-    hook = EndsWhenTold(LINES[:2], [job("COMPLETED")])
-    monkeypatch.setattr(second, "_hook", lambda: hook)
-    watching = asyncio.ensure_future(anext(second.run()))
-    await until(lambda: position_key(FakeTI(), other) in book._entries)  # ...while another trigger starts
-    store.release.set()
-    await until(lambda: recorded_at(store, 3, position_key(FakeTI(), other)))
+    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    log = recorded(trigger)
+    hook = Trickle(LINES[:3], [job("COMPLETED")])
+    trigger._last_step = time.monotonic()  # a step just happened: the next one waits its interval
+    watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
+    for gate in hook.gates:
+        gate.set()
+    await until(lambda: store.history)
+    assert store.history[0] == (0, 4)  # the three lines, in one step
+    await until(lambda: len(store.history) == 2)
     hook.end.set()
-    await asyncio.wait_for(watching, 30)
-    assert shown(log, hook) == LINES[:2]
+    (event,) = await asyncio.wait_for(watching, 10)
+    assert shown(log, hook) == LINES[:3] and store.history == [(0, 4), (4, 4)]
+    assert event["log_cursor"] == 4
 
 
-async def test_a_missing_place_is_no_error_and_needs_no_record_of_its_own(monkeypatch, caplog) -> None:
-    store = MemoryStore()
-    book = process(store, monkeypatch)
-    assert await book.find(KEY) is None
-    assert store.values == {} and not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+async def test_the_process_budget_hands_out_steps_first_come_first_served(monkeypatch) -> None:
+    from airflow_provider_hfjobs.triggers import log_checkpoint
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+
+    monkeypatch.setattr(log_checkpoint.asyncio, "sleep", sleep)
+    monkeypatch.setattr(log_checkpoint.time, "monotonic", lambda: 100.0)  # all ask at the same moment
+    budget = log_checkpoint.StepBudget(per_second=10)
+    for _ in range(4):
+        await budget.acquire()
+    assert slept == [0.1, 0.2, 0.3]  # the first goes at once, each next one 1/10 s later
 
 
-async def test_no_task_instance_rate_zero_or_no_listing_means_no_checkpoints(monkeypatch) -> None:
-    monkeypatch.setattr(log_checkpoint, "_book", [])
-    monkeypatch.setattr(log_checkpoint, "_rate", [2.0])
-    assert checkpoint_book(None) is None
-    book = checkpoint_book(FakeTI())
-    assert isinstance(book, CheckpointBook) and checkpoint_book(FakeTI()) is book  # one per process
-    monkeypatch.setattr(log_checkpoint, "_book", [])
-    monkeypatch.setattr(log_checkpoint, "_rate", [0.0])
-    assert checkpoint_book(FakeTI()) is None
-    monkeypatch.setattr(log_checkpoint, "_book", [])
-    monkeypatch.setattr(log_checkpoint, "_rate", [2.0])
-    monkeypatch.setattr(log_checkpoint, "record_store", lambda: None)
-    assert checkpoint_book(FakeTI()) is None
+def test_a_zero_budget_turns_checkpoints_off(monkeypatch) -> None:
+    from airflow_provider_hfjobs.triggers import log_checkpoint
+
+    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "0")
+    monkeypatch.setattr(log_checkpoint, "_budget", [])
+    assert log_checkpoint.step_budget() is None and checkpoint_store(FakeTI()) is None
+    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "4")
+    monkeypatch.setattr(log_checkpoint, "_budget", [])
+    assert log_checkpoint.step_budget().per_second == 4.0
+    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "")  # the registered default
+    monkeypatch.setattr(log_checkpoint, "_budget", [])
+    assert log_checkpoint.step_budget().per_second == log_checkpoint.DEFAULT_STEPS_PER_SECOND
 
 
-def test_the_rate_comes_from_the_configuration(monkeypatch) -> None:
-    for raw, rate in (("0", 0.0), ("4", 4.0), ("", log_checkpoint.DEFAULT_STEPS_PER_SECOND)):
-        monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", raw)
-        monkeypatch.setattr(log_checkpoint, "_rate", [])
-        assert log_checkpoint.steps_per_second() == rate
+def test_checkpoint_values_round_trip_and_reject_other_jobs() -> None:
+    point = Checkpoint("j#1", 3, 5)
+    assert Checkpoint.from_value(point.to_value(), "j#1") == point
+    assert Checkpoint.from_value(point.to_value(), "k#1") is None
+    assert Checkpoint.from_value({"job_id": "j#1", "shown": 4}, "j#1") == Checkpoint("j#1", 4, 4)
+    assert Checkpoint.from_value({"job_id": "j#1", "shown": True}, "j#1") is None
 
 
-def test_checkpoint_values_and_keys() -> None:
-    assert Checkpoint.from_value([3, 5]) == Checkpoint(3, 5)
-    assert Checkpoint.from_value([4, 2]) == Checkpoint(4, 4)
-    assert Checkpoint.from_value([True, 1]) is None and Checkpoint.from_value({"shown": 1}) is None
-    assert position_key(FakeTI(), "a") != position_key(FakeTI(), "b")
-    mapped = type("Mapped", (FakeTI,), {"map_index": 3})()
-    assert position_key(mapped, "a") != position_key(FakeTI(), "a")
+def test_no_task_instance_means_no_store() -> None:
+    assert checkpoint_store(None) is None
+    assert checkpoint_store(FakeTI()) is not None
 
 
 # ------------------------------------------------------------------------------------------------ masking
