@@ -593,7 +593,7 @@ def test_sync_an_error_body_is_read_only_up_to_its_cap(monkeypatch) -> None:
 
 
 def test_sync_a_list_page_over_its_cap_is_refused_unread(monkeypatch) -> None:
-    monkeypatch.setattr(jobs, "MAX_LIST_PAGE_BYTES", 1 << 20, raising=False)
+    monkeypatch.setattr(jobs.errors, "MAX_LIST_PAGE_BYTES", 1 << 20, raising=False)
     with Server(endless(200)) as server:
         with pytest.raises(HfJobsAPIError, match=r"more than 1 MiB"):
             list(sync_hook(monkeypatch, server.url).list_jobs())

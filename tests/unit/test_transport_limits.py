@@ -77,7 +77,7 @@ def test_body_limits_are_named_and_ordered() -> None:
 
 
 def test_a_body_over_its_cap_is_an_api_error(monkeypatch) -> None:
-    monkeypatch.setattr(jobs, "MAX_JSON_BODY_BYTES", 10)
+    monkeypatch.setattr(jobs.errors, "MAX_JSON_BODY_BYTES", 10)
     assert json_answer(200, b'{"a": 123}', action="x") == {"a": 123}  # 10 bytes: at the cap, not over
     with pytest.raises(
         HfJobsAPIError,
