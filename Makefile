@@ -7,12 +7,12 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 # Airflow 3.3 (the main venv) and Airflow 2.11 (the compatibility venv), each from its own pins.
 VENV := .venv
 CONSTRAINTS := constraints/airflow-3.3.2-py3.11.txt
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py airflow_provider_hfjobs/__init__.py $(CONSTRAINTS) | sha1sum | cut -c1-12)
 VENV_AF2 := .venv-af2
 CONSTRAINTS_AF2 := constraints/airflow-2.11.2-py3.11.txt
-STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
+STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml setup.py airflow_provider_hfjobs/__init__.py $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
 
-.PHONY: venv venv-af2 browser services test test-af3 test-af2 demo lint format clean
+.PHONY: venv venv-af2 browser services test test-af3 test-af2 demo lint format clean dist check-dist
 
 venv: $(STAMP)
 venv-af2: $(STAMP_AF2)
@@ -62,7 +62,7 @@ services:
 	fi
 
 # The whole suite on Airflow 3.3, then again on Airflow 2.11.
-test: lint test-af3 test-af2
+test: lint check-dist test-af3 test-af2
 
 test-af3: venv browser services
 	$(VENV)/bin/python -m pytest -q
@@ -75,6 +75,26 @@ lint: venv
 
 format: venv
 	$(VENV)/bin/ruff format airflow_provider_hfjobs tests example_dags benchmarks
+
+# The wheel and sdist, into dist/ (the version is airflow_provider_hfjobs/__init__.py's). The tools that build
+# and check them, pinned, go into .venv beside the suite's (the constraints keep Airflow's pins); the build uses
+# them there (--no-isolation), so that once installed it needs no network (tests/system/test_install.py runs it).
+DIST_TOOLS := build==1.6.1 setuptools==80.9.0 twine==7.0.0 check-wheel-contents==0.6.3
+DIST_STAMP := $(VENV)/.dist-tools-$(shell echo '$(DIST_TOOLS)' | sha1sum | cut -c1-12)
+
+$(DIST_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) $(DIST_TOOLS)
+	@rm -f $(VENV)/.dist-tools-* && touch $@
+
+dist: venv $(DIST_STAMP)
+	rm -rf dist build
+	$(VENV)/bin/python -m build --no-isolation --outdir dist .
+
+# What an index would show and what pip would install: the long description renders, the wheel holds
+# what it should (a LICENSE, py.typed, the example DAGs, no stray top-level names).
+check-dist: dist
+	$(VENV)/bin/twine check --strict dist/*
+	$(VENV)/bin/check-wheel-contents dist/*.whl
 
 demo: venv
 	$(VENV)/bin/python -m airflow_provider_hfjobs.local.demo --dags-folder example_dags

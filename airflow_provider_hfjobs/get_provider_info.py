@@ -1,11 +1,13 @@
 """Provider metadata for Airflow's provider discovery (entry point ``apache_airflow_provider``).
 
-Kept import-free: Airflow calls it while loading its own configuration.
+Kept import-free (only the package's version): Airflow calls it while loading its own configuration.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from airflow_provider_hfjobs import __version__
 
 _INTEGRATION = "Hugging Face Jobs"
 
@@ -16,7 +18,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Hugging Face Jobs",
         "description": "Run commands, Docker images, Spaces and UV scripts on Hugging Face Jobs hardware "
         "(CPU and GPU, billed by the second) as Airflow tasks.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": _INTEGRATION,
@@ -31,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_hfjobs.operators.hfjobs",
                     "airflow_provider_hfjobs.operators.scheduled",
                     "airflow_provider_hfjobs.operators.maintenance",
+                    "airflow_provider_hfjobs.operators.followers",
                 ],
             }
         ],
@@ -38,7 +41,18 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.sensors.hfjobs"]}
         ],
         "hooks": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_hfjobs.hooks.hfjobs"]}
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_hfjobs.hooks.hfjobs",
+                    "airflow_provider_hfjobs.hooks.sync",
+                    "airflow_provider_hfjobs.hooks.sync_streams",
+                    "airflow_provider_hfjobs.hooks.async_",
+                    "airflow_provider_hfjobs.hooks.credentials",
+                    "airflow_provider_hfjobs.hooks.event_stream",
+                    "airflow_provider_hfjobs.hooks.sync_transport",
+                ],
+            }
         ],
         "triggers": [
             {
@@ -46,6 +60,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_hfjobs.triggers.hfjobs",
                     "airflow_provider_hfjobs.triggers.scheduled",
+                    "airflow_provider_hfjobs.triggers.log_checkpoint",
                 ],
             }
         ],
@@ -92,7 +107,7 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["string", "null"]},
                     },
                     "ca_bundle": {
-                        "label": "CA bundle",
+                        "label": "CA bundle (path)",
                         "description": "Path of a CA file or directory to verify the endpoint's certificate "
                         "against (a corporate proxy or private CA). Empty: REQUESTS_CA_BUNDLE, SSL_CERT_FILE or "
                         "the system's CAs.",
