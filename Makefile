@@ -12,7 +12,7 @@ VENV_AF2 := .venv-af2
 CONSTRAINTS_AF2 := constraints/airflow-2.11.2-py3.11.txt
 STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml setup.py airflow_provider_hfjobs/__init__.py $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
 
-.PHONY: venv venv-af2 browser services test test-af3 test-af2 demo lint format clean dist check-dist
+.PHONY: venv venv-af2 browser services test test-af3 test-af2 demo lint format clean dist check-dist docs
 
 venv: $(STAMP)
 venv-af2: $(STAMP_AF2)
@@ -62,7 +62,7 @@ services:
 	fi
 
 # The whole suite on Airflow 3.3, then again on Airflow 2.11.
-test: lint check-dist test-af3 test-af2
+test: lint docs check-dist test-af3 test-af2
 
 test-af3: venv browser services
 	$(VENV)/bin/python -m pytest -q
@@ -95,6 +95,17 @@ dist: venv $(DIST_STAMP)
 check-dist: dist
 	$(VENV)/bin/twine check --strict dist/*
 	$(VENV)/bin/check-wheel-contents dist/*.whl
+
+# The guides in docs/ as a site, into site/: MkDocs (pinned in docs/requirements.txt, installed into .venv with
+# the constraints, so nothing of Airflow's moves) in strict mode, so a warning (a broken link) fails the build.
+DOCS_STAMP := $(VENV)/.docs-$(shell cat docs/requirements.txt | sha1sum | cut -c1-12)
+
+$(DOCS_STAMP): docs/requirements.txt $(STAMP)
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -r docs/requirements.txt
+	@rm -f $(VENV)/.docs-* && touch $@
+
+docs: venv $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 demo: venv
 	$(VENV)/bin/python -m airflow_provider_hfjobs.local.demo --dags-folder example_dags
