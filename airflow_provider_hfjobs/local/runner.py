@@ -10,6 +10,13 @@ the developer, not a sandbox: it can read whatever they can. The runner starts
 shims, follows those files into the job record, and signals a shim to cancel. Because it only reads
 files, a restarted server resumes following jobs that kept running while it was down.
 
+Run as root, each job gets a user of its own (:func:`pick_job_uid`, an unprivileged id no account
+has): the command runs under :mod:`.mounts` as that user, which cannot read the server's or another
+job's ``/proc/<pid>/environ`` and sees the state directory as holding only its own working and home
+directories, while the rest of the machine looks as before (see :mod:`.mounts`). Where that cannot be
+done (a plain user's server, a kernel without idmapped mounts), jobs run as the server's user, as
+before: the server says so once in its log.
+
 The server's own interpreter directory leads ``PATH`` so that ``python`` and ``uv`` resolve on any
 machine. The image is recorded, not pulled. Exit 0 → COMPLETED; anything else → ERROR ``exit code N``;
 the job's timeout → ERROR ``Job timeout``; cancel → CANCELED. Jobs beyond ``max_concurrency`` wait in
@@ -33,11 +40,14 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from airflow_provider_hfjobs.jobs import JobStage
 from airflow_provider_hfjobs.local import shim
@@ -61,6 +71,12 @@ START_ERROR_FILE = "start-error"
 SPAWN_TIMEOUT_SECONDS = 30.0
 #: What the runner is doing for a job (see the module docstring).
 QUEUED, SPAWNING, RUNNING = "queued", "spawning", "running"
+#: The user ids jobs of a root server run as: above any account's (no ``/etc/passwd`` entry), one each.
+JOB_UID_BASE = 1 << 20
+JOB_UID_SPAN = 1 << 20
+#: In a job with a user of its own: the account files it sees (naming its user), beside its record.
+PASSWD_FILE, GROUP_FILE = "passwd", "group"
+JOB_USER_NAME = "hfjob"
 
 
 #: Passed from the server's environment to every job unless told otherwise: how the developer's shell
@@ -126,6 +142,80 @@ def process_started(pid: int) -> int | None:
         return None
     fields = stat.rsplit(b")", 1)[1].split()
     return None if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+def ids_in_use() -> set[int]:
+    """The user ids of every process (``/proc/<pid>`` is owned by its process's user)."""
+    used: set[int] = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                with contextlib.suppress(OSError):
+                    used.add(os.stat(f"/proc/{name}").st_uid)
+    return used
+
+
+def pick_job_uid(taken: set[int]) -> int:
+    """An unused id in the jobs' range: random (other servers on this machine pick from it too), not
+    ``taken`` by this server's jobs nor owned by any process."""
+    used = taken | ids_in_use()
+    for _ in range(1000):
+        candidate = JOB_UID_BASE + secrets.randbelow(JOB_UID_SPAN)
+        if candidate not in used:
+            return candidate
+    raise OSError("no free user id for the job")  # a million jobs at once
+
+
+def ids_mapped(first: int, count: int, map_file: str = "/proc/self/uid_map") -> bool:
+    """Whether ids ``first`` .. ``first + count - 1`` exist in this process's user namespace."""
+    try:
+        lines = Path(map_file).read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        inside, _, length = (int(part) for part in line.split())
+        if inside <= first and first + count <= inside + length:
+            return True
+    return False
+
+
+def job_user_problem(state_dir: Path) -> str | None:
+    """Why jobs cannot have a user of their own here (``None``: they can). Blocking: run it in a thread."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    if os.geteuid() != 0:
+        return "the server does not run as root, so there is no other user to give them"
+    for map_file in ("/proc/self/uid_map", "/proc/self/gid_map"):
+        if not ids_mapped(JOB_UID_BASE, JOB_UID_SPAN, map_file):
+            return f"this machine's user namespace does not map the ids {JOB_UID_BASE} and up ({map_file})"
+    probe_dir = state_dir / "user-probe"
+    probe_dir.mkdir(mode=0o700, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", MOUNTS_SCRIPT, "--probe-user", str(probe_dir)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr.strip() or "unknown error")
+
+
+def account_files(job_dir: Path, uid: int, home: Path) -> tuple[str, str]:
+    """``/etc/passwd`` and ``/etc/group`` as the job sees them: the machine's, plus its user."""
+    written = []
+    for name, line in (
+        (PASSWD_FILE, f"{JOB_USER_NAME}:x:{uid}:{uid}:Hugging Face job:{home}:/bin/sh"),
+        (GROUP_FILE, f"{JOB_USER_NAME}:x:{uid}:"),
+    ):
+        try:
+            machine = Path(f"/etc/{name}").read_text(encoding="utf-8")
+        except OSError:
+            machine = ""
+        path = str(job_dir / name)  # 0600 like every file of the state directory: idmapped for the job
+        with open(shim.open_private(path, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as handle:
+            handle.write(f"{machine.rstrip()}\n{line}\n".lstrip())
+        written.append(path)
+    return written[0], written[1]
 
 
 def check_flavor_capacity(capacity: Mapping[str, int] | None) -> dict[str, int]:
@@ -220,6 +310,7 @@ class ProcessRunner:
         keep_jobs: bool = False,
         pass_env: Mapping[str, str] | None = None,
         flavor_capacity: Mapping[str, int] | None = None,
+        isolate_jobs: bool = True,
     ) -> None:
         self._capacity = Capacity(max_concurrency, flavor_capacity)
         self.keep_jobs = keep_jobs
@@ -231,6 +322,10 @@ class ProcessRunner:
         self._stopping = False
         #: Where jobs' volumes come from (set by the server; ``None``: a job with volumes fails).
         self.volumes: Volumes | None = None
+        #: Whether jobs get a user of their own: ``None`` until the first spawn finds out, then why not
+        #: (a string) or ``""`` (they do). ``isolate_jobs=False`` turns it off.
+        self.user_problem: str | None = None if isolate_jobs else "turned off (isolate_jobs=False)"
+        self._uids: dict[str, int] = {}
 
     def start(self, job: JobRecord) -> None:
         """Queue a new (SCHEDULING) job."""
@@ -310,6 +405,7 @@ class ProcessRunner:
             self._tasks.pop(job.id, None)
             self._jobs.pop(job.id, None)
             self._phase.pop(job.id, None)
+            self._uids.pop(job.id, None)
             if holds:
                 self._capacity.release(job.flavor)
 
@@ -355,9 +451,10 @@ class ProcessRunner:
             **gpu_environment(job),  # a GPU flavor's simulated-GPU file (local/metrics.py), the server's path
         }
         command = [*job.spec["command"], *(job.spec.get("arguments") or [])]
-        if job.spec.get("volumes"):
+        user = await self._job_user(job)
+        if job.spec.get("volumes") or user is not None:
             try:
-                command = self._with_volumes(job, command)
+                command = self._wrapped(job, command, user)
             except VolumeError as exc:
                 self._fail(job, str(exc))
                 return False
@@ -395,12 +492,37 @@ class ProcessRunner:
             return False
         return True
 
-    def _with_volumes(self, job: JobRecord, command: list[str]) -> list[str]:
-        """The command wrapped in :mod:`.mounts`, which mounts the job's volumes for its process only."""
+    async def _job_user(self, job: JobRecord) -> dict[str, Any] | None:
+        """The user the job runs as, for :mod:`.mounts` (``None``: the server's own, as before)."""
         assert job.directory is not None
-        if self.volumes is None:
-            raise VolumeError("This server was started without volume support")
-        mounts = self.volumes.resolve(job.spec["volumes"])
+        state_dir = job.directory.parent.parent
+        if self.user_problem is None:
+            self.user_problem = await asyncio.to_thread(job_user_problem, state_dir) or ""
+            if self.user_problem:
+                logger.warning(
+                    "local jobs run as this server's user, not isolated from it nor from each other: a job "
+                    "can read the server's state directory (other jobs' logs, secrets not yet delivered) "
+                    "and, unless the server is non-dumpable, its environment. Why: %s", self.user_problem,
+                )  # fmt: skip
+        if self.user_problem:
+            return None
+        uid = pick_job_uid(set(self._uids.values()))
+        self._uids[job.id] = uid
+        home = job.directory / shim.HOME_DIR
+        passwd, group = account_files(job.directory, uid, home)
+        keep = [str((job.directory / shim.WORK_DIR).resolve()), str(home.resolve())]
+        return {"uid": uid, "gid": uid, "hide": str(state_dir.resolve()), "keep": keep,
+                "passwd": passwd, "group": group}  # fmt: skip
+
+    def _wrapped(self, job: JobRecord, command: list[str], user: dict[str, Any] | None) -> list[str]:
+        """The command wrapped in :mod:`.mounts`, which mounts the job's volumes for its process only
+        and, given a ``user``, runs it as that user with its own view of the state directory."""
+        assert job.directory is not None
+        mounts: list[Any] = []
+        if job.spec.get("volumes"):
+            if self.volumes is None:
+                raise VolumeError("This server was started without volume support")
+            mounts = self.volumes.resolve(job.spec["volumes"])
         root = job.directory / ROOT_DIR
         root.mkdir(mode=0o700, exist_ok=True)
         config = {
@@ -408,6 +530,7 @@ class ProcessRunner:
             "workdir": str(job.directory / shim.WORK_DIR),
             "error_file": str(job.directory / START_ERROR_FILE),
             "mounts": [mount.to_json() for mount in mounts],
+            **({"user": user} if user is not None else {}),
         }
         shim.write_json_atomically(str(job.directory / MOUNTS_FILE), config)
         return [sys.executable, "-I", "-S", MOUNTS_SCRIPT, str(job.directory / MOUNTS_FILE), "--", *command]

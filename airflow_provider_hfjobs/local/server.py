@@ -94,7 +94,8 @@ class LocalJobsServer:
     the hard one): connections served at once, a new one over it is closed; ``header_timeout``: seconds a
     connection has to send a complete request head. Idle or half-open connections cannot starve the jobs
     of file descriptors. ``start()`` also makes the process non-dumpable (Linux), so that a job cannot
-    read its ``/proc/<pid>/environ`` (its HF token, cloud keys).
+    read its ``/proc/<pid>/environ`` (its HF token, cloud keys). Run as root, each job also runs as a user
+    of its own that sees the state directory as holding only its own files (:mod:`.runner`, :mod:`.mounts`).
 
     Safe by default, since every job runs a command as the developer: without ``token`` a random one is
     made (``server.token``); only requests addressed to a loopback name are answered, plus the names in
