@@ -62,8 +62,9 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def test_the_hugging_face_job_button_is_under_details_extra_links(
-    deployment: Deployment, jobs: LocalJobsServer, page: Any
+    browser: Any, page: Any, deployment: Deployment, jobs: LocalJobsServer
 ) -> None:
+    """The browser first: where none can be had the test skips before a deployment is started."""
     from playwright.sync_api import expect
 
     run_id = deployment.trigger(DAG)
