@@ -65,6 +65,19 @@ def test_every_pinned_install_line_says_this_version(doc: Path) -> None:
     assert pinned <= {VERSION}, f"{doc.name} pins {sorted(pinned)}, the package is {VERSION}"
 
 
+def test_the_long_description_has_no_relative_link() -> None:
+    """README.md is the index page's long description, where a relative link (``docs/x.md``, an image)
+    leads nowhere."""
+    readme = (REPO / _pyproject()["project"]["readme"]).read_text()
+    targets = [
+        *re.findall(r"\]\(\s*<?([^)\s>]+)", readme),  # [text](target), possibly split across lines
+        *re.findall(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", readme, flags=re.MULTILINE),  # [ref]: target
+        *re.findall(r"(?:src|href)\s*=\s*[\"']([^\"']+)", readme),  # HTML
+    ]
+    relative = [t for t in targets if not re.match(r"(https?:|mailto:|#)", t)]
+    assert relative == [], f"relative links in README.md: {relative}"
+
+
 def test_the_license_is_an_spdx_string_with_its_file() -> None:
     project = _pyproject()["project"]
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
