@@ -21,6 +21,10 @@ job's environment and memory, signals), and in its view of the files:
 - ``/etc/passwd`` and ``/etc/group`` name the job's user (``getpass``, ``pwd`` work), and no exec gains
   privileges (``PR_SET_NO_NEW_PRIVS``: a set-user-id program runs as the job's user).
 
+A ``user`` without ``uid`` (a plain user's server) gives the same view of the state directory and of
+read-only volumes, in a user namespace where the job stays that user (its capabilities there end at the
+exec), without idmapped mounts.
+
 Standard library only, run as ``python -I -S mounts.py CONFIG -- COMMAND [ARG ...]`` (under the shim),
 where CONFIG is a JSON file ``{"root", "workdir", "error_file", "mounts": [{"source", "target",
 "readOnly"}], "user"?: {"uid", "gid", "hide", "keep": [PATH, ...], "passwd", "group"}}``. On failure it
@@ -85,15 +89,22 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
         raise OSError(errno, f"{os.strerror(errno)} (mounting {source or fstype} at {target})")
 
 
-def enter_namespaces() -> None:
-    """A mount namespace of our own whose changes never propagate back (plus a user namespace if needed)."""
+def enter_namespaces(same_ids: bool = False) -> None:
+    """A mount namespace of our own whose changes never propagate back (plus a user namespace if needed,
+    where the user is root, or itself with ``same_ids``: its capabilities there end at the exec)."""
     uid, gid = os.getuid(), os.getgid()
     flags = CLONE_NEWNS | (CLONE_NEWUSER if uid != 0 else 0)
     if _libc.unshare(flags) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{os.strerror(errno)} (unshare{' with a user namespace' if uid else ''})")
     if uid != 0:
-        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        inside_uid, inside_gid = (uid, gid) if same_ids else (0, 0)
+        maps = (
+            ("setgroups", "deny"),
+            ("uid_map", f"{inside_uid} {uid} 1"),
+            ("gid_map", f"{inside_gid} {gid} 1"),
+        )
+        for name, text in maps:
             with open(f"/proc/self/{name}", "w") as handle:
                 handle.write(text)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -306,8 +317,9 @@ def main(argv: list[str]) -> int:
         return code
 
     try:
-        enter_namespaces()
-        userns = None if user is None else idmap_namespace(user["uid"], user["gid"])
+        own_user = user is not None and "uid" in user  # else: a plain user's job, that user still
+        enter_namespaces(same_ids=user is not None and not own_user)
+        userns = idmap_namespace(user["uid"], user["gid"]) if own_user else None
         build_root(config["root"], config["mounts"], user, userns)
         # A job's user cannot reach it once in its view: opened now, where an exec failure is said.
         if user is not None and error_file is not None:
@@ -316,7 +328,7 @@ def main(argv: list[str]) -> int:
         os.chdir(config["workdir"])
         if userns is not None:
             os.close(userns)
-        if user is not None:
+        if own_user:
             drop_privileges(user["uid"], user["gid"])
     except OSError as exc:
         return report(f"Could not {what}: {exc}", 125)

@@ -13,8 +13,9 @@ files, a restarted server resumes following jobs that kept running while it was 
 Run as root, each job gets a user of its own (:func:`pick_job_uid`, an unprivileged id no account
 has): the command runs under :mod:`.mounts` as that user, which cannot read the server's or another
 job's ``/proc/<pid>/environ`` and sees the state directory as holding only its own working and home
-directories, while the rest of the machine looks as before (see :mod:`.mounts`). Where that cannot be
-done (a plain user's server, a kernel without idmapped mounts), jobs run as the server's user, as
+directories, while the rest of the machine looks as before (see :mod:`.mounts`). A plain user's server
+has no other user to give; where user namespaces are allowed its jobs still get that view of the state
+directory, as its user. Where neither can be done (no idmapped mounts, no user namespaces), jobs run as
 before: the server says so once in its log.
 
 The server's own interpreter directory leads ``PATH`` so that ``python`` and ``uv`` resolve on any
@@ -179,6 +180,24 @@ def ids_mapped(first: int, count: int, map_file: str = "/proc/self/uid_map") -> 
     return False
 
 
+def isolation_problems(state_dir: Path) -> tuple[str, str]:
+    """Why jobs cannot have a user of their own here, and why not their own view of the state directory
+    (``""``: they can). Blocking: run it in a thread."""
+    user = job_user_problem(state_dir) or ""
+    if not user or os.geteuid() == 0:  # root without idmapped mounts: no view either (it would be root)
+        return user, user
+    probe_dir = state_dir / "mount-probe"
+    probe_dir.mkdir(mode=0o700, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", MOUNTS_SCRIPT, "--probe", str(probe_dir)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return user, str(exc)
+    return user, "" if done.returncode == 0 else (done.stderr.strip() or "unknown error")
+
+
 def job_user_problem(state_dir: Path) -> str | None:
     """Why jobs cannot have a user of their own here (``None``: they can). Blocking: run it in a thread."""
     if not sys.platform.startswith("linux"):
@@ -322,9 +341,11 @@ class ProcessRunner:
         self._stopping = False
         #: Where jobs' volumes come from (set by the server; ``None``: a job with volumes fails).
         self.volumes: Volumes | None = None
-        #: Whether jobs get a user of their own: ``None`` until the first spawn finds out, then why not
-        #: (a string) or ``""`` (they do). ``isolate_jobs=False`` turns it off.
-        self.user_problem: str | None = None if isolate_jobs else "turned off (isolate_jobs=False)"
+        #: Why jobs get no user of their own, and why not even their own view of the state directory:
+        #: ``None`` until the first spawn finds out, ``""`` when they do. ``isolate_jobs=False``: neither.
+        off = None if isolate_jobs else "turned off (isolate_jobs=False)"
+        self.user_problem: str | None = off
+        self.view_problem: str | None = off
         self._uids: dict[str, int] = {}
 
     def start(self, job: JobRecord) -> None:
@@ -493,26 +514,31 @@ class ProcessRunner:
         return True
 
     async def _job_user(self, job: JobRecord) -> dict[str, Any] | None:
-        """The user the job runs as, for :mod:`.mounts` (``None``: the server's own, as before)."""
+        """How :mod:`.mounts` isolates the job: a user of its own (``uid``) with its own view of the state
+        directory, or (a plain user's server) that view only; ``None``: neither, as before."""
         assert job.directory is not None
         state_dir = job.directory.parent.parent
         if self.user_problem is None:
-            self.user_problem = await asyncio.to_thread(job_user_problem, state_dir) or ""
+            self.user_problem, self.view_problem = await asyncio.to_thread(isolation_problems, state_dir)
             if self.user_problem:
                 logger.warning(
-                    "local jobs run as this server's user, not isolated from it nor from each other: a job "
-                    "can read the server's state directory (other jobs' logs, secrets not yet delivered) "
-                    "and, unless the server is non-dumpable, its environment. Why: %s", self.user_problem,
+                    "local jobs run as this server's user (%s), so a job can read other running jobs' "
+                    "environments and working directories through /proc, and signal them%s",
+                    self.user_problem,
+                    f"; nor are they kept from the state directory (other jobs' logs, secrets not yet "
+                    f"delivered): {self.view_problem}" if self.view_problem else "",
                 )  # fmt: skip
-        if self.user_problem:
-            return None
-        uid = pick_job_uid(set(self._uids.values()))
-        self._uids[job.id] = uid
         home = job.directory / shim.HOME_DIR
-        passwd, group = account_files(job.directory, uid, home)
-        keep = [str((job.directory / shim.WORK_DIR).resolve()), str(home.resolve())]
-        return {"uid": uid, "gid": uid, "hide": str(state_dir.resolve()), "keep": keep,
-                "passwd": passwd, "group": group}  # fmt: skip
+        view = {
+            "hide": str(state_dir.resolve()),
+            "keep": [str((job.directory / shim.WORK_DIR).resolve()), str(home.resolve())],
+        }
+        if not self.user_problem:
+            uid = pick_job_uid(set(self._uids.values()))
+            self._uids[job.id] = uid
+            passwd, group = account_files(job.directory, uid, home)
+            return {"uid": uid, "gid": uid, **view, "passwd": passwd, "group": group}
+        return None if self.view_problem else view
 
     def _wrapped(self, job: JobRecord, command: list[str], user: dict[str, Any] | None) -> list[str]:
         """The command wrapped in :mod:`.mounts`, which mounts the job's volumes for its process only

@@ -68,8 +68,17 @@ WORK_DIR = "work"
 HOME_DIR = "home"
 #: ``prctl`` option: orphaned descendants are re-parented to this process instead of init (Linux 3.4+).
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE = 4
 #: Rounds of "find what is left below the shim, SIGKILL it, reap it" before giving up on a fork storm.
 KILL_ROUNDS = 200
+
+
+def make_undumpable() -> None:
+    """``prctl(PR_SET_DUMPABLE, 0)``: a job of the same user cannot read this shim's environment (its
+    job's secrets) nor its ``/proc/<pid>/root`` (the machine's view, state directory included)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def become_subreaper() -> bool:
@@ -390,6 +399,7 @@ def detach() -> bytes:
 def main(argv: list[str]) -> int:
     # Until run() has its handler: a SIGTERM (cancel) now waits instead of killing the shim unrecorded.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    make_undumpable()
     job_dir, timeout, attempts, separator, *command = argv
     if separator != "--" or not command:
         sys.stderr.write("usage: shim.py JOB_DIR TIMEOUT_SECONDS ATTEMPTS -- COMMAND [ARG ...]\n")

@@ -10,7 +10,8 @@ created over HTTP on 127.0.0.1, that tries to reach what it must not and prints 
   state directory's listing, and the other job's own environment through ``/proc``;
 - a read-only bucket (or dataset) through its path on disk rather than its mount.
 
-A plain user's server runs its jobs as that user (there is no other user to give them); what remains
+A plain user's server (run here as ``nobody``) runs its jobs as that user, there being no other user to
+give them, but with the same view of the state directory where user namespaces are allowed; what remains
 possible then is said in docs/reliability.md. Bounded waits on conditions, no elapsed-time assertion.
 """
 
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,6 +177,16 @@ for label, job_id in (("running", sys.argv[1]), ("waiting", sys.argv[2])):
     for name in ("log.jsonl", "job.json", "secrets.json", "work/own-file"):
         attempt(f"{label} {name}", lambda: read(os.path.join(directory, name)))
     attempt(f"{label} work listing", lambda: os.listdir(os.path.join(directory, "work")))
+# Through another process's root (its shim's sees the machine as it is): which ones show other jobs?
+seen = []
+for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+    try:
+        listed = os.listdir(f"/proc/{pid}/root{state}/jobs")
+    except OSError:
+        continue
+    if set(sys.argv[1:3]) & set(listed):
+        seen.append(int(pid))
+result["through /proc/<pid>/root"] = f"seen by {seen}" if seen else "denied: none"
 print(json.dumps(result))
 """
 
@@ -292,3 +305,60 @@ def test_jobs_of_their_own_users_still_share_a_bucket_and_its_files_stay_the_ser
         deeper = Path(server.state_dir) / "buckets" / NS / "shared" / "run" / "deeper"
         assert (deeper / "state.txt").read_text() == "one two"
         assert {path.stat().st_uid for path in deeper.parent.rglob("*")} == {os.geteuid()}  # the server's
+
+
+# ------------------------------------------------------------------------------- a plain user's server
+SERVE_AS_USER = f"""
+import sys
+from airflow_provider_hfjobs.local import LocalJobsServer
+with LocalJobsServer(
+    token={TOKEN!r}, namespace={NS!r}, state_dir=sys.argv[1], flavor_capacity={{"t4-small": 0}}
+) as server:
+    print(server.url, flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def served_as_user() -> Iterator[tuple[str, str]]:
+    """A server run as ``nobody`` (its jobs are ``nobody`` too), where user namespaces are allowed: its
+    URL and the interpreter its jobs can run."""
+    from tests.integration.test_local_abuse import unprivileged_python
+
+    python, uid, gid = unprivileged_python()
+    probe = subprocess.run(
+        ["unshare", "-Urm", "true"], user=uid, group=gid, capture_output=True, timeout=30, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"this machine allows no user namespace to a plain user: {probe.stderr!r}")
+    state = Path(tempfile.mkdtemp(prefix="hfjobs-isolation-"))  # pytest's own tmp is root's alone
+    os.chown(state, uid or 0, gid or 0)
+    paths = [str(Path(__file__).parents[2]), *(p for p in sys.path if p.endswith("site-packages"))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    process = subprocess.Popen(
+        [python, "-c", SERVE_AS_USER, str(state / "state")], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, env=env, user=uid, group=gid, cwd=state,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stdin is not None
+    try:
+        url = process.stdout.readline().decode().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url, python
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_plain_users_job_cannot_see_the_state_directory(
+    served_as_user: tuple[str, str],
+) -> None:
+    url, python = served_as_user
+    waiting = create(url, ["true"], flavor="t4-small", secrets={"WAITING_SECRET": SECRET_CANARY})
+    finished = create(url, ["sh", "-c", "echo log canary"])
+    wait_terminal(url, finished["id"])
+    result = probe_result(url, [python, "-c", SNOOP, finished["id"], waiting["id"]])
+    assert result.pop("state listing") == ["jobs"], result
+    assert finished["id"] not in str(result.pop("jobs listing"))
+    leaked = {key: got for key, got in result.items() if key != "state" and not got.startswith("denied")}
+    assert leaked == {}, f"a job read another job's files: {leaked}"
