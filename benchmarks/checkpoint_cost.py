@@ -1,21 +1,29 @@
-"""Checkpoint cost: what one log checkpoint (an XCom of the task instance) costs, where it is paid.
+"""Checkpoint cost: what keeping deferred jobs' log positions costs, and where it is paid.
 
     .venv/bin/python benchmarks/checkpoint_cost.py         # Airflow 3: supervisor side and runner side
     .venv-af2/bin/python benchmarks/checkpoint_cost.py     # Airflow 2: the triggerer's own DB queries
 
 A throwaway ``AIRFLOW_HOME`` (SQLite, ``airflow db migrate``) and one DAG run made by ``airflow dags test``
-give the task instance the checkpoint belongs to. Then ``--n`` writes and ``--n`` reads, one at a time:
+give the task instance the earlier design's checkpoint belonged to. Then, one at a time:
+
+- the design in use (``triggers/log_checkpoint.py``): one record per trigger-runner process, an Airflow
+  Variable holding every trigger's ``[shown, showing]``, written at most twice a second whatever the number
+  of triggers. Its writes and reads are timed with the record of 1, 1,000 and 10,000 triggers (``--n`` of
+  each, fewer for the big ones), and the listing a starting trigger makes;
+- the earlier design, for comparison: an XCom of each task instance, two writes per trigger and step
+  (``SetXCom``) and one read at each start (``GetXCom``).
+
+Where:
 
 - Airflow 3, *supervisor*: the triggerer's ``TriggerRunnerSupervisor``, built as the triggerer builds it
   (its in-process Execution API client), is handed each request frame as its socket reader would hand it:
-  msgpack decode, ``handle_requests`` (validate, ``handle_set_xcom``/``handle_get_xcom`` through the
-  in-process API, the DB commit), the reply frame. One supervisor serves these one after another in its
-  loop, so 1 / mean is the most it can serve a second, with nothing else to do.
-- Airflow 3, *runner*: ``SupervisorCheckpointStore.save``/``load`` in an event loop, through a real
-  ``TriggerCommsDecoder`` whose socket is a loopback answering at once: building and encoding the frame,
-  the reader task decoding the reply. This is the trigger runner's CPU per checkpoint.
-- Airflow 2: ``XCom.set``/``XCom.get_one`` in this thread, then ``DatabaseCheckpointStore`` as a trigger
-  calls it (each query in a thread of the loop's executor).
+  msgpack decode, ``handle_requests`` (validate, the handler through the in-process API, the DB commit), the
+  reply frame. One supervisor serves these one after another in its loop (the loop that also forwards
+  events, trigger log lines and heartbeats), so 1 / mean is the most it can serve a second.
+- Airflow 3, *runner*: the trigger runner's CPU per write: the record built from the triggers' places and
+  encoded as a ``PutVariable`` frame.
+- Airflow 2: ``DatabaseRecordStore`` as the book calls it (each query in a thread of the loop's executor),
+  and the earlier ``XCom.set``/``XCom.get_one``.
 
 SQLite on a local disk: a production metadata DB (Postgres, MySQL) adds a network round trip per commit.
 """
@@ -55,7 +63,14 @@ with DAG("checkpoint_cost", schedule=None):
 
     watch()
 '''
-COLUMNS = ["side", "operation", "n", "mean ms", "p50 ms", "p99 ms", "CPU ms/op", "per s, one at a time"]
+COLUMNS = [
+    "side", "design", "operation", "triggers in the record", "value KB", "n", "mean ms", "p50 ms", "p99 ms",
+    "CPU ms/op", "per s, one at a time",
+]  # fmt: skip
+#: Triggers in the timed records, and how many writes and reads of each (the big ones take longer).
+RECORD_SIZES = ((1, 1.0), (1000, 0.5), (10000, 0.1))
+#: The earlier design's XCom key (one per task instance).
+EARLIER_XCOM_KEY = "hf_job_log_checkpoint"
 
 
 def prepare_home(home: Path) -> None:
@@ -89,9 +104,28 @@ def task_instance() -> SimpleNamespace:
 
 
 def checkpoint_value(i: int) -> dict[str, Any]:
-    """The record a trigger writes, alternating intent (``showing`` ahead) and confirmation."""
+    """The earlier design's per-task record, alternating intent (``showing`` ahead) and confirmation."""
     shown = i // 2 * 3
     return {"job_id": "69a3f0c2e4b5d6a7b8c9d0e1#1", "shown": shown, "showing": shown + 3 * (i % 2 == 0)}
+
+
+def book_with(triggers: int) -> Any:
+    """A process's book holding ``triggers`` places (as many triggers mid-stream), its record not written."""
+    from airflow_provider_hfjobs.triggers.log_checkpoint import CheckpointBook, Entry, RecordStore
+
+    book = CheckpointBook(RecordStore(), 2.0)
+    for k in range(triggers):
+        key = f"{k:020x}"
+        book._entries[key] = Entry(book, key, 1000 + k, lambda texts, end: None, lambda exc: None)
+    return book
+
+
+def record_of(triggers: int, i: int = 0) -> str:
+    """The record the book writes with ``triggers`` places (built by ``CheckpointBook.record``)."""
+    book = book_with(triggers)
+    book._seq = i
+    now = time.monotonic()
+    return book.record({key: entry.wanted(now) for key, entry in book._entries.items()})
 
 
 def timed(side: str, operation: str, n: int, step: Callable[[int], None], warmup: int = 50) -> dict[str, Any]:
@@ -155,8 +189,6 @@ def airflow3_supervisor(ti: SimpleNamespace, n: int) -> list[dict[str, Any]]:
     from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor
     from airflow.sdk.execution_time.comms import GetXCom, SetXCom, _RequestFrame
 
-    from airflow_provider_hfjobs.triggers.log_checkpoint import CHECKPOINT_XCOM_KEY
-
     channel = DiscardingChannel()
     supervisor = TriggerRunnerSupervisor(
         id=uuid.uuid4(), pid=os.getpid(), stdin=channel, process=None,
@@ -165,7 +197,7 @@ def airflow3_supervisor(ti: SimpleNamespace, n: int) -> list[dict[str, Any]]:
     requests = supervisor.handle_requests(structlog.get_logger())
     next(requests)
     frame_decoder = msgspec.msgpack.Decoder(_RequestFrame)
-    key = {"key": CHECKPOINT_XCOM_KEY, "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
+    key = {"key": EARLIER_XCOM_KEY, "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
            "map_index": ti.map_index}  # fmt: skip
     sets = [_RequestFrame(id=i, body=SetXCom(value=checkpoint_value(i), **key).model_dump()).as_bytes()
             for i in range(n + 50)]  # fmt: skip
@@ -174,10 +206,45 @@ def airflow3_supervisor(ti: SimpleNamespace, n: int) -> list[dict[str, Any]]:
     def serve(frame: bytearray) -> None:
         requests.send(frame_decoder.decode(memoryview(frame)[4:]))
 
-    rows = [
-        timed("supervisor", "SetXCom: decode, in-process API, DB commit, reply", n, lambda i: serve(sets[i])),
-        timed("supervisor", "GetXCom: decode, in-process API, DB read, reply", n, lambda i: serve(get)),
-    ]
+    from airflow.sdk.execution_time.comms import DeleteVariable, GetVariable, GetVariableKeys, PutVariable
+
+    from airflow_provider_hfjobs.triggers.log_checkpoint import RECORD_DESCRIPTION, RECORD_PREFIX
+
+    rows = []
+    record_key = f"{RECORD_PREFIX}0123456789abcdef"
+    for triggers, share in RECORD_SIZES:
+        count = max(20, int(n * share))
+        values = [record_of(triggers, i) for i in range(2)]
+        puts = [
+            _RequestFrame(
+                id=i, body=PutVariable(key=record_key, value=values[i % 2], description=RECORD_DESCRIPTION).model_dump()
+            ).as_bytes()
+            for i in range(count + 50)
+        ]  # fmt: skip
+        read = _RequestFrame(id=0, body=GetVariable(key=record_key).model_dump()).as_bytes()
+        size = {
+            "design": "process record",
+            "triggers in the record": triggers,
+            "value KB": len(values[0]) / 1024,
+        }
+        rows.append({**timed("supervisor", "PutVariable: decode, in-process API, DB commit, reply", count,
+                             lambda i, puts=puts: serve(puts[i])), **size})  # fmt: skip
+        rows.append({**timed("supervisor", "GetVariable: decode, in-process API, DB read, reply", count,
+                             lambda i, read=read: serve(read)), **size})  # fmt: skip
+        assert b"VariableResult" in channel.last, channel.last[:200]
+    listing = _RequestFrame(id=0, body=GetVariableKeys(prefix=RECORD_PREFIX).model_dump()).as_bytes()
+    rows.append({**timed("supervisor", "GetVariableKeys (by prefix): decode, in-process API, DB, reply", n,
+                         lambda i: serve(listing)), "design": "process record"})  # fmt: skip
+    missing = _RequestFrame(id=0, body=GetVariable(key=f"{RECORD_PREFIX}missing").model_dump()).as_bytes()
+    rows.append({**timed("supervisor", "GetVariable of a missing record (no error logged)", n,
+                         lambda i: serve(missing)), "design": "process record"})  # fmt: skip
+    serve(_RequestFrame(id=0, body=DeleteVariable(key=record_key).model_dump()).as_bytes())
+
+    earlier = {"design": "earlier: XCom per task", "triggers in the record": 1}
+    rows.append({**timed("supervisor", "SetXCom: decode, in-process API, DB commit, reply", n,
+                         lambda i: serve(sets[i])), **earlier})  # fmt: skip
+    rows.append({**timed("supervisor", "GetXCom: decode, in-process API, DB read, reply", n,
+                         lambda i: serve(get)), **earlier})  # fmt: skip
     assert b"XComResult" in channel.last, channel.last  # the read found the checkpoint written above
 
     from airflow.models.xcom import XComModel
@@ -187,101 +254,73 @@ def airflow3_supervisor(ti: SimpleNamespace, n: int) -> list[dict[str, Any]]:
         with create_session() as session:
             XComModel.set(value=checkpoint_value(i), serialize=False, session=session, **key)
 
-    rows.append(timed("(for scale)", "XComModel.set + commit, no API", n, direct))
+    rows.append({**timed("(for scale)", "XComModel.set + commit, no API", n, direct), **earlier})
     return rows
 
 
-class Loopback:
-    """The runner's socket writer, answering each frame at once with the reply its supervisor sends."""
+def airflow3_runner(n: int) -> list[dict[str, Any]]:
+    """The trigger runner's CPU per write: the record built from every place and encoded as a frame."""
+    from airflow.sdk.execution_time.comms import PutVariable, SetXCom, _RequestFrame
 
-    def __init__(self, reader: asyncio.StreamReader, replies: dict[str, bytes]) -> None:
-        import msgspec
-        from airflow.sdk.execution_time.comms import _RequestFrame
+    from airflow_provider_hfjobs.triggers.log_checkpoint import RECORD_DESCRIPTION, RECORD_PREFIX
 
-        self.reader, self.replies = reader, replies
-        self.decoder = msgspec.msgpack.Decoder(_RequestFrame)
+    rows = []
+    for triggers, share in RECORD_SIZES:
+        book = book_with(triggers)
 
-    def write(self, data: bytes | bytearray) -> None:
-        frame = self.decoder.decode(memoryview(data)[4:])
-        reply = bytearray(self.replies[frame.body["type"]])
-        reply[5] = frame.id  # ids stay below 128 here (see airflow3_runner): one msgpack byte
-        self.reader.feed_data(reply)
+        def encode(i: int, book: Any = book) -> None:
+            message = PutVariable(
+                key=f"{RECORD_PREFIX}x", value=book.record(), description=RECORD_DESCRIPTION
+            )
+            _RequestFrame(id=i, body=message.model_dump()).as_bytes()
 
+        size = {"design": "process record", "triggers in the record": triggers,
+                "value KB": len(book.record()) / 1024}  # fmt: skip
+        rows.append({**timed("runner", "build the record + encode a PutVariable frame",
+                             max(20, int(n * share)), encode, warmup=5), **size})  # fmt: skip
+    key = {"key": EARLIER_XCOM_KEY, "dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1}
 
-async def airflow3_runner(ti: SimpleNamespace, n: int) -> list[dict[str, Any]]:
-    """The trigger runner's side of ``SupervisorCheckpointStore``: frame out, reply in."""
-    import itertools
-
-    from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
-    from airflow.sdk.execution_time.comms import SetXCom, XComResult, _RequestFrame, _ResponseFrame
-
-    from airflow_provider_hfjobs.triggers.log_checkpoint import (
-        CHECKPOINT_XCOM_KEY,
-        Checkpoint,
-        SupervisorCheckpointStore,
-    )
-
-    value = checkpoint_value(1)
-    replies = {
-        "SetXCom": bytes(_ResponseFrame(id=0).as_bytes()),  # send_msg(None): an empty reply
-        "GetXCom": bytes(_ResponseFrame(
-            id=0, body=XComResult(key=CHECKPOINT_XCOM_KEY, value=value, type="XComResult").model_dump(exclude_unset=True)
-        ).as_bytes()),
-    }  # fmt: skip
-    reader = asyncio.StreamReader()
-    comms = TriggerCommsDecoder(
-        async_writer=Loopback(reader, replies), async_reader=reader, socket=None,  # type: ignore[arg-type]
-        id_counter=itertools.cycle(range(128)),
-    )  # fmt: skip
-    await comms.start_reader()
-
-    class Store(SupervisorCheckpointStore):
-        async def _send(self, message: Any) -> Any:
-            return await comms.asend(message)
-
-    store = Store(ti)
-    found = await store.load(value["job_id"])
-    assert found == Checkpoint.from_value(value, value["job_id"]), found
-    key = store._key()
-
-    def encode(i: int) -> None:
+    def encode_xcom(i: int) -> None:
         _RequestFrame(id=i, body=SetXCom(value=checkpoint_value(i), **key).model_dump()).as_bytes()
 
-    def save(i: int) -> Awaitable[None]:
-        return store.save(Checkpoint.from_value(checkpoint_value(i), value["job_id"]))  # type: ignore[arg-type]
-
-    runs = n * 10  # microseconds each: more of them
-    return [
-        timed("runner", "build + encode a SetXCom frame", runs, encode, warmup=500),
-        await atimed("runner", "SupervisorCheckpointStore.save, reply at once", runs, save, warmup=500),
-        await atimed("runner", "SupervisorCheckpointStore.load, reply at once", runs,
-                     lambda _: store.load(value["job_id"]), warmup=500),
-    ]  # fmt: skip
+    rows.append({**timed("runner", "build + encode a SetXCom frame", n, encode_xcom, warmup=50),
+                 "design": "earlier: XCom per task", "triggers in the record": 1})  # fmt: skip
+    return rows
 
 
 async def airflow2(ti: SimpleNamespace, n: int) -> list[dict[str, Any]]:
-    """The triggerer's own queries: the DB work alone, then as ``DatabaseCheckpointStore`` runs it."""
+    """The triggerer's own queries, as the book runs them (each in a thread), then the earlier design's."""
     from airflow.models.xcom import XCom
 
-    from airflow_provider_hfjobs.triggers.log_checkpoint import Checkpoint, DatabaseCheckpointStore
+    from airflow_provider_hfjobs.triggers.log_checkpoint import RECORD_PREFIX, DatabaseRecordStore
 
-    store = DatabaseCheckpointStore(ti)
-    where = store._key()
-    job_id = checkpoint_value(0)["job_id"]
-    rows = [
-        timed(
-            "triggerer", "XCom.set (this thread)", n, lambda i: XCom.set(value=checkpoint_value(i), **where)
-        ),
-        timed("triggerer", "XCom.get_one (this thread)", n, lambda _: XCom.get_one(**where)),
-    ]
+    store = DatabaseRecordStore()
+    record_key = f"{RECORD_PREFIX}0123456789abcdef"
+    rows = []
+    for triggers, share in RECORD_SIZES:
+        count = max(20, int(n * share))
+        values = [record_of(triggers, i) for i in range(2)]
+        size = {
+            "design": "process record",
+            "triggers in the record": triggers,
+            "value KB": len(values[0]) / 1024,
+        }
+        rows.append({**await atimed("triggerer", "DatabaseRecordStore.put (Variable.set, in a thread)", count,
+                                    lambda i, values=values: store.put(record_key, values[i % 2])), **size})  # fmt: skip
+        rows.append({**await atimed("triggerer", "DatabaseRecordStore.get (in a thread)", count,
+                                    lambda i: store.get(record_key)), **size})  # fmt: skip
+    rows.append({**await atimed("triggerer", "DatabaseRecordStore.keys (by prefix, in a thread)", n,
+                                lambda i: store.keys(RECORD_PREFIX, 0)), "design": "process record"})  # fmt: skip
+    assert await store.get(record_key) is not None
+    await store.delete(record_key)
 
-    def save(i: int) -> Awaitable[None]:
-        return store.save(Checkpoint.from_value(checkpoint_value(i), job_id))  # type: ignore[arg-type]
-
-    rows.append(await atimed("triggerer", "DatabaseCheckpointStore.save (in a thread)", n, save))
-    rows.append(await atimed("triggerer", "DatabaseCheckpointStore.load (in a thread)", n,
-                             lambda _: store.load(job_id)))  # fmt: skip
-    assert await store.load(job_id) is not None
+    earlier = {"design": "earlier: XCom per task", "triggers in the record": 1}
+    where = {"key": EARLIER_XCOM_KEY, "dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
+             "map_index": ti.map_index}  # fmt: skip
+    rows.append({**timed("triggerer", "XCom.set (this thread)", n,
+                         lambda i: XCom.set(value=checkpoint_value(i), **where)), **earlier})  # fmt: skip
+    rows.append({**timed("triggerer", "XCom.get_one (this thread)", n, lambda _: XCom.get_one(**where)),
+                 **earlier})  # fmt: skip
     return rows
 
 
@@ -302,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         ti = task_instance()
         load_before = os.getloadavg()
         if AIRFLOW_V_3_PLUS:
-            rows = airflow3_supervisor(ti, args.n) + asyncio.run(airflow3_runner(ti, args.n))
+            rows = airflow3_supervisor(ti, args.n) + airflow3_runner(args.n)
         else:
             rows = asyncio.run(airflow2(ti, args.n))
         load_after = os.getloadavg()

@@ -13,14 +13,15 @@ server), the connections they came on, and completion-detection latency (the ser
 trigger's event). "base full GC ms" is one full collection before any trigger: the process's heap is mostly
 Airflow's, and every full collection during the run stops the loop at least that long.
 
-``--checkpoints supervisor``: each trigger has a stand-in task instance, so it keeps its log checkpoint as on
-Airflow 3: the real ``SupervisorCheckpointStore`` and ``TriggerCommsDecoder`` build, send and decode every
-frame in this process; the supervisor answering them is a single simulated server (another process in a
-triggerer, on the other core): requests queue and are served one at a time, each taking ``--supervisor-ms``
-(the mean ``benchmarks/checkpoint_cost.py`` measured). Display steps share the process's ``StepBudget``
-(``[hfjobs] log_checkpoint_steps_per_second``, its default unless ``--steps-per-second`` says otherwise).
-``--log-delay``: also time each log line from the server's timestamp to its write into the task log (what
-the budget costs in latency). Such rows go to ``results/scale-checkpoints.json``.
+``--checkpoints supervisor``: each trigger has a stand-in task instance, so it keeps its log position as on
+Airflow 3: the real ``CheckpointBook`` (one record for the process, trailing the lines shown) and the
+real ``SupervisorRecordStore`` and ``TriggerCommsDecoder`` build, send and decode every frame in this
+process; the supervisor answering them is a single simulated server (another process in a triggerer, on the
+other core) keeping the Variables: requests queue and are served one at a time, each taking the time
+``benchmarks/checkpoint_cost.py`` measured for its kind and size (``results/checkpoint-cost.json``: a fixed
+part plus a part per KB of the value). Display steps come at ``[hfjobs] log_checkpoint_steps_per_second``
+(its default unless ``--steps-per-second`` says otherwise). ``--log-delay``: also time each log line from
+the server's timestamp to its write into the task log. Such rows go to ``results/scale-checkpoints.json``.
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ COLUMNS = [
 ]  # fmt: skip
 CHECKPOINT_COLUMNS = [
     "triggers", "logs", "checkpoints", "wall s", "CPU s", "avg cores", "peak RSS MB",
-    "max lag after start-up ms", "API calls/job", "connections/job", "steps/job", "checkpoint writes/job",
-    "checkpoint reads/job", "supervisor busy %", "checkpoint wait p50 ms", "checkpoint wait p99 ms",
-    "checkpoint wait max s", "checkpoints given up", "log delay p50 s", "log delay p99 s", "log delay max s",
-    "latency p50 s", "latency p99 s", "events ok",
+    "max lag after start-up ms", "API calls/job", "connections/job", "display steps", "shows/job",
+    "record writes", "record KB max", "look-ups", "supervisor requests/job", "supervisor busy %",
+    "supervisor wait p50 ms", "supervisor wait p99 ms", "supervisor wait max s", "checkpoints given up",
+    "log delay p50 s", "log delay p99 s", "log delay max s", "lines shown by the task", "latency p50 s",
+    "latency p99 s", "events ok",
 ]  # fmt: skip
 
 
@@ -86,33 +88,29 @@ def quiet_task_logger() -> None:
 
 
 class SimulatedSupervisor:
-    """The triggerer's supervisor, answering checkpoint requests: one server, first come first served, each
-    request taking the service time measured for it. It runs in another process in a triggerer, so only its
-    timing is simulated, on its own clock (a late wake-up of this loop does not push later requests back);
-    the frames it reads and the replies it sends are the real ones."""
+    """The triggerer's supervisor, answering the record store's requests: one server, first come first
+    served, each request taking the service time measured for its kind and size (``model``: kind -> (fixed
+    ms, ms per KB of the value)). It runs in another process in a triggerer, so only its timing is
+    simulated, on its own clock (a late wake-up of this loop does not push later requests back); the
+    frames it reads and the replies it sends are the real ones, and it keeps the Variables."""
 
-    def __init__(self, write_seconds: float, read_seconds: float) -> None:
+    def __init__(self, model: dict[str, tuple[float, float]]) -> None:
         import msgspec
-        from airflow.sdk.execution_time.comms import XComResult, _RequestFrame
+        from airflow.sdk.execution_time.comms import _RequestFrame
 
-        from airflow_provider_hfjobs.triggers.log_checkpoint import CHECKPOINT_XCOM_KEY
-
-        self.service = {"SetXCom": write_seconds, "GetXCom": read_seconds}
+        self.model = model
         self.requests: Counter[str] = Counter()
         self.busy = 0.0
+        self.largest = 0  # bytes of the largest value written
         self.waits = array("d")  # seconds from a request's frame written to its reply readable
+        self.variables: dict[str, str] = {}
         self._decoder = msgspec.msgpack.Decoder(_RequestFrame)
-        # What the supervisor answers a GetXCom of a key never written (here: no earlier triggerer).
-        absent = XComResult(key=CHECKPOINT_XCOM_KEY, value=None, type="XComResult")
-        self._replies: dict[str, dict[str, Any] | None] = {
-            "SetXCom": None, "GetXCom": absent.model_dump(exclude_unset=True)
-        }  # fmt: skip
 
     async def start(self) -> Any:
         """The trigger runner's channel to this supervisor: a real ``TriggerCommsDecoder``."""
         from airflow.jobs.triggerer_job_runner import TriggerCommsDecoder
 
-        self._queue: asyncio.Queue[tuple[float, int, str]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[float, int, str, dict[str, Any]]] = asyncio.Queue()
         self._reader = asyncio.StreamReader()
         comms = TriggerCommsDecoder(async_writer=self, async_reader=self._reader, socket=None)  # type: ignore[arg-type]
         await comms.start_reader()
@@ -123,9 +121,34 @@ class SimulatedSupervisor:
         """The runner's socket writer: a request frame arrives."""
         frame = self._decoder.decode(memoryview(data)[4:])
         kind = frame.body["type"]
-        if kind not in self.service:
-            raise RuntimeError(f"the simulated supervisor answers only checkpoint requests, not {kind}")
-        self._queue.put_nowait((asyncio.get_running_loop().time(), frame.id, kind))
+        if kind not in self.model:
+            raise RuntimeError(
+                f"the simulated supervisor answers only the record store's requests, not {kind}"
+            )
+        self._queue.put_nowait((asyncio.get_running_loop().time(), frame.id, kind, frame.body))
+
+    def _answer(self, kind: str, body: dict[str, Any]) -> tuple[dict[str, Any] | None, int]:
+        """The reply's body, and the value's size (what the service time grows with)."""
+        from airflow.sdk.exceptions import ErrorType
+        from airflow.sdk.execution_time.comms import ErrorResponse, VariableKeysResult, VariableResult
+
+        if kind == "PutVariable":
+            self.variables[body["key"]] = body["value"]
+            self.largest = max(self.largest, len(body["value"]))
+            return None, len(body["value"])
+        if kind == "DeleteVariable":
+            self.variables.pop(body["key"], None)
+            return None, 0
+        if kind == "GetVariableKeys":
+            keys = sorted(k for k in self.variables if k.startswith(body.get("prefix") or ""))
+            page = keys[body.get("offset", 0) : body.get("offset", 0) + body.get("limit", 1000)]
+            found = VariableKeysResult(keys=page, total_entries=len(keys), type="VariableKeysResult")
+            return found.model_dump(exclude_unset=True), 0
+        value = self.variables.get(body["key"])
+        if value is None:
+            missing = ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": body["key"]})
+            return missing.model_dump(), 0
+        return VariableResult(key=body["key"], value=value, type="VariableResult").model_dump(), len(value)
 
     async def _serve(self) -> None:
         from airflow.sdk.execution_time.comms import _ResponseFrame
@@ -133,13 +156,16 @@ class SimulatedSupervisor:
         loop = asyncio.get_running_loop()
         free_at = 0.0
         while True:
-            arrived, request_id, kind = await self._queue.get()
-            free_at = max(arrived, free_at) + self.service[kind]
-            self.busy += self.service[kind]
+            arrived, request_id, kind, body = await self._queue.get()
+            reply, size = self._answer(kind, body)
+            fixed_ms, per_kb_ms = self.model[kind]
+            service = (fixed_ms + per_kb_ms * size / 1024) / 1000
+            free_at = max(arrived, free_at) + service
+            self.busy += service
             self.requests[kind] += 1
             if (delay := free_at - loop.time()) > 0:
                 await asyncio.sleep(delay)
-            self._reader.feed_data(_ResponseFrame(id=request_id, body=self._replies[kind]).as_bytes())
+            self._reader.feed_data(_ResponseFrame(id=request_id, body=reply).as_bytes())
             self.waits.append(loop.time() - arrived)
 
     def stop(self) -> None:
@@ -147,16 +173,15 @@ class SimulatedSupervisor:
 
 
 def use_supervisor(comms: Any) -> None:
-    """Make the real ``checkpoint_store()`` (its task-instance and budget checks included) build Airflow 3's
-    ``SupervisorCheckpointStore`` as it is (its ``_get``/``_set`` build the messages), over ``comms``
-    instead of the process-wide ``SUPERVISOR_COMMS``."""
+    """Make the real ``checkpoint_book()`` (its task-instance and rate checks included) build Airflow 3's
+    ``SupervisorRecordStore`` as it is (its methods build the messages), over ``comms`` instead of the
+    process-wide ``SUPERVISOR_COMMS``."""
     from airflow_provider_hfjobs.triggers import log_checkpoint
 
-    class SupervisedCheckpointStore(log_checkpoint.SupervisorCheckpointStore):
-        async def _send(self, message: Any) -> Any:
-            return await comms.asend(message)
+    async def send(self: Any, message: Any) -> Any:
+        return await comms.asend(message)
 
-    log_checkpoint.SupervisorCheckpointStore = SupervisedCheckpointStore  # type: ignore[misc]
+    log_checkpoint.SupervisorRecordStore._send = send  # type: ignore[method-assign]
 
 
 class TimedLog:
@@ -176,8 +201,10 @@ class TimedLog:
 
 
 def measured_trigger(delays: array | None) -> type:
-    """``HfJobTrigger`` counting its display steps and, with ``delays``, timing every log line from the
-    server's timestamp to its write into the task log (the moment the trigger's ``log.info`` returns)."""
+    """``HfJobTrigger`` counting the display steps that showed its lines and, with ``delays``, timing every
+    log line from the server's timestamp to its write into the task log (the moment the trigger's
+    ``log.info`` returns). Lines the trigger leaves to the resumed task (its job ended first) are timed when
+    the event goes out, the earliest moment the task could show them (``lines shown by the task``)."""
     from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 
     class MeasuredTrigger(HfJobTrigger):
@@ -197,15 +224,16 @@ def measured_trigger(delays: array | None) -> type:
                     yield batch
 
             hook.iter_job_log_batches = recorded
+            self._stamps = stamps
             return hook
 
         @property
         def log(self) -> Any:
             return getattr(self, "_timed_log", None) or super().log
 
-        async def _step(self, texts: Any, end: int) -> None:
+        def _show(self, texts: Any, end: int) -> None:
             self.steps += 1
-            await super()._step(texts, end)
+            super()._show(texts, end)
 
     return MeasuredTrigger
 
@@ -217,9 +245,8 @@ async def watch(
     supervisor: SimulatedSupervisor | None = None,
     log_delays: array | None = None,
     log_metrics: bool = False,
-) -> tuple[dict[str, float], dict, LoopLag, int, int]:
-    from airflow_provider_hfjobs.triggers import hfjobs
-    from airflow_provider_hfjobs.triggers.log_checkpoint import step_budget
+) -> tuple[dict[str, float], dict, LoopLag, dict[str, Any]]:
+    from airflow_provider_hfjobs.triggers import hfjobs, log_checkpoint
 
     moments: dict[str, float] = {}
     statuses: dict[str, str] = {}
@@ -233,7 +260,12 @@ async def watch(
 
     async def one(index: int, job_id: str) -> None:
         trigger = trigger_class(
-            job_id, NAMESPACE, CONN_ID, poll_interval=poll_interval, stream_logs=stream, log_metrics=log_metrics
+            job_id,
+            NAMESPACE,
+            CONN_ID,
+            poll_interval=poll_interval,
+            stream_logs=stream,
+            log_metrics=log_metrics,
         )
         if supervisor is not None:  # what the triggerer gives each trigger (a mapped task's instance each)
             trigger.task_instance = SimpleNamespace(
@@ -242,18 +274,26 @@ async def watch(
             )  # fmt: skip
         triggers.append(trigger)
         async for event in trigger.run():
-            moments[job_id] = time.time()
+            moments[job_id] = now = time.time()
             statuses[job_id] = event.payload["status"]
+            # Lines read and not shown: the resumed task shows them, a task start after this at the earliest.
+            stamps = getattr(trigger, "_stamps", None) or ()
+            left[0] += len(stamps)
+            if log_delays is not None:
+                log_delays.extend(now - datetime.fromisoformat(stamp).timestamp() for stamp in stamps)
 
+    left = [0]
     await asyncio.gather(*(one(index, job_id) for index, job_id in enumerate(job_ids)))
     lag.stop()
     if supervisor is not None:
         supervisor.stop()
+    book = log_checkpoint._book[0][1] if log_checkpoint._book else None
     # Triggers that went on without checkpoints (each logged why); none kept any with checkpoints off.
-    kept = supervisor is not None and step_budget() is not None
-    given_up = sum(trigger._checkpoints is None for trigger in triggers) if kept else 0
-    steps = sum(getattr(trigger, "steps", 0) for trigger in triggers)
-    return moments, statuses, lag, given_up, steps
+    given_up = sum(trigger._book is None for trigger in triggers) if supervisor and book else 0
+    return moments, statuses, lag, {
+        "given_up": given_up, "shows": sum(getattr(trigger, "steps", 0) for trigger in triggers),
+        "left": left[0], "book": book,
+    }  # fmt: skip
 
 
 def base_full_gc_ms() -> float:
@@ -284,7 +324,7 @@ def run(
     delays = array("d") if log_delay else None
     usage, server_cpu = Usage().start(), server.cpu_seconds()
     with GcPauses() as gc_pauses:
-        moments, statuses, lag, given_up, steps = asyncio.run(
+        moments, statuses, lag, kept = asyncio.run(
             watch(job_ids, stream, poll_interval, supervisor, delays, log_metrics)
         )
     usage.stop()
@@ -319,36 +359,39 @@ def run(
         "events ok": f"{sum(s == 'success' for s in statuses.values())}/{n}",
         "server CPU s": server_cpu,
         "requests by kind": stats["requests"],
-        **checkpoint_stats(n, usage.wall, supervisor, given_up, steps),
+        **checkpoint_stats(n, usage.wall, supervisor, kept),
         **({} if delays is None else log_delay_stats(list(delays), n * lines if stream else 0)),
     }
 
 
 def checkpoint_stats(
-    n: int, wall: float, supervisor: SimulatedSupervisor | None, given_up: int, steps: int
+    n: int, wall: float, supervisor: SimulatedSupervisor | None, kept: dict[str, Any]
 ) -> dict[str, Any]:
-    """What checkpointing asked of the supervisor (requests it served, not API calls: none reach the Hub)."""
-    from airflow_provider_hfjobs.triggers.log_checkpoint import step_budget
-
+    """What keeping the log positions asked of the supervisor (requests it served, not API calls: none reach
+    the Hub), and what it did to the lines."""
+    book = kept["book"]
     if supervisor is None:
-        none = {"steps/job": 0.0, "checkpoint writes/job": 0.0, "checkpoint reads/job": 0.0}
-        return {"checkpoints": "none", **none}
+        return {"checkpoints": "none", "display steps": 0, "record writes": 0}
     waits = list(supervisor.waits)
-    write_ms, read_ms = (supervisor.service[kind] * 1000 for kind in ("SetXCom", "GetXCom"))
-    budget = step_budget()
+    requests = supervisor.requests
     return {
-        "checkpoints": f"supervisor ({write_ms:.1f} ms a write, {read_ms:.1f} a read), budget "
-        + (f"{budget.per_second:g} steps/s" if budget else "off"),
-        "steps per second": budget.per_second if budget else 0.0,
-        "steps/job": steps / n,
-        "checkpoint writes/job": supervisor.requests["SetXCom"] / n,
-        "checkpoint reads/job": supervisor.requests["GetXCom"] / n,
+        "checkpoints": "supervisor (measured service times), "
+        + (f"{book.per_second:g} steps/s" if book else "off"),
+        "steps per second": book.per_second if book else 0.0,
+        "display steps": book.steps if book else 0,
+        "shows/job": kept["shows"] / n,
+        "record writes": requests["PutVariable"],
+        "record KB max": supervisor.largest / 1024,
+        "look-ups": requests["GetVariableKeys"],
+        "supervisor requests by kind": dict(requests),
+        "supervisor requests/job": sum(requests.values()) / n,
         "supervisor busy s": supervisor.busy,
         "supervisor busy %": supervisor.busy / wall * 100,
-        "checkpoint wait p50 ms": percentile(waits, 0.5) * 1000,
-        "checkpoint wait p99 ms": percentile(waits, 0.99) * 1000,
-        "checkpoint wait max s": max(waits, default=0.0),
-        "checkpoints given up": given_up,
+        "supervisor wait p50 ms": percentile(waits, 0.5) * 1000,
+        "supervisor wait p99 ms": percentile(waits, 0.99) * 1000,
+        "supervisor wait max s": max(waits, default=0.0),
+        "checkpoints given up": kept["given_up"],
+        "lines shown by the task": kept["left"],
     }
 
 
@@ -361,15 +404,31 @@ def log_delay_stats(delays: list[float], expected: int) -> dict[str, Any]:
     }
 
 
-def service_seconds(measured: float | None, operation: str) -> float:
-    """A given service time (ms), else the mean ``checkpoint_cost.py`` measured on this machine."""
-    if measured is not None:
-        return measured / 1000
+def service_model(path: Path = CHECKPOINT_COST) -> dict[str, tuple[float, float]]:
+    """The supervisor's time per request kind, from ``checkpoint_cost.py``'s rows: (fixed ms, ms per KB),
+    a least-squares line through the sizes it timed."""
     try:
-        rows = json.loads(CHECKPOINT_COST.read_text())["rows"]
+        rows = json.loads(path.read_text())["rows"]
     except FileNotFoundError:
-        raise SystemExit(f"{CHECKPOINT_COST} is missing: run benchmarks/checkpoint_cost.py first") from None
-    return next(row["mean ms"] for row in rows if row["operation"].startswith(operation)) / 1000
+        raise SystemExit(f"{path} is missing: run benchmarks/checkpoint_cost.py first") from None
+
+    def fit(operation: str) -> tuple[float, float]:
+        points = [(row.get("value KB") or 0.0, row["mean ms"]) for row in rows
+                  if row["side"] == "supervisor" and row["operation"].startswith(operation)]  # fmt: skip
+        if len(points) == 1:
+            return points[0][1], 0.0
+        mean_x = sum(x for x, _ in points) / len(points)
+        mean_y = sum(y for _, y in points) / len(points)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum(
+            (x - mean_x) ** 2 for x, _ in points
+        )
+        return max(0.0, mean_y - slope * mean_x), max(0.0, slope)
+
+    put = fit("PutVariable:")
+    return {
+        "PutVariable": put, "GetVariable": fit("GetVariable:"), "GetVariableKeys": fit("GetVariableKeys"),
+        "DeleteVariable": (put[0], 0.0),
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,11 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoints", nargs="+", choices=["none", "supervisor"], default=["none"],
         help="supervisor: each trigger keeps its log checkpoint through a simulated Airflow 3 supervisor",
     )  # fmt: skip
-    parser.add_argument(
-        "--supervisor-ms", type=float, help="supervisor time per checkpoint write (default: measured mean, "
-        "results/checkpoint-cost.json)",
-    )  # fmt: skip
-    parser.add_argument("--supervisor-read-ms", type=float, help="the same per read")
+    parser.add_argument("--supervisor-model", help=argparse.SUPPRESS)  # JSON, from service_model()
     parser.add_argument(
         "--steps-per-second", type=float,
         help="the process's display-step budget (default: [hfjobs] log_checkpoint_steps_per_second, else "
@@ -424,18 +479,18 @@ def main(argv: list[str] | None = None) -> int:
 
         if checkpointing:  # a trigger runner has its supervisor channel's module (big) imported already
             import airflow.jobs.triggerer_job_runner  # noqa: F401
-        if args.steps_per_second is not None:  # as if configured: the budget is read once per process
+        if args.steps_per_second is not None:  # as if configured: the rate is read once per process
             from airflow_provider_hfjobs.triggers import log_checkpoint
 
-            rate = args.steps_per_second
-            log_checkpoint._budget[:] = [log_checkpoint.StepBudget(rate) if rate > 0 else None]
+            log_checkpoint._rate[:] = [max(0.0, args.steps_per_second)]
 
         baseline, base_gc = rss_mb(), base_full_gc_ms()
         server = SimulatedServer(url, SimpleNamespace(pid=int(pid)))  # type: ignore[arg-type]
         server.use_as_default_connection()
         supervisor = None
         if args.checkpoints == ["supervisor"]:
-            supervisor = SimulatedSupervisor(args.supervisor_ms / 1000, args.supervisor_read_ms / 1000)
+            model = {kind: tuple(cost) for kind, cost in json.loads(args.supervisor_model).items()}
+            supervisor = SimulatedSupervisor(model)  # type: ignore[arg-type]
         row = run(
             int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase, ends,
             supervisor, args.log_delay, args.metrics,
@@ -448,8 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     options = ["--duration", str(args.duration), "--lines", str(args.lines), "--poll-interval",
                str(args.poll_interval), "--phase", args.phase]  # fmt: skip
     if "supervisor" in args.checkpoints:
-        options += ["--supervisor-ms", str(service_seconds(args.supervisor_ms, "SetXCom") * 1000),
-                    "--supervisor-read-ms", str(service_seconds(args.supervisor_read_ms, "GetXCom") * 1000)]  # fmt: skip
+        options += ["--supervisor-model", json.dumps(service_model())]
     if args.log_delay:
         options.append("--log-delay")
     if args.metrics:

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, TaskDeferred, conf, mask_secret
+from airflow.providers.common.compat.sdk import BaseOperator, TaskDeferred, conf, mask_secret, redact
 
 from airflow_provider_hfjobs.cancellation import (
     CancelOutcome,
@@ -800,12 +800,21 @@ class HfJobRunOperator(BaseOperator):
     def _show_rest_of_log(self, event: Mapping[str, Any]) -> None:
         """The lines of an ended job the trigger had not shown (a job's end never waits for the trigger's
         display steps), read here from where the event says the trigger stopped: each line once, before
-        the task's result."""
+        the task's result. Redacted here, not only by the log handler: a LocalExecutor also copies each
+        task log record to its own output, unmasked."""
         if not self.stream_logs or event.get("log_complete"):
             return
         cursor = event.get("log_cursor")
         cursor = cursor if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0 else 0
-        self._show_logs(event["job_id"], deque(maxlen=EVENT_LOG_LINES), cursor=cursor, echo=True)
+        try:
+            for batch in self.hook.iter_job_log_batches(
+                event["job_id"], namespace=self.job_namespace, follow=True, cursor=cursor
+            ):
+                for text in batch.texts:
+                    if not is_result_line(text):  # a @task.hf_job function's result: read at the end
+                        self.log.info("%s", redact(text))
+        except HfJobsError as exc:
+            self.log.warning("Could not read the rest of the log of job %s: %s", event["job_id"], exc)
 
     def _log_tail(self, job_id: str) -> list[str]:
         """The job's last lines for a failure message: one logs call, read here on the worker (events carry

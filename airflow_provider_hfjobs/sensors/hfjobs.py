@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator, conf
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator, conf, redact
 
 from airflow_provider_hfjobs.cancellation import cancel_and_confirm, log_outcome
 from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
@@ -108,7 +108,8 @@ class HfJobSensor(BaseSensorOperator):
 
     def _show_rest_of_log(self, event: Mapping[str, Any]) -> None:
         """The lines of the ended job the trigger had not shown (its end never waits for the trigger's
-        display steps), from where the event says it stopped."""
+        display steps), from where the event says it stopped; redacted here (a LocalExecutor copies each
+        task log record to its own output, unmasked)."""
         if not self.stream_logs or event.get("log_complete"):
             return
         cursor = event.get("log_cursor")
@@ -116,7 +117,7 @@ class HfJobSensor(BaseSensorOperator):
         try:
             for batch in self.hook.iter_job_log_batches(event["job_id"], follow=True, cursor=cursor):
                 for text in visible_lines(batch.texts):  # a @task.hf_job's result lines stay out of the log
-                    self.log.info("%s", text)
+                    self.log.info("%s", redact(text))
         except HfJobsError as exc:
             self.log.warning("Could not read the rest of the log of job %s: %s", event["job_id"], exc)
 

@@ -11,8 +11,9 @@ of its own) and folds its samples into a summary (:mod:`airflow_provider_hfjobs.
 carries that summary, numbers only.
 
 Each line is written once even when the triggerer restarts or the trigger moves to another triggerer: the
-trigger keeps its place in an XCom of the task (:mod:`.log_checkpoint`) and a resumed trigger continues
-after the last line shown.
+triggers of a process keep their places in one record, written around the display steps they share
+(:mod:`.log_checkpoint`), and a resumed trigger continues after the last line shown. A job's end waits for
+no step: the event says how far the trigger showed the log, and the resumed task shows the rest.
 """
 
 from __future__ import annotations
@@ -37,11 +38,10 @@ from airflow_provider_hfjobs.masking import unseal_mask_values
 from airflow_provider_hfjobs.metrics import MetricsAccumulator
 from airflow_provider_hfjobs.results import is_result_line
 from airflow_provider_hfjobs.triggers.log_checkpoint import (
-    MAX_BATCH_LINES,
-    Checkpoint,
-    CheckpointStore,
-    checkpoint_store,
-    step_budget,
+    CheckpointBook,
+    Entry,
+    checkpoint_book,
+    position_key,
 )
 from airflow_provider_hfjobs.version_compat import AIRFLOW_V_3_3_PLUS, AIRFLOW_V_3_PLUS
 
@@ -55,10 +55,6 @@ EVENT_STATUS = {
 EVENT_STATUSES = frozenset({"success", "error", "cancelled", "timeout"})
 #: How many of the job's last log lines a failure message shows (read on the worker, never carried in events).
 EVENT_LOG_LINES = 20
-#: Least seconds between two display steps of one trigger (its lines arriving meanwhile go out together); a
-#: backlog and the stream's last lines do not wait for it. All triggers share a budget of steps besides
-#: (:func:`.log_checkpoint.step_budget`).
-CHECKPOINT_INTERVAL = 1.0
 #: About the CPU one trigger's start takes (connection lookup, connect, log replay). Starts are spread over
 #: twice that per trigger running in the process, so a triggerer starting thousands at once stays responsive.
 START_COST_SECONDS = 0.001
@@ -179,8 +175,9 @@ class HfJobTrigger(BaseTrigger):
         self._guard_stop: GuardStop | None = None
         self._metrics: MetricsAccumulator | None = None
         self._event_sent = False
-        self._checkpoints: CheckpointStore | None = None
-        self._last_step = float("-inf")  # the first step waits for no interval
+        self._book: CheckpointBook | None = None
+        self._entry: Entry | None = None
+        self._checkpoint_key = ""
         #: Every line of the job's log up to its end is in the task log (else the resumed task shows the rest).
         self._log_complete = False
         self._streams = 0
@@ -231,11 +228,19 @@ class HfJobTrigger(BaseTrigger):
                     await asyncio.sleep(0)  # let the triggers started together all count themselves first
                     spread = 2 * START_COST_SECONDS * HfJobTrigger.running
                     await asyncio.sleep(random.uniform(0, min(spread, self.poll_interval)))
-                    url = job_url((await hook.get_credentials()).endpoint, self.namespace, self.job_id)
+                    # The log position is looked up (and a first reservation written) while the connection is.
+                    place = asyncio.ensure_future(self._resume_from_checkpoint()) if self.stream_logs else None
+                    try:
+                        credentials = await hook.get_credentials()
+                    except BaseException:
+                        if place is not None:
+                            place.cancel()
+                        raise
+                    url = job_url(credentials.endpoint, self.namespace, self.job_id)
                     for value in unseal_mask_values(self.mask_values_sealed):
                         mask_secret(value)
-                    if self.stream_logs:
-                        await self._resume_from_checkpoint()
+                    if place is not None:
+                        await place
                     remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
                     async with asyncio.timeout(remaining):
                         job = await self._watch_and_measure(hook)
@@ -287,6 +292,8 @@ class HfJobTrigger(BaseTrigger):
                 )  # fmt: skip
         finally:
             HfJobTrigger.running -= 1
+            if self._entry is not None:
+                self._entry.close()  # from here on this trigger shows no line of its job
 
     async def on_kill(self) -> None:
         """Airflow >= 3.3 calls this when a user marks the deferred task failed or success, or clears it:
@@ -461,10 +468,10 @@ class HfJobTrigger(BaseTrigger):
         rest itself (a replay, no wait); with them the resumed task shows it (``log_complete`` is false)."""
         self._streams += 1
         self._log_complete = False
-        if self._checkpoints is not None and self._streams > 1:
+        if self._book is not None and self._streams > 1:
             return False
         try:
-            if self._checkpoints is None:
+            if self._book is None:
                 async for batch in hook.iter_job_log_batches(
                     self.job_id,
                     namespace=self.namespace,
@@ -493,21 +500,27 @@ class HfJobTrigger(BaseTrigger):
     async def _resume_from_checkpoint(self) -> None:
         """Continue after the last line an earlier run of this trigger showed (a triggerer restart, or the
         trigger moved to another triggerer), instead of the cursor it was deferred with."""
-        self._checkpoints = checkpoint_store(getattr(self, "task_instance", None))
-        if self._checkpoints is None:
+        ti = getattr(self, "task_instance", None)
+        self._book = checkpoint_book(ti)
+        if self._book is None:
             return
+        self._checkpoint_key = position_key(ti, self.job_id)
+        # Opened now, so that its first reservation is written while its place is looked up.
+        self._entry = self._book.open(self._checkpoint_key, self.log_cursor, self._show, self._checkpoints_failed)
         try:
-            found = await self._checkpoints.load(self._checkpoint_id())
+            found = await self._book.find(self._checkpoint_key)
         except Exception as exc:
+            self._entry.close()
+            self._entry = None
             self._checkpoints_failed(exc)
             return
         if found is None or found.showing <= self.log_cursor:
             return
         if found.shown < found.showing:
             self.log.warning(
-                "The previous triggerer stopped while writing log events %d-%d of job %s: they follow again "
-                "and may already appear above (at most %d lines).",
-                found.shown + 1, found.showing, self.job_id, MAX_BATCH_LINES,
+                "The previous triggerer stopped with log events %d-%d of job %s allowed ahead of its record "
+                "of them: those it had shown follow again and may already appear above (at most %d lines).",
+                found.shown + 1, found.showing, self.job_id, found.showing - found.shown,
             )  # fmt: skip
         else:
             self.log.info(
@@ -515,107 +528,51 @@ class HfJobTrigger(BaseTrigger):
                 "triggerer restart or move): no line is repeated.",
                 self.job_id, found.shown,
             )  # fmt: skip
-        self.log_cursor = max(self.log_cursor, found.shown)
+        if found.shown > self.log_cursor:
+            self.log_cursor = found.shown
+            self._entry.restart_at(found.shown)
 
-    def _checkpoint_id(self) -> str:
-        """A checkpoint belongs to one job and one try (a retry re-attaching to the job logs it anew)."""
-        ti = getattr(self, "task_instance", None)
-        return f"{self.job_id}#{getattr(ti, 'try_number', '')}"
-
-    def _checkpoints_failed(self, exc: Exception) -> None:
-        self._checkpoints = None
+    def _checkpoints_failed(self, exc: BaseException) -> None:
+        if self._book is None:  # said already (the look-up and the process's writes may both fail)
+            return
+        self._book = None
         self.log.warning(
             "Cannot keep the log position of job %s (%s: %s); a triggerer restart may repeat its lines.",
             self.job_id, type(exc).__name__, exc,
         )  # fmt: skip
 
-    async def _save(self, shown: int, showing: int) -> None:
-        if self._checkpoints is None:
-            return
-        try:
-            await self._checkpoints.save(Checkpoint(self._checkpoint_id(), shown, showing))
-        except Exception as exc:
-            self._checkpoints_failed(exc)
-
     async def _stream_logs_checkpointed(self, hook: HfJobsAsyncHook) -> None:
-        """Follow the log, writing its lines in checkpointed steps (:meth:`_step`). The stream is read
-        all along by its own task, so lines that arrive while a step waits for its turn go out together in
-        the next one, and the stream's end is seen at once: the job's end never waits for a step, the lines
-        not shown yet are left to the resumed task (``log_complete`` false). Raises the stream's error."""
-        batches: asyncio.Queue[Any] = asyncio.Queue()
-
-        async def read() -> None:
-            try:
-                async for batch in hook.iter_job_log_batches(
-                    self.job_id,
-                    namespace=self.namespace,
-                    cursor=self.log_cursor,
-                    stage_check_interval=self.poll_interval,  # a stream left open after the end: left soon
-                ):
-                    self._alive()
-                    batches.put_nowait(batch)
-            finally:
-                batches.put_nowait(None)  # the end, clean or not
-
-        reader = asyncio.ensure_future(read())
-        texts: list[str] = []
-        indexes: list[int] = []
-        ended = False
-
-        def take(batch: Any) -> None:
-            nonlocal ended
-            if batch is None:
-                ended = True
-            else:
-                texts.extend(batch.texts)
-                indexes.extend(batch.indexes)
-
-        async def wait_until(deadline: float) -> None:
-            """Take batches as they come until ``deadline``, or until the stream ends."""
-            while not ended and (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    take(await asyncio.wait_for(batches.get(), remaining))
-                except TimeoutError:
-                    break
-
+        """Follow the log, handing its lines to this trigger's place in the process's record
+        (:mod:`.log_checkpoint`), which shows them at once under the reservation it last wrote, the rest
+        after its next write. The job's end waits for no write: once the stream ends this trigger shows
+        nothing more, and lines still waiting (rare) are left to the resumed task (``log_complete``
+        false). Raises the stream's error."""
+        entry = self._entry
+        assert entry is not None
         try:
-            backlog = False
-            while not ended:
-                if not texts:
-                    take(await batches.get())
-                    continue
-                if not backlog:  # the trigger's interval, cut short by the stream's end
-                    await wait_until(self._last_step + CHECKPOINT_INTERVAL)
-                budget = step_budget()
-                if budget is not None and self._checkpoints is not None:  # not once checkpoints gave up
-                    await wait_until(time.monotonic() + budget.reserve())
-                while not batches.empty():  # everything that came while this step waited
-                    take(batches.get_nowait())
-                if ended:  # the job is over: its end waits for no step (the task shows the rest)
-                    break
-                count = min(len(texts), MAX_BATCH_LINES)
-                await self._step(texts[:count], indexes[count - 1] + 1)
-                del texts[:count], indexes[:count]
-                backlog = bool(texts)
-            await reader  # its error, if it ended on one
-            self._log_complete = not texts
+            async for batch in hook.iter_job_log_batches(
+                self.job_id,
+                namespace=self.namespace,
+                cursor=self.log_cursor,
+                stage_check_interval=self.poll_interval,  # a stream left open after the end: left soon
+            ):
+                self._alive()
+                entry.add(batch.indexes, batch.texts)
         finally:
-            if not reader.done():
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+            entry.close()  # from here on no line of this job is shown by this trigger
+        self._log_complete = not entry.pending
 
-    async def _step(self, texts: Sequence[str], end: int) -> None:
-        """Write lines to the task log between two checkpoints: the lines about to be written, then the
-        lines written. A trigger killed between the two (one write's round trip) leaves a record saying
-        which lines are unsure (at most :data:`MAX_BATCH_LINES`); killed anywhere else, the exact place."""
-        await self._save(self.log_cursor, end)
+    def _show(self, texts: Sequence[str], end: int) -> None:
+        """A display step's lines of this job, into the task log (the process's step runs it in this
+        trigger's context, synchronously: between its two writes)."""
         for text in texts:
             if not is_result_line(text):  # a @task.hf_job result: the task reads it at the end
                 self.log.info("%s", text)
         self.log_cursor = end
-        await self._save(end, end)
-        self._last_step = time.monotonic()
+
+    async def _step(self, texts: Sequence[str], end: int) -> None:
+        """:meth:`_show` from a coroutine (the steps themselves are the process's, see :meth:`_show`)."""
+        self._show(texts, end)
 
     async def _poll(self, hook: HfJobsAsyncHook) -> JobInfo:
         failures = 0

@@ -17,7 +17,9 @@ from airflow_provider_hfjobs.local import LocalJobsServer
 from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator
 from airflow_provider_hfjobs.sensors.hfjobs import HfJobSensor
 from airflow_provider_hfjobs.triggers import hfjobs as trigger_module
+from airflow_provider_hfjobs.triggers import log_checkpoint
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
+from airflow_provider_hfjobs.triggers.log_checkpoint import CheckpointBook
 from tests.integration.conftest import NAMESPACE, TOKEN, set_connection
 from tests.integration.waiting import wait_for
 from tests.unit.test_exactly_once import FakeTI as TriggerTI
@@ -51,11 +53,12 @@ def conn(server: LocalJobsServer, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def slow_display(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
-    """Checkpoints on (a stand-in store), and a trigger's second display step an hour after its first: the
-    lines after its first step are all still waiting when the job ends."""
+    """Checkpoints on (a stand-in record store), reservations of 4 lines, and the process's second write an
+    hour after its first: the lines past the first reservation are all still waiting when the job ends."""
+    monkeypatch.setattr(log_checkpoint, "HEADROOM", 4)
     store = MemoryStore()
-    monkeypatch.setattr(trigger_module, "checkpoint_store", lambda ti: store)
-    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 3600.0)
+    book = CheckpointBook(store, per_second=1 / 3600)
+    monkeypatch.setattr(trigger_module, "checkpoint_book", lambda ti: book if ti is not None else None)
     monkeypatch.setattr(trigger_module, "START_COST_SECONDS", 0.0)
     return store
 
@@ -79,11 +82,11 @@ def job_lines(log: RecordingLog) -> list[str]:
 
 
 def run_trigger(trigger: HfJobTrigger, gate: Path, store: MemoryStore) -> dict[str, Any]:
-    """The trigger until its first display step is recorded, then the job is let go; its one event."""
+    """The trigger until its first reservation is written, then the job is let go; its one event."""
 
     async def watch() -> dict[str, Any]:
         watching = asyncio.ensure_future(anext(trigger.run()))
-        await asyncio.to_thread(wait_for, "the trigger's first display step", lambda: len(store.history) >= 2)
+        await asyncio.to_thread(wait_for, "the trigger's first reservation", lambda: len(store.puts) >= 1)
         gate.touch()
         return (await asyncio.wait_for(watching, 120)).payload
 
@@ -149,7 +152,7 @@ def test_a_trigger_that_showed_everything_costs_the_task_no_logs_request(
     conn: str, server: LocalJobsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Checkpoints off: the trigger shows each line as it comes, the event says so, the task reads nothing."""
-    monkeypatch.setattr(trigger_module, "checkpoint_store", lambda ti: None)
+    monkeypatch.setattr(trigger_module, "checkpoint_book", lambda ti: None)
     monkeypatch.setattr(trigger_module, "START_COST_SECONDS", 0.0)
     op = HfJobRunOperator(
         task_id="train", image="python:3.12", command=gated(), hf_conn_id=conn, deferrable=True,

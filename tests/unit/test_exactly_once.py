@@ -1,8 +1,12 @@
-"""A resumed trigger (triggerer restart, trigger moved) continues after the last line shown, never from the
-cursor it was deferred with; the secrets of a deferred task reach the triggerer's masker sealed.
+"""A resumed trigger (triggerer restart, trigger moved) continues after the last line recorded shown, never
+from the cursor it was deferred with; every trigger of a process shares one record (group commit), and no
+line is ever shown past the place its process last wrote (checked at every line, in every test here); the
+secrets of a deferred task reach the triggerer's masker sealed.
 
-The checkpoint store is stood in for here (the real ones, XCom through the trigger runner's supervisor on
-Airflow 3 and the metadata DB on Airflow 2, are exercised by tests/system against real triggerers)."""
+The record store is stood in for here by a dictionary of Variables shared by several "processes" (books),
+as the metadata DB is by triggerers; the real stores (Variables through the trigger runner's supervisor on
+Airflow 3, the metadata DB on Airflow 2) are exercised by tests/integration/test_checkpoint_store.py and, in
+real triggerers, tests/system/test_triggerer_restart.py."""
 
 from __future__ import annotations
 
@@ -14,13 +18,18 @@ from typing import Any
 import pytest
 
 from airflow_provider_hfjobs import masking
+from airflow_provider_hfjobs.sse import LogBatch
 from airflow_provider_hfjobs.triggers import hfjobs as trigger_module
+from airflow_provider_hfjobs.triggers import log_checkpoint
 from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 from airflow_provider_hfjobs.triggers.log_checkpoint import (
-    MAX_BATCH_LINES,
+    HEADROOM,
+    RECORD_PREFIX,
     Checkpoint,
-    CheckpointStore,
-    checkpoint_store,
+    CheckpointBook,
+    RecordStore,
+    checkpoint_book,
+    position_key,
 )
 from tests.unit.test_trigger import JOB_ID, FakeHook, events, job, recorded, shown
 
@@ -29,35 +38,89 @@ class FakeTI:
     dag_id, task_id, run_id, map_index, try_number = "dag", "train", "manual__1", -1, 1
 
 
-class MemoryStore(CheckpointStore):
-    """One XCom row, kept in memory, shared by the triggers of one test (as the DB is across triggerers)."""
+KEY = position_key(FakeTI(), JOB_ID)
 
-    def __init__(self, value: Any = None, fail: bool = False) -> None:
-        super().__init__(FakeTI())
-        self.value, self.fail, self.history = value, fail, []
 
-    async def _get(self) -> Any:
+class MemoryStore(RecordStore):
+    """Variables in a dictionary, shared by the books (processes) of one test, as the metadata DB is."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.values: dict[str, str] = {}
+        self.fail = fail
+        self.puts: list[dict[str, Any]] = []
+        self.gets: list[str] = []
+        self.listings = 0
+
+    def _check(self) -> None:
         if self.fail:
             raise ConnectionError("supervisor gone")
-        return self.value
 
-    async def _set(self, value: dict[str, Any]) -> None:
-        if self.fail:
-            raise ConnectionError("supervisor gone")
-        self.value = value
-        self.history.append((value["shown"], value["showing"]))
+    async def keys(self, prefix: str, offset: int) -> tuple[list[str], int]:
+        self._check()
+        self.listings += 1
+        found = sorted(key for key in self.values if key.startswith(prefix))
+        return found[offset:], len(found)
+
+    async def get(self, key: str) -> str | None:
+        self._check()
+        self.gets.append(key)
+        return self.values.get(key)
+
+    async def put(self, key: str, value: str) -> None:
+        self._check()
+        self.values[key] = value
+        self.puts.append(json.loads(value))
+
+    async def delete(self, key: str) -> None:
+        self._check()
+        self.values.pop(key, None)
+
+    def history(self, key: str = KEY) -> list[tuple[int, int]]:
+        """One trigger's place in each write, in order."""
+        return [tuple(put["positions"][key]) for put in self.puts if key in put["positions"]]
+
+    def record(self, positions: dict[str, list[int]], *, updated: float | None = None, seq: int = 1) -> None:
+        """A record left by another (gone) process."""
+        value = {"v": 1, "seq": seq, "updated": time.time() if updated is None else updated,
+                 "positions": positions}  # fmt: skip
+        self.values[f"{RECORD_PREFIX}other{len(self.values)}"] = json.dumps(value)
+
+
+def process(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch, per_second: float = 1000.0
+) -> CheckpointBook:
+    """A trigger-runner process: its book, on the shared store, used by every trigger started after this."""
+    book = CheckpointBook(store, per_second)
+    monkeypatch.setattr(trigger_module, "checkpoint_book", lambda ti: book if ti is not None else None)
+    monkeypatch.setattr(HfJobTrigger, "_show", _show_checked)
+    return book
+
+
+_SHOW = HfJobTrigger._show
+
+
+def _show_checked(trigger: HfJobTrigger, texts: Any, end: int) -> None:
+    """The invariant of the design: a line is shown only before the ``showing`` its process's record says
+    as stored (so a stopped triggerer's successor repeats no line it does not declare)."""
+    book = trigger._book
+    if book is not None and book.failure is None:
+        value = book.store.values.get(book.record_key)  # type: ignore[attr-defined]
+        place = json.loads(value)["positions"].get(trigger._checkpoint_key) if value else None
+        assert place is not None and end <= place[1], f"line before {end} shown, the record says {place}"
+    _SHOW(trigger, texts, end)
+
+
+def triggered(job_id: str = JOB_ID) -> HfJobTrigger:
+    trigger = HfJobTrigger(job_id, "alice")
+    trigger.task_instance = FakeTI()
+    return trigger
 
 
 @pytest.fixture(autouse=True)
-def fast_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.0)
-    monkeypatch.setattr(trigger_module, "step_budget", lambda: None)  # no process-wide budget here
-
-
-def with_store(trigger: HfJobTrigger, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> HfJobTrigger:
-    trigger.task_instance = FakeTI()
-    monkeypatch.setattr(trigger_module, "checkpoint_store", lambda ti: store)
-    return trigger
+def quick_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Look-ups as soon as asked, and triggers that start at once (no random spread)."""
+    monkeypatch.setattr(log_checkpoint, "LOOKUP_INTERVAL", 0.0)
+    monkeypatch.setattr(trigger_module, "START_COST_SECONDS", 0.0)
 
 
 LINES = [f"step {i}" for i in range(1, 9)]
@@ -67,18 +130,21 @@ class EndsWhenTold(FakeHook):
     """The job's lines at once, then its end only once the test says so (``end``): the trigger has shown
     what it was going to show before the stream ends."""
 
-    def __init__(self, lines: list[str], inspections: list[Any]) -> None:
+    def __init__(self, lines: list[str], inspections: list[Any], gate: asyncio.Event | None = None) -> None:
         super().__init__(lines, inspections)
+        self.gate = gate  # the lines come once it is set (None: at once)
         self.end = asyncio.Event()
 
     async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **kwargs: Any):
+        if self.gate is not None:
+            await self.gate.wait()
         async for batch in super().iter_job_log_batches(job_id, namespace=namespace, cursor=cursor, **kwargs):
             yield batch
         await self.end.wait()
 
 
 async def until(check: Any, timeout: float = 30) -> None:
-    """Bounded wait for a condition the trigger reaches on its own (never a sleep for luck)."""
+    """Bounded wait for a condition the triggers reach on their own (never a sleep for luck)."""
 
     async def poll() -> None:
         while not check():
@@ -87,110 +153,244 @@ async def until(check: Any, timeout: float = 30) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
+def recorded_at(store: MemoryStore, end: int, key: str = KEY) -> bool:
+    """The record (trailing the lines shown) says the lines before ``end`` are shown."""
+    history = store.history(key)
+    return bool(history) and history[-1][0] == end
+
+
 async def run_until_shown(
-    trigger: HfJobTrigger, hook: EndsWhenTold, store: MemoryStore, shown_: int, monkeypatch
+    trigger: HfJobTrigger, hook: EndsWhenTold, store: MemoryStore, end: int, monkeypatch
 ) -> dict[str, Any]:
-    """Run the trigger until its checkpoint says ``shown_``, then let the job end; its one event."""
+    """Run the trigger until the record says it showed everything before ``end``, then let the job end."""
     watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
-    await until(lambda: (store.value or {}).get("shown") == shown_ == (store.value or {}).get("showing"))
+    await until(lambda: recorded_at(store, end) or watching.done())
     hook.end.set()
     (event,) = await asyncio.wait_for(watching, 30)
     return event
 
 
-async def test_every_step_is_written_between_an_intent_and_a_confirmation(monkeypatch) -> None:
+async def test_lines_wait_for_a_reservation_once_then_the_record_trails_them(monkeypatch) -> None:
     store = MemoryStore()
-    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    book = process(store, monkeypatch)
+    trigger = triggered()
     log = recorded(trigger)
     hook = EndsWhenTold(LINES[:3], [job("COMPLETED")])
     event = await run_until_shown(trigger, hook, store, 4, monkeypatch)
     assert shown(log, hook) == LINES[:3]
-    # The three lines (indexes 1-3; index 0 is the replay's first event) arrived together: one step.
-    assert store.history == [(0, 4), (4, 4)]
-    assert store.value == {"job_id": f"{JOB_ID}#1", "shown": 4, "showing": 4}
+    await until(lambda: store.history()[-1] == (4, 4))  # closed: its place written exact
+    # The three lines (indexes 1-3; index 0 is the replay's first event) waited for the trigger's first
+    # reservation; the record then said they were shown; the trigger's end made it exact.
+    assert store.history() == [(0, HEADROOM), (4, 4 + HEADROOM), (4, 4)] and book.writes == 3
     assert event["log_cursor"] == 4 and event["log_complete"] is True
+    assert all(put["positions"].keys() == {KEY} for put in store.puts)  # a hash: no job id, no log text
+    assert JOB_ID not in json.dumps(store.values)
 
 
-async def test_the_jobs_end_waits_for_no_step_and_leaves_the_rest_to_the_task(monkeypatch) -> None:
-    """Lines waiting for their step when the job ends are not shown by the trigger: the event goes out at
-    once, saying where the trigger stopped, and the resumed task shows the rest."""
-    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 3600.0)
+async def test_lines_under_a_reservation_are_shown_at_once_without_a_write(monkeypatch) -> None:
+    """Once a streaming trigger holds a reservation its lines wait for nothing: no write, however slow
+    the next one would be (a busy supervisor), until it has shown :data:`HEADROOM` lines past its record."""
     store = MemoryStore()
-    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    book = process(store, monkeypatch)
+    trigger = triggered()
     log = recorded(trigger)
-    trigger._last_step = time.monotonic()  # a step just happened: the next one waits an hour
+    hook = Trickle(LINES[:4], [job("COMPLETED")])
+    watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
+    hook.gates[0].set()
+    await until(lambda: recorded_at(store, 2))  # the first line waited for the first reservation
+    book.per_second = 1 / 3600  # the next write: in an hour
+    writes = book.writes
+    for gate in hook.gates[1:]:
+        gate.set()
+    await until(lambda: len(shown(log, hook)) == 4)
+    assert book.writes == writes and store.history()[-1] == (2, 2 + HEADROOM)
+    hook.end.set()
+    (event,) = await asyncio.wait_for(watching, 30)
+    assert event["log_cursor"] == 5 and event["log_complete"] is True
+
+
+async def test_one_write_covers_every_triggers_lines(monkeypatch) -> None:
+    """Group commit: fifty triggers with lines waiting cost one write for their reservations and one for
+    the record to say they were shown, not a hundred."""
+    store = MemoryStore()
+    book = process(store, monkeypatch)
+    gate = asyncio.Event()
+    ids = [f"{i:024x}" for i in range(50)]
+    keys = [position_key(FakeTI(), job_id) for job_id in ids]
+    hooks = [EndsWhenTold(LINES[:3], [job("COMPLETED")], gate) for _ in ids]
+    triggers = [HfJobTrigger(job_id, "alice") for job_id in ids]
+    logs = []
+    for trigger, hook in zip(triggers, hooks, strict=True):
+        trigger.task_instance = FakeTI()
+        logs.append(recorded(trigger))
+        monkeypatch.setattr(trigger, "_hook", lambda hook=hook: hook)
+    watching = [asyncio.ensure_future(anext(trigger.run())) for trigger in triggers]
+    await until(lambda: len(book._entries) == 50)  # every trigger found its place and opened its stream
+    assert store.listings == 1  # the fifty starts shared one look-up
+    gate.set()  # every job prints its lines, in the same moment
+    await until(lambda: all(recorded_at(store, 4, key) for key in keys))
+    assert book.writes == 2
+    assert all(set(put["positions"]) == set(keys) for put in store.puts)
+    for hook in hooks:
+        hook.end.set()
+    done = await asyncio.wait_for(asyncio.gather(*watching), 30)
+    assert all(event.payload["log_cursor"] == 4 for event in done)
+    assert all(shown(log, hook) == LINES[:3] for log, hook in zip(logs, hooks, strict=True))
+
+
+async def test_the_jobs_end_waits_for_no_write_and_leaves_the_rest_to_the_task(monkeypatch) -> None:
+    """Lines waiting for a write when the job ends are not shown by the trigger: the event goes out at
+    once, saying where the trigger stopped, and the resumed task shows the rest."""
+    store = MemoryStore()
+    book = process(store, monkeypatch, per_second=1 / 3600)
+    book._last_step = asyncio.get_running_loop().time()  # a step just happened: the next one in an hour
+    trigger = triggered()
+    log = recorded(trigger)
     hook = FakeHook(LINES[:4], [job("COMPLETED")])
     (event,) = await asyncio.wait_for(events(trigger, hook, monkeypatch), 30)
-    assert shown(log, hook) == [] and store.history == []
+    assert shown(log, hook) == [] and store.history() == []
     assert event["status"] == "success" and event["log_cursor"] == 0 and event["log_complete"] is False
 
 
-async def test_a_restarted_trigger_resumes_after_the_last_line_shown(monkeypatch) -> None:
-    """The triggerer died after the first trigger showed 5 lines: the new one shows the rest, once."""
+async def test_a_restarted_trigger_resumes_after_the_last_line_recorded(monkeypatch) -> None:
+    """The first process stopped after its trigger showed 5 lines, recorded, with lines allowed ahead:
+    the next one shows the rest, once, and says that the lines after the record may repeat."""
     store = MemoryStore()
-    first = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    book = process(store, monkeypatch)
+    first = triggered()
     first_log = recorded(first)
     stalls = Trickle(LINES[:6], [])  # five lines printed, the sixth never comes: the job is running
     for gate in stalls.gates[:5]:
         gate.set()
     monkeypatch.setattr(first, "_hook", lambda: stalls)
     consumer = asyncio.ensure_future(anext(first.run(), None))
-
-    async def five_lines_recorded() -> None:
-        while store.value != {"job_id": f"{JOB_ID}#1", "shown": 6, "showing": 6}:
-            await asyncio.sleep(0.001)
-
-    await asyncio.wait_for(five_lines_recorded(), 30)
-    consumer.cancel()  # as a triggerer that stops: the trigger is cancelled mid-watch
+    await until(lambda: recorded_at(store, 6))
+    book._committer.cancel()  # as a triggerer that stops: it writes nothing more...
+    consumer.cancel()  # ...and the trigger is cancelled mid-watch
     with pytest.raises(asyncio.CancelledError):
         await consumer
 
-    # The resumed trigger has the kwargs the task deferred with: log_cursor 0.
-    second = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    # A new process; the resumed trigger has the kwargs the task deferred with: log_cursor 0.
+    process(store, monkeypatch)
+    second = triggered()
     second_log = recorded(second)
     hook = EndsWhenTold(LINES, [job("COMPLETED")])
     event = await run_until_shown(second, hook, store, 9, monkeypatch)
     assert hook.cursors == [6]
     both = shown(first_log, hook) + shown(second_log, hook)
-    assert both == LINES  # each line exactly once across the two triggerers
-    assert any("no line is repeated" in text for text in second_log.texts("info"))
+    assert both == LINES  # each line exactly once across the two triggerers (none shown past the record)
+    (warning,) = second_log.texts("warning")
+    assert f"log events 7-{6 + HEADROOM} of job" in warning and f"at most {HEADROOM} lines" in warning
     assert event["log_cursor"] == 9
+
+
+async def test_a_restarted_trigger_silent_before_the_stop_repeats_nothing_and_says_so(monkeypatch) -> None:
+    """A trigger silent for IDLE_AFTER has its reservation dropped: the place is exact."""
+    monkeypatch.setattr(log_checkpoint, "IDLE_AFTER", 0.0)
+    store = MemoryStore()
+    process(store, monkeypatch)
+    first = triggered()
+    stalls = Trickle(LINES[:6], [])
+    for gate in stalls.gates[:5]:
+        gate.set()
+    monkeypatch.setattr(first, "_hook", lambda: stalls)
+    consumer = asyncio.ensure_future(anext(first.run(), None))
+    await until(lambda: store.history() and store.history()[-1] == (6, 6))
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    process(store, monkeypatch)
+    second = triggered()
+    second_log = recorded(second)
+    hook = EndsWhenTold(LINES, [job("COMPLETED")])
+    await run_until_shown(second, hook, store, 9, monkeypatch)
+    assert hook.cursors == [6] and shown(second_log, hook) == LINES[5:]
+    assert any("no line is repeated" in text for text in second_log.texts("info"))
+    assert not second_log.texts("warning")
+
+
+async def test_a_stopped_triggers_lines_past_its_record_repeat_once_declared(monkeypatch) -> None:
+    """Stopped after showing lines the record did not say yet (the record trails): those lines, and only
+    those, appear twice, inside the window the resumed trigger declares."""
+    store = MemoryStore()
+    book = process(store, monkeypatch)
+    first = triggered()
+    first_log = recorded(first)
+    stalls = Trickle(LINES[:6], [])
+    stalls.gates[0].set()
+    monkeypatch.setattr(first, "_hook", lambda: stalls)
+    consumer = asyncio.ensure_future(anext(first.run(), None))
+    await until(lambda: recorded_at(store, 2))
+    book.per_second = 1 / 3600  # no write after this one
+    for gate in stalls.gates[1:5]:
+        gate.set()
+    await until(lambda: len(shown(first_log, stalls)) == 5)  # shown under the reservation, not recorded
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    process(store, monkeypatch)
+    second = triggered()
+    second_log = recorded(second)
+    hook = EndsWhenTold(LINES, [job("COMPLETED")])
+    await run_until_shown(second, hook, store, 9, monkeypatch)
+    assert hook.cursors == [2]
+    assert shown(first_log, hook) + shown(second_log, hook) == LINES[:5] + LINES[1:]
+    (warning,) = second_log.texts("warning")
+    assert f"log events 3-{2 + HEADROOM} of job" in warning and "may already appear above" in warning
 
 
 async def test_a_trigger_killed_mid_write_says_which_lines_may_repeat(monkeypatch) -> None:
     """Killed between the intent and the confirmation: the unsure lines follow again after one warning."""
-    store = MemoryStore({"job_id": f"{JOB_ID}#1", "shown": 3, "showing": 5})
-    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    store = MemoryStore()
+    store.record({KEY: [3, 5]})
+    process(store, monkeypatch)
+    trigger = triggered()
     log = recorded(trigger)
     hook = EndsWhenTold(LINES, [job("COMPLETED")])
     await run_until_shown(trigger, hook, store, 9, monkeypatch)
     assert hook.cursors == [3]
     (warning,) = log.texts("warning")
     assert "log events 4-5" in warning and "may already appear above" in warning
-    assert str(MAX_BATCH_LINES) in warning
+    assert "at most 2 lines" in warning
     assert shown(log, hook) == LINES[2:]
+
+
+async def test_the_furthest_place_of_any_process_wins(monkeypatch) -> None:
+    """A trigger that moved twice is in two gone processes' records: the later (further) place counts."""
+    store = MemoryStore()
+    store.record({KEY: [2, 2]})
+    store.record({KEY: [5, 5]})
+    process(store, monkeypatch)
+    trigger = triggered()
+    hook = EndsWhenTold(LINES, [job("COMPLETED")])
+    await run_until_shown(trigger, hook, store, 9, monkeypatch)
+    assert hook.cursors == [5]
 
 
 @pytest.mark.parametrize(
     "stale",
     [
-        {"job_id": "another#1", "shown": 5, "showing": 5},  # another job's record
-        {"job_id": f"{JOB_ID}#0", "shown": 5, "showing": 5},  # an earlier try's (a retry logs anew)
-        {"job_id": f"{JOB_ID}#1", "shown": "5"},  # malformed
-        "garbage",
+        {position_key(FakeTI(), "another"): [5, 5]},  # another job's place
+        {position_key(type("Try0", (FakeTI,), {"try_number": 0})(), JOB_ID): [5, 5]},  # an earlier try's
+        {KEY: "5"},  # malformed
+        {KEY: [True, 5]},
     ],
 )
-async def test_records_of_other_jobs_tries_or_shapes_are_ignored(stale, monkeypatch) -> None:
-    store = MemoryStore(stale)
-    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
-    hook = FakeHook(LINES[:2], [job("COMPLETED")])
-    await events(trigger, hook, monkeypatch)
+async def test_places_of_other_jobs_tries_or_shapes_are_ignored(stale, monkeypatch) -> None:
+    store = MemoryStore()
+    store.record(stale)
+    store.values[f"{RECORD_PREFIX}garbage"] = "not json"
+    process(store, monkeypatch)
+    trigger = triggered()
+    hook = EndsWhenTold(LINES[:2], [job("COMPLETED")])
+    await run_until_shown(trigger, hook, store, 3, monkeypatch)
     assert hook.cursors == [0]
 
 
 async def test_a_failing_store_never_fails_the_job_watch(monkeypatch) -> None:
     store = MemoryStore(fail=True)
-    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
+    process(store, monkeypatch)
+    trigger = triggered()
     log = recorded(trigger)
     hook = FakeHook(LINES[:3], [job("COMPLETED")])
     (event,) = await events(trigger, hook, monkeypatch)
@@ -199,22 +399,40 @@ async def test_a_failing_store_never_fails_the_job_watch(monkeypatch) -> None:
     assert "may repeat its lines" in warning
 
 
-async def test_a_long_replay_is_written_in_bounded_steps(monkeypatch) -> None:
-    """The unsure window is one step: a replay of 450 lines in one chunk is three steps, not one."""
+async def test_writes_failing_mid_watch_say_so_once_and_show_the_lines_as_they_come(monkeypatch) -> None:
+    store = MemoryStore()
+    book = process(store, monkeypatch)
+    trigger = triggered()
+    log = recorded(trigger)
+    hook = Trickle(LINES[:3], [job("COMPLETED")])
+    watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
+    hook.gates[0].set()
+    await until(lambda: recorded_at(store, 2))
+    store.fail = True
+    hook.gates[1].set()
+    await until(lambda: book.failure is not None)
+    hook.gates[2].set()
+    await until(lambda: len(shown(log, hook)) == 3)
+    hook.end.set()
+    (event,) = await asyncio.wait_for(watching, 30)
+    assert shown(log, hook) == LINES[:3] and event["log_cursor"] == 4
+    (warning,) = log.texts("warning")
+    assert "may repeat its lines" in warning and "supervisor gone" in warning
+
+
+async def test_a_long_replay_is_shown_in_bounded_reservations(monkeypatch) -> None:
+    """The unsure window is one reservation: a replay of 450 lines in one chunk takes three."""
 
     class OneBigChunk(EndsWhenTold):
         async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
-            from airflow_provider_hfjobs.sse import LogBatch
-
             self.cursors.append(cursor)
             yield LogBatch(list(range(1, 451)), [f"l{i}" for i in range(1, 451)], [None] * 450)
             await self.end.wait()
 
     store = MemoryStore()
-    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
-    await run_until_shown(trigger, OneBigChunk([], [job("COMPLETED")]), store, 451, monkeypatch)
-    intents = [(shown_, showing) for shown_, showing in store.history if showing > shown_]
-    assert intents == [(0, 201), (201, 401), (401, 451)]
+    process(store, monkeypatch)
+    await run_until_shown(triggered(), OneBigChunk([], [job("COMPLETED")]), store, 451, monkeypatch)
+    assert store.history()[:4] == [(0, 200), (200, 400), (400, 600), (451, 651)]
 
 
 class Trickle(EndsWhenTold):
@@ -226,77 +444,115 @@ class Trickle(EndsWhenTold):
         self.gates = [asyncio.Event() for _ in lines]
 
     async def iter_job_log_batches(self, job_id: str, *, namespace: str, cursor: int, **_: Any):
-        from airflow_provider_hfjobs.sse import LogBatch
-
         self.cursors.append(cursor)
         for index, (text, gate) in enumerate(zip(self.lines, self.gates, strict=True), start=1):
             await gate.wait()
-            yield LogBatch([index], [text], [None])
+            if index >= cursor:
+                yield LogBatch([index], [text], [None])
         await self.end.wait()
 
 
-async def test_lines_that_arrive_while_a_step_waits_go_out_together(monkeypatch) -> None:
-    """A step waits for the trigger's interval (and the process's budget); whatever arrived meanwhile is
-    written in that one step, so a chatty job costs two writes per interval, not per line."""
-    monkeypatch.setattr(trigger_module, "CHECKPOINT_INTERVAL", 0.2)
+async def test_records_of_gone_processes_are_read_once_and_deleted_when_old(monkeypatch) -> None:
+    monkeypatch.setattr(log_checkpoint, "STALE_AFTER", 0.0)
     store = MemoryStore()
-    trigger = with_store(HfJobTrigger(JOB_ID, "alice"), store, monkeypatch)
-    log = recorded(trigger)
-    hook = Trickle(LINES[:3], [job("COMPLETED")])
-    trigger._last_step = time.monotonic()  # a step just happened: the next one waits its interval
-    watching = asyncio.ensure_future(events(trigger, hook, monkeypatch))
-    for gate in hook.gates:
-        gate.set()
-    await until(lambda: store.history)
-    assert store.history[0] == (0, 4)  # the three lines, in one step
-    await until(lambda: len(store.history) == 2)
+    store.record({KEY: [2, 2]})  # a process that stopped just now
+    store.record({KEY: [1, 1]}, updated=time.time() - log_checkpoint.RECORD_TTL - 60)  # a week ago
+    book = process(store, monkeypatch)
+    assert await book.find(KEY) == Checkpoint(2, 2)
+    assert len(store.values) == 1  # the week-old record is gone
+    gets = len(store.gets)
+    assert await book.find(KEY) == Checkpoint(2, 2)
+    assert len(store.gets) == gets  # the gone process's record is not read again
+
+
+async def test_a_live_processs_record_is_read_again(monkeypatch) -> None:
+    store = MemoryStore()
+    store.record({KEY: [2, 2]}, seq=1)
+    book = process(store, monkeypatch)
+    assert await book.find(KEY) == Checkpoint(2, 2)
+    (other,) = store.values
+    store.values[other] = store.values[other].replace('"seq": 1', '"seq": 2').replace("[2, 2]", "[4, 4]")
+    assert await book.find(KEY) == Checkpoint(4, 4)
+
+
+async def test_a_process_with_nothing_left_to_keep_deletes_its_record(monkeypatch) -> None:
+    monkeypatch.setattr(log_checkpoint, "CLOSED_KEPT", 0.0)
+    store = MemoryStore()
+    book = process(store, monkeypatch)
+    trigger = triggered()
+    hook = EndsWhenTold(LINES[:2], [job("COMPLETED")])
+    await run_until_shown(trigger, hook, store, 3, monkeypatch)
+    await until(lambda: book._committer.done())
+    assert store.values == {} and store.puts
+
+
+async def test_a_trigger_starting_while_the_record_is_deleted_still_shows_its_lines(monkeypatch) -> None:
+    monkeypatch.setattr(log_checkpoint, "CLOSED_KEPT", 0.0)
+
+    class SlowDelete(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.deleting, self.release = asyncio.Event(), asyncio.Event()
+
+        async def delete(self, key: str) -> None:
+            self.deleting.set()
+            await self.release.wait()
+            await super().delete(key)
+
+    store = SlowDelete()
+    book = process(store, monkeypatch)
+    await run_until_shown(triggered(), EndsWhenTold(LINES[:2], [job("COMPLETED")]), store, 3, monkeypatch)
+    await until(store.deleting.is_set)  # nothing left to keep: the process deletes its record...
+    other = "0" * 24
+    second = triggered(other)
+    log = recorded(second)
+    hook = EndsWhenTold(LINES[:2], [job("COMPLETED")])
+    monkeypatch.setattr(second, "_hook", lambda: hook)
+    watching = asyncio.ensure_future(anext(second.run()))
+    await until(lambda: position_key(FakeTI(), other) in book._entries)  # ...while another trigger starts
+    store.release.set()
+    await until(lambda: recorded_at(store, 3, position_key(FakeTI(), other)))
     hook.end.set()
-    (event,) = await asyncio.wait_for(watching, 10)
-    assert shown(log, hook) == LINES[:3] and store.history == [(0, 4), (4, 4)]
-    assert event["log_cursor"] == 4
+    await asyncio.wait_for(watching, 30)
+    assert shown(log, hook) == LINES[:2]
 
 
-async def test_the_process_budget_hands_out_steps_first_come_first_served(monkeypatch) -> None:
-    from airflow_provider_hfjobs.triggers import log_checkpoint
-
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 3))
-
-    monkeypatch.setattr(log_checkpoint.asyncio, "sleep", sleep)
-    monkeypatch.setattr(log_checkpoint.time, "monotonic", lambda: 100.0)  # all ask at the same moment
-    budget = log_checkpoint.StepBudget(per_second=10)
-    for _ in range(4):
-        await budget.acquire()
-    assert slept == [0.1, 0.2, 0.3]  # the first goes at once, each next one 1/10 s later
+async def test_a_missing_place_is_no_error_and_needs_no_record_of_its_own(monkeypatch, caplog) -> None:
+    store = MemoryStore()
+    book = process(store, monkeypatch)
+    assert await book.find(KEY) is None
+    assert store.values == {} and not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
 
 
-def test_a_zero_budget_turns_checkpoints_off(monkeypatch) -> None:
-    from airflow_provider_hfjobs.triggers import log_checkpoint
-
-    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "0")
-    monkeypatch.setattr(log_checkpoint, "_budget", [])
-    assert log_checkpoint.step_budget() is None and checkpoint_store(FakeTI()) is None
-    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "4")
-    monkeypatch.setattr(log_checkpoint, "_budget", [])
-    assert log_checkpoint.step_budget().per_second == 4.0
-    monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", "")  # the registered default
-    monkeypatch.setattr(log_checkpoint, "_budget", [])
-    assert log_checkpoint.step_budget().per_second == log_checkpoint.DEFAULT_STEPS_PER_SECOND
-
-
-def test_checkpoint_values_round_trip_and_reject_other_jobs() -> None:
-    point = Checkpoint("j#1", 3, 5)
-    assert Checkpoint.from_value(point.to_value(), "j#1") == point
-    assert Checkpoint.from_value(point.to_value(), "k#1") is None
-    assert Checkpoint.from_value({"job_id": "j#1", "shown": 4}, "j#1") == Checkpoint("j#1", 4, 4)
-    assert Checkpoint.from_value({"job_id": "j#1", "shown": True}, "j#1") is None
+async def test_no_task_instance_rate_zero_or_no_listing_means_no_checkpoints(monkeypatch) -> None:
+    monkeypatch.setattr(log_checkpoint, "_book", [])
+    monkeypatch.setattr(log_checkpoint, "_rate", [2.0])
+    assert checkpoint_book(None) is None
+    book = checkpoint_book(FakeTI())
+    assert isinstance(book, CheckpointBook) and checkpoint_book(FakeTI()) is book  # one per process
+    monkeypatch.setattr(log_checkpoint, "_book", [])
+    monkeypatch.setattr(log_checkpoint, "_rate", [0.0])
+    assert checkpoint_book(FakeTI()) is None
+    monkeypatch.setattr(log_checkpoint, "_book", [])
+    monkeypatch.setattr(log_checkpoint, "_rate", [2.0])
+    monkeypatch.setattr(log_checkpoint, "record_store", lambda: None)
+    assert checkpoint_book(FakeTI()) is None
 
 
-def test_no_task_instance_means_no_store() -> None:
-    assert checkpoint_store(None) is None
-    assert checkpoint_store(FakeTI()) is not None
+def test_the_rate_comes_from_the_configuration(monkeypatch) -> None:
+    for raw, rate in (("0", 0.0), ("4", 4.0), ("", log_checkpoint.DEFAULT_STEPS_PER_SECOND)):
+        monkeypatch.setenv("AIRFLOW__HFJOBS__LOG_CHECKPOINT_STEPS_PER_SECOND", raw)
+        monkeypatch.setattr(log_checkpoint, "_rate", [])
+        assert log_checkpoint.steps_per_second() == rate
+
+
+def test_checkpoint_values_and_keys() -> None:
+    assert Checkpoint.from_value([3, 5]) == Checkpoint(3, 5)
+    assert Checkpoint.from_value([4, 2]) == Checkpoint(4, 4)
+    assert Checkpoint.from_value([True, 1]) is None and Checkpoint.from_value({"shown": 1}) is None
+    assert position_key(FakeTI(), "a") != position_key(FakeTI(), "b")
+    mapped = type("Mapped", (FakeTI,), {"map_index": 3})()
+    assert position_key(mapped, "a") != position_key(FakeTI(), "a")
 
 
 # ------------------------------------------------------------------------------------------------ masking
