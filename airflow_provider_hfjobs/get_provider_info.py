@@ -34,6 +34,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_hfjobs.operators.scheduled",
                     "airflow_provider_hfjobs.operators.maintenance",
                     "airflow_provider_hfjobs.operators.followers",
+                    "airflow_provider_hfjobs.operators.arguments",
+                    "airflow_provider_hfjobs.operators.reattach",
                 ],
             }
         ],

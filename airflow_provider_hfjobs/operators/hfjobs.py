@@ -7,19 +7,20 @@ the stage, the server's message, the URL and the last log lines. The billed dura
 logged and pushed with the final job info. With ``log_metrics`` (on by default for a GPU flavor), the
 job's metrics stream is sampled while it runs (on the worker, or in the trigger) and the task ends with
 one summary line, also pushed under ``metrics``.
+
+The argument checks are in :mod:`.arguments`, the re-attach to an earlier try's job in :mod:`.reattach`,
+the threads beside a followed job in :mod:`.followers`; helpers shared with the sensor in
+:mod:`airflow_provider_hfjobs.task_side`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, TaskDeferred, conf, mask_secret, redact
@@ -31,18 +32,12 @@ from airflow_provider_hfjobs.cancellation import (
     log_outcome,
     stop_reason,
 )
-from airflow_provider_hfjobs.exceptions import (
-    HfJobFailedError,
-    HfJobsError,
-    HfJobsInputError,
-    HfJobsNotFoundError,
-)
+from airflow_provider_hfjobs.exceptions import HfJobFailedError, HfJobsError
 from airflow_provider_hfjobs.guardrails import (
     GUARDRAIL_ARGUMENTS,
     Guardrails,
     GuardStop,
     cap_warning,
-    check_guardrail_arguments,
     flavor_fallback,
     price_per_hour,
 )
@@ -52,16 +47,9 @@ from airflow_provider_hfjobs.jobs import (
     TASK_INSTANCE_LABEL,
     JobInfo,
     Volume,
-    check_create_arguments,
-    check_known_flavor,
-    check_uv_arguments,
-    check_uv_env,
-    classify_uv_script,
-    encode_script_source,
     job_url,
     task_instance_labels,
     validate_labels,
-    validate_namespace,
 )
 from airflow_provider_hfjobs.links.hfjobs import JOB_ID_XCOM_KEY, JOB_URL_XCOM_KEY, HfJobLink
 from airflow_provider_hfjobs.masking import is_masked, seal_mask_values
@@ -72,111 +60,22 @@ from airflow_provider_hfjobs.metrics import (
     summary_from,
     summary_line,
 )
+from airflow_provider_hfjobs.operators.arguments import _UV_ARGUMENTS as _UV_ARGUMENTS
+from airflow_provider_hfjobs.operators.arguments import RunArgumentChecks, UvArgumentChecks
 from airflow_provider_hfjobs.operators.followers import GuardWatchdog, MetricsFollower
-from airflow_provider_hfjobs.results import is_result_line, visible_lines
-from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, EVENT_STATUSES, HfJobTrigger
+from airflow_provider_hfjobs.operators.reattach import JOB_STATE_KEY, Reattachment, _task_state
+from airflow_provider_hfjobs.operators.reattach import _first_try_of_run as _first_try_of_run
+from airflow_provider_hfjobs.operators.reattach import _TaskState as _TaskState
+from airflow_provider_hfjobs.results import is_result_line
+from airflow_provider_hfjobs.task_side import check_poll_interval as check_poll_interval
+from airflow_provider_hfjobs.task_side import defer_timeout, failure_message, validate_event
+from airflow_provider_hfjobs.task_side import extra_flavors as extra_flavors
+from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigger
 
 JOB_XCOM_KEY = "job"
 
 
-def validate_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """A resumed task trusts nothing: a missing or unknown event fails it, never succeeds it."""
-    if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES or not event.get("job_id"):
-        raise HfJobsError(f"The trigger sent no valid event ({event!r:.200}); the job's outcome is unknown.")
-    return event
-
-
-def failure_message(
-    job_id: str, stage: str | None, message: str | None, url: str, log_lines: Sequence[str]
-) -> str:
-    head = f"Hugging Face job {job_id} ended {stage or 'unwatched'}"
-    head += f": {message.rstrip('. ')}" if message else ""
-    text = f"{head}. {url}"
-    log_lines = visible_lines(log_lines)  # a @task.hf_job function's result lines are not for people
-    if log_lines:
-        text += f"\nLast {len(log_lines)} log lines:\n" + "\n".join(f"  {line}" for line in log_lines)
-    return text
-
-
-def defer_timeout(deadline: float | None, poll_interval: float) -> timedelta | None:
-    """Airflow's own deferral timeout, padded so the trigger's ``timeout`` event (which cancels the job)
-    arrives first: Airflow's timeout would fail the task and leave the job running."""
-    if deadline is None:
-        return None
-    return timedelta(seconds=max(0.0, deadline - time.time()) + max(60.0, 2 * poll_interval))
-
-
-def extra_flavors() -> list[str]:
-    """``[hfjobs] extra_flavors``: flavors newer than this provider, accepted in a DAG's literal ``flavor``."""
-    names = conf.get("hfjobs", "extra_flavors", fallback="") or ""
-    return [name.strip() for name in names.split(",") if name.strip()]
-
-
-def check_poll_interval(poll_interval: Any) -> float:
-    """The operator's own rule (the hook's ``wait_for_job`` has its own): positive seconds, as a float."""
-    if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
-        raise HfJobsInputError(f"poll_interval must be a positive number of seconds; got {poll_interval!r}.")
-    return float(poll_interval)
-
-
-#: What makes Airflow change a string when it renders it, with Jinja's default delimiters (a DAG's
-#: ``jinja_environment_kwargs`` may add its own).
-_JINJA_MARKS = ("{{", "{%", "{#")
-_JINJA_MARK_OPTIONS = ("variable_start_string", "block_start_string", "comment_start_string")
-
-
-#: The ``task_state_store`` key (Airflow >= 3.3) holding the job of this task instance across tries.
-JOB_STATE_KEY = "hf_job_id"
-
-
-def _first_try_of_run(context: Any, task: BaseOperator) -> bool:
-    """Is this the first try of the run, or the first after a clear (a fresh start, not a retry)?
-
-    Airflow sets ``max_tries = retries`` for a new run and ``max_tries = try_number + retries`` on a clear,
-    so only a retry has fewer than ``retries`` tries left after this one.
-    """
-    ti = context["ti"]
-    try:
-        return int(ti.max_tries) - int(ti.try_number) >= int(task.retries or 0) - 1
-    except (AttributeError, TypeError, ValueError):
-        return True
-
-
-class _TaskState:
-    """``task_state_store`` (Airflow >= 3.3) or nothing: never fails the task, it only speeds up a retry."""
-
-    def __init__(self, store: Any, log: Any) -> None:
-        self.store, self.log = store, log
-
-    def get(self, key: str) -> Any:
-        if self.store is None:
-            return None
-        try:
-            return self.store.get(key)
-        except Exception as exc:  # the store is an optimisation: the label lookup still finds the job
-            self.log.info("task_state_store is not available (%s); looking jobs up by label.", exc)
-            return None
-
-    def set(self, key: str, value: str) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.set(key, value)
-        except Exception as exc:
-            self.log.info(
-                "Could not remember job %s in task_state_store (%s); its label still finds it.", value, exc
-            )
-
-
-def _task_state(context: Any, log: Any) -> _TaskState:
-    try:
-        store = context["task_state_store"]
-    except (KeyError, TypeError):
-        store = None
-    return _TaskState(store, log)
-
-
-class HfJobRunOperator(BaseOperator):
+class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
     """Run a command on Hugging Face Jobs and wait for it.
 
     :param image: Docker image (``python:3.12``, ``ghcr.io/...``) or Space (``hf.co/spaces/owner/name``).
@@ -318,91 +217,6 @@ class HfJobRunOperator(BaseOperator):
         if not self._checks_own_arguments:  # a subclass checks once its own arguments are set
             self._check_known_arguments()
 
-    # -------------------------------------------------------------------------------------- validation
-    def _check_known_arguments(self) -> None:
-        """At DAG parse time, check every argument whose value is known already with the rules the hook
-        applies when it builds the request, so that a mistake is a DAG import error naming the task rather
-        than a failed run. An argument holding a template is checked once rendered, when the task starts.
-        So is every argument of a mapped task: unmapping builds the operator again on the worker, from
-        values that may come from XCom, which are run-time values (no known-flavor check)."""
-        try:
-            self.poll_interval = check_poll_interval(self.poll_interval)
-            if not getattr(self, "_BaseOperator__from_mapped", False):
-                self._check_arguments(None)
-        except HfJobsInputError as error:
-            raise type(error)(f"Task {self.task_id!r}: {error}") from None
-
-    def _check_arguments(self, context: Any | None) -> None:
-        """The hook's rules on the arguments known: all of them at run time (``context`` given, rendered),
-        at parse time (``None``) those holding no template, plus the known-flavor check (the hook lets the
-        server decide, since new flavors appear on the Hub; a literal off the list is almost always a typo)."""
-        guards = {name: getattr(self, name) for name in GUARDRAIL_ARGUMENTS if self._known(name, context)}
-        guardrails = check_guardrail_arguments(**guards)
-        flavors = flavor_fallback(self.flavor) if self._known("flavor", context) else []
-        if len(flavors) > 1 and "max_scheduling_time" in guards and guardrails["max_scheduling_time"] is None:
-            raise HfJobsInputError(
-                f"flavor is a list ({', '.join(flavors)}): a fallback order needs max_scheduling_time (how long "
-                "a job may wait on one flavor before the next is tried), e.g. max_scheduling_time='10m'; or "
-                "give one flavor."
-            )
-        arguments = {
-            name: value for name, value in self._job_arguments().items() if self._known(name, context)
-        }
-        if namespace := arguments.pop("namespace", None):
-            validate_namespace(namespace)
-        for flavor in flavors[1:]:  # the first is checked with the other create arguments
-            check_create_arguments(flavor=flavor)
-        check_create_arguments(**arguments)
-        for flavor in flavors if context is None else []:
-            check_known_flavor(flavor, extra_flavors())
-
-    def _job_arguments(self) -> dict[str, Any]:
-        """The hook's create arguments (without the task instance labels), by operator attribute name."""
-        return {"image": self.image, "command": self.command, **self._create_arguments(self.labels)}
-
-    def _known(self, name: str, context: Any | None) -> bool:
-        """Is the argument's value known: always at run time; at parse time unless it is a template field
-        holding a template."""
-        return (
-            context is not None
-            or name not in self.template_fields
-            or not self._holds_template(getattr(self, name))
-        )
-
-    def _holds_template(self, value: Any) -> bool:
-        """Would rendering change ``value``: a string with a Jinja mark (or a template file name, by
-        ``template_ext``), an ``XComArg``/``MappedArgument`` (anything resolved when rendered), an object with
-        template fields of its own, or a collection holding one. As Airflow's ``render_template`` walks it."""
-        if isinstance(value, str):
-            return any(mark in value for mark in self._jinja_marks()) or (
-                bool(self.template_ext) and value.endswith(tuple(self.template_ext))
-            )
-        if not isinstance(value, os.PathLike) and (
-            hasattr(value, "resolve") or hasattr(value, "as_setup") or hasattr(value, "template_fields")
-        ):
-            return True
-        if isinstance(value, Mapping):
-            return any(self._holds_template(item) for item in value.values())
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return any(self._holds_template(item) for item in value)
-        return False
-
-    def _jinja_marks(self) -> tuple[str, ...]:
-        options = getattr(self._dag_of(None), "jinja_environment_kwargs", None) or {}
-        return (
-            *_JINJA_MARKS,
-            *(options[key] for key in _JINJA_MARK_OPTIONS if isinstance(options.get(key), str)),
-        )
-
-    def _dag_of(self, context: Any | None) -> Any:
-        """The task's DAG: the context's at run time, else the one it was created in, if any."""
-        dag = (context or {}).get("dag")
-        if dag is None:
-            # "not assigned to a Dag yet" (RuntimeError, AirflowException)
-            with contextlib.suppress(Exception):
-                dag = self.dag
-        return dag
-
     # ------------------------------------------------------------------------------------------ plumbing
     @cached_property
     def hook(self) -> HfJobsHook:
@@ -508,49 +322,6 @@ class HfJobRunOperator(BaseOperator):
         self._cancel_outcome = None
         return self._submit(context)
 
-    def _previous_job(self, context: Any, ti_label: str) -> JobInfo | None:
-        """The job an earlier try of this task instance started, if it should be reused (see ``reattach``).
-
-        Airflow >= 3.3 remembers the job id in ``task_state_store`` (one inspect); otherwise, or if that job
-        is gone, the ``airflow-ti`` label finds it (one filtered list, any Airflow, deferrable too)."""
-        remembered = _task_state(context, self.log).get(JOB_STATE_KEY)
-        if isinstance(remembered, str) and remembered:
-            try:
-                job = self.hook.inspect_job(remembered, namespace=self.namespace or None)
-            except HfJobsNotFoundError:
-                job = None
-            if job is not None and self._reusable(context, job, "remembered in task_state_store"):
-                return job
-        earlier = sorted(
-            self.hook.list_jobs(labels={TASK_INSTANCE_LABEL: ti_label}, namespace=self.namespace or None),
-            key=lambda job: job.created_at.timestamp() if job.created_at else 0.0,
-            reverse=True,
-        )
-        live = [job for job in earlier if not job.is_terminal]
-        for job in live[:1] or earlier[:1]:
-            if self._reusable(context, job, f"found by its {TASK_INSTANCE_LABEL} label"):
-                return job
-        return None
-
-    def _reusable(self, context: Any, job: JobInfo, how: str) -> bool:
-        """One rule for both lookups: a live job is re-attached; a COMPLETED one is reused on a retry."""
-        if not job.is_terminal:
-            self.log.info(
-                "Re-attaching to Hugging Face job %s (%s), started by an earlier try (%s).",
-                job.id,
-                job.stage.value,
-                how,
-            )
-            return True
-        if job.stage.is_success and self.reuse_completed and not _first_try_of_run(context, self):
-            self.log.info(
-                "Hugging Face job %s of an earlier try already COMPLETED (%s); not running it again.",
-                job.id,
-                how,
-            )
-            return True
-        return False
-
     # --------------------------------------------------------------------------------------------- flow
     def execute(self, context: Any) -> str:
         self._mask_secrets()
@@ -589,14 +360,6 @@ class HfJobRunOperator(BaseOperator):
                     self.job_id, type(exc).__name__,
                 )  # fmt: skip
             raise
-
-    def _retry_will_reattach(self, context: Any) -> bool:
-        """Will a retry of this task instance follow this job (``reattach``, and a try left)?"""
-        ti = context["ti"]
-        try:
-            return self.reattach and int(ti.try_number) <= int(ti.max_tries)
-        except (AttributeError, TypeError, ValueError):
-            return False
 
     def _own_labels(self, context: Any) -> dict[str, str]:
         ti = context["ti"]
@@ -878,10 +641,7 @@ class HfJobRunOperator(BaseOperator):
         self._cancel(reason="task killed")
 
 
-_UV_ARGUMENTS = ("script_args", "dependencies", "python")
-
-
-class HfUvJobOperator(HfJobRunOperator):
+class HfUvJobOperator(UvArgumentChecks, HfJobRunOperator):
     """Run a UV script on Hugging Face Jobs and wait for it.
 
     :param script: a local ``.py`` file (absolute, or relative to the DAG file), an http(s) URL, or inline
@@ -934,69 +694,6 @@ class HfUvJobOperator(HfJobRunOperator):
         if not self.image:
             del arguments["image"]
         return arguments
-
-    def _check_arguments(self, context: Any | None) -> None:
-        """``run_uv_job``'s rules first (the script, its arguments, ``env`` not taking the script's
-        variable), then the create's."""
-        kind = self._script_kind(context) if self._known("script", context) else None
-        check_uv_arguments(
-            **{name: getattr(self, name) for name in _UV_ARGUMENTS if self._known(name, context)}
-        )
-        if kind == "inline":  # a file's size is checked when the hook reads it
-            encode_script_source(self.script.encode("utf-8"))
-        if kind is not None and self._known("env", context):
-            check_uv_env(self.env, kind)
-        super()._check_arguments(context)
-
-    def _script_kind(self, context: Any | None) -> str | None:
-        """What ``script`` is (:func:`classify_uv_script`), a file looked for where the task will look at
-        run time (beside the DAG file; a missing one is an error). At parse time an operator not in a DAG
-        yet cannot tell where a relative name lies: ``None`` then, after the checks that need no disk."""
-        dag = self._dag_of(context)
-        if context is None and dag is None:
-            kind = classify_uv_script(self.script)  # the rules that need no look at the disk
-            if kind in ("inline", "url"):
-                return kind
-            if not Path(self.script).expanduser().is_absolute():
-                return None
-            return self._resolve_script(None, folder_rule=False)[0]  # without the DAG's own folder yet
-        return self._resolve_script(dag)[0]
-
-    def _script_path(self, context: Any) -> str:
-        """What the hook gets as ``script``: a local file resolved (see :meth:`_resolve_script`), else the
-        URL, source or command as given."""
-        return self._resolve_script(self._dag_of(context))[1]
-
-    def _resolve_script(self, dag: Any, *, folder_rule: bool = True) -> tuple[str, str]:
-        """The script's kind and what the hook gets. A relative script path is relative to the DAG file, not
-        to wherever the worker runs; the file must lie under the DAG folder or the DAG file's folder
-        (symlinks and ``..`` resolved first)."""
-        script = self.script
-        fileloc = getattr(dag, "fileloc", None)
-        dag_dir = Path(fileloc).parent if fileloc else None
-
-        def beside_dag(name: str) -> Path:
-            path = Path(name).expanduser()
-            return dag_dir / path if not path.is_absolute() and dag_dir is not None else path
-
-        # A bare name is a command (``lighteval``) unless such a file lies beside the DAG.
-        location = str(beside_dag(script)) if isinstance(script, str) and script.strip() else None
-        kind = classify_uv_script(script, is_file=lambda name: beside_dag(name).is_file(), location=location)
-        if kind != "file":
-            return kind, script
-        resolved = beside_dag(script).resolve()
-        if self.allow_script_outside_dags_folder or not folder_rule:
-            return kind, str(resolved)
-        roots = {Path(conf.get("core", "dags_folder")).expanduser().resolve()}
-        if dag_dir is not None:
-            roots.add(dag_dir.resolve())
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise HfJobsInputError(
-                f"script {script!r} is outside the DAG folder ({', '.join(sorted(map(str, roots)))}): put the "
-                "script beside your DAGs, or pass allow_script_outside_dags_folder=True if shipping that file "
-                "into the job is intended."
-            )
-        return kind, str(resolved)
 
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
         return self.hook.run_uv_job(

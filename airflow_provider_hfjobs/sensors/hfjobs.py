@@ -14,8 +14,8 @@ from airflow_provider_hfjobs.cancellation import cancel_and_confirm, log_outcome
 from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.links.hfjobs import JOB_URL_XCOM_KEY, HfJobLink
-from airflow_provider_hfjobs.operators.hfjobs import defer_timeout, failure_message, validate_event
 from airflow_provider_hfjobs.results import visible_lines
+from airflow_provider_hfjobs.task_side import defer_timeout, failure_message, validate_event
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigger
 from airflow_provider_hfjobs.triggers.scheduled import HfScheduledRunTrigger
 
