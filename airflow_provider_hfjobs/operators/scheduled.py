@@ -143,7 +143,7 @@ class HfScheduledJobOperator(HfJobRunOperator):
             scheduled = self.hook.create_scheduled_job(**arguments, namespace=namespace)
             self.log.info(
                 "Replaced scheduled job %s by %s (%s changed; the API cannot change what a scheduled job runs). %s.",
-                current.id, scheduled.id, why, _when(scheduled).capitalize(),
+                current.id, scheduled.id, why, _when(scheduled, sentence=True),
             )  # fmt: skip
             return scheduled
         scheduled = current
@@ -171,11 +171,17 @@ class HfScheduledJobOperator(HfJobRunOperator):
         return scheduled
 
 
-def _when(scheduled: ScheduledJobInfo) -> str:
+def _when(scheduled: ScheduledJobInfo, *, sentence: bool = False) -> str:
+    """Its schedule and next run; ``sentence``: starting with a capital (only the first letter: the
+    schedule and the ISO timestamp stay as they are)."""
     if scheduled.suspend:
-        return f"schedule {scheduled.schedule!r}, suspended"
-    next_run = scheduled.next_job_run_at
-    return f"schedule {scheduled.schedule!r}, next run at {next_run.isoformat() if next_run else 'unknown'}"
+        text = f"schedule {scheduled.schedule!r}, suspended"
+    else:
+        next_run = scheduled.next_job_run_at
+        text = (
+            f"schedule {scheduled.schedule!r}, next run at {next_run.isoformat() if next_run else 'unknown'}"
+        )
+    return text[:1].upper() + text[1:] if sentence else text
 
 
 class HfScheduledJobActionOperator(BaseOperator):
