@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_provider_hfjobs.exceptions import HfJobsInputError
+from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
 from airflow_provider_hfjobs.guardrails import GUARDRAIL_ARGUMENTS, check_guardrail_arguments, flavor_fallback
 from airflow_provider_hfjobs.jobs import (
     check_create_arguments,
@@ -45,7 +45,7 @@ class RunArgumentChecks(_OperatorBase):
         applies when it builds the request, so that a mistake is a DAG import error naming the task rather
         than a failed run. An argument holding a template is checked once rendered, when the task starts.
         So is every argument of a mapped task: unmapping builds the operator again on the worker, from
-        values that may come from XCom, which are run-time values (no known-flavor check)."""
+        values that may come from XCom (see :meth:`_check_rendered_flavors` for their flavor)."""
         try:
             self.poll_interval = check_poll_interval(self.poll_interval)
             if not getattr(self, "_BaseOperator__from_mapped", False):
@@ -56,7 +56,8 @@ class RunArgumentChecks(_OperatorBase):
     def _check_arguments(self, context: Any | None) -> None:
         """The hook's rules on the arguments known: all of them at run time (``context`` given, rendered),
         at parse time (``None``) those holding no template, plus the known-flavor check (the hook lets the
-        server decide, since new flavors appear on the Hub; a literal off the list is almost always a typo)."""
+        server decide, since new flavors appear on the Hub; a literal off the list is almost always a typo;
+        a rendered one too, unless the Hub lists it: :meth:`_check_rendered_flavors`)."""
         guards = {name: getattr(self, name) for name in GUARDRAIL_ARGUMENTS if self._known(name, context)}
         guardrails = check_guardrail_arguments(**guards)
         flavors = flavor_fallback(self.flavor) if self._known("flavor", context) else []
@@ -74,8 +75,37 @@ class RunArgumentChecks(_OperatorBase):
         for flavor in flavors[1:]:  # the first is checked with the other create arguments
             check_create_arguments(flavor=flavor)
         check_create_arguments(**arguments)
-        for flavor in flavors if context is None else []:
-            check_known_flavor(flavor, extra_flavors())
+        if context is None:
+            for flavor in flavors:
+                check_known_flavor(flavor, extra_flavors())
+        else:
+            self._check_rendered_flavors(flavors)
+
+    def _check_rendered_flavors(self, flavors: list[str]) -> None:
+        """At run time, before any job is created, a flavor that was a template (or came from XCom, or a
+        mapped task's values) gets the literal's check and its "did you mean": a name off the provider's
+        list and ``[hfjobs] extra_flavors`` is accepted only if the Hub's hardware list names it (one
+        request, only then: a flavor newer than this provider works); if that list cannot be read, the
+        server decides."""
+        known = extra_flavors()
+        unknown = []
+        for flavor in flavors:
+            try:
+                check_known_flavor(flavor, known)
+            except HfJobsInputError as error:
+                unknown.append((flavor, error))
+        if not unknown:
+            return
+        try:
+            listed = {hardware.name for hardware in self.hook.list_jobs_hardware()}
+        except HfJobsError as exc:
+            self.log.info(
+                "Could not read the Hub's hardware list to check flavor %s (%s).", unknown[0][0], exc
+            )
+            return
+        for flavor, error in unknown:
+            if flavor not in listed:
+                raise error
 
     def _job_arguments(self) -> dict[str, Any]:
         """The hook's create arguments (without the task instance labels), by operator attribute name."""

@@ -1,0 +1,75 @@
+"""What a new user tripped on (issue 22, item 6): a templated flavor's typo, a job's timeout, a metrics
+line for a job too short to be sampled. Hooks are stand-ins (tests/unit/test_operators.py's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_hfjobs.exceptions import HfJobsAPIError, HfJobsInputError
+from airflow_provider_hfjobs.jobs import HardwareInfo
+from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator, HfUvJobOperator
+from tests.unit.test_operators import FakeTI, job, operator
+
+
+def hardware(name: str) -> HardwareInfo:
+    return HardwareInfo(name, name, "4 vCPU", "15 GB", None, 0.0166667, "minute")
+
+
+# ------------------------------------------------------------------------------------ a templated flavor
+@pytest.mark.parametrize("cls", [HfJobRunOperator, HfUvJobOperator])
+def test_a_rendered_flavor_typo_gets_the_literals_did_you_mean_before_any_job(cls: Any) -> None:
+    op, hook = operator(flavor="{{ params.flavor }}")
+    if cls is HfUvJobOperator:
+        op = HfUvJobOperator(task_id="t", script="https://e.x/s.py", flavor="{{ params.flavor }}")
+        op.__dict__["hook"] = hook
+    op.flavor = "a10g-smal"  # as rendered
+    with pytest.raises(
+        HfJobsInputError, match=r"^flavor 'a10g-smal' is unknown: did you mean 'a10g-small'\?"
+    ):
+        op.execute({"ti": FakeTI()})
+    hook.run_job.assert_not_called()
+    hook.run_uv_job.assert_not_called()
+    hook.list_jobs.assert_not_called()  # before the re-attach lookup too
+
+
+def test_a_rendered_fallback_list_is_checked_flavor_by_flavor() -> None:
+    op, hook = operator(flavor="{{ params.flavors }}", max_scheduling_time="10m")
+    op.flavor = ["a10g-small", "h20O"]
+    with pytest.raises(HfJobsInputError, match=r"^flavor 'h20O' is unknown: did you mean 'h200'\?"):
+        op.execute({"ti": FakeTI()})
+    hook.run_job.assert_not_called()
+
+
+def test_a_rendered_flavor_the_hub_lists_is_accepted_and_a_known_one_costs_no_request() -> None:
+    op, hook = operator(flavor="{{ params.flavor }}", wait_for_completion=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    op.flavor = "a10g-small"
+    op.execute({"ti": FakeTI()})
+    hook.list_jobs_hardware.assert_not_called()
+    op, hook = operator(flavor="{{ params.flavor }}", wait_for_completion=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    hook.list_jobs_hardware.return_value = [hardware("brand-new-gpu")]
+    op.flavor = "brand-new-gpu"  # newer than this provider: the Hub's list names it
+    op.execute({"ti": FakeTI()})
+    assert hook.run_job.call_args.kwargs["flavor"] == "brand-new-gpu"
+
+
+def test_an_unreadable_hardware_list_leaves_the_flavor_to_the_server() -> None:
+    op, hook = operator(flavor="{{ params.flavor }}", wait_for_completion=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    hook.list_jobs_hardware.side_effect = HfJobsAPIError("hardware is down", status_code=503)
+    op.flavor = "brand-new-gpu"
+    op.execute({"ti": FakeTI()})
+    hook.run_job.assert_called_once()
+
+
+def test_a_mapped_tasks_flavor_is_checked_when_it_runs() -> None:
+    _, hook = operator()
+    mapped = HfJobRunOperator.partial(task_id="m", image="python:3.12").expand(command=[["true"]])
+    unmapped = mapped.unmap({"command": ["true"], "flavor": "t4-smal"})
+    unmapped.__dict__["hook"] = hook
+    with pytest.raises(HfJobsInputError, match="did you mean 't4-small'"):
+        unmapped.execute({"ti": FakeTI()})
+    hook.run_job.assert_not_called()
