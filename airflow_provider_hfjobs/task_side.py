@@ -1,9 +1,10 @@
 """Task-side helpers shared by the operators and the sensor: what a task makes of a trigger's event, the
-failure message of a job that did not complete, the deferral timeout, and the operator arguments' own rules
+failure message of a job that did not complete (and what to do of a timeout), the deferral timeout, and the operator arguments' own rules
 (the poll interval, the flavors this Airflow accepts besides huggingface_hub's list)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -12,6 +13,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
+from airflow_provider_hfjobs.jobs import parse_timeout
 from airflow_provider_hfjobs.results import visible_lines
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_STATUSES
 
@@ -23,12 +25,68 @@ def validate_event(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return event
 
 
+#: The timeout the Hub gives a job created without one (``timeoutSeconds`` absent: 30 minutes).
+HUB_DEFAULT_TIMEOUT_SECONDS = 30 * 60
+#: ``status.message`` of a job the Hub stopped at its timeout (stage ``ERROR``).
+TIMEOUT_MESSAGE = "job timeout"
+
+
+def _duration(seconds: int) -> str:
+    """Seconds as the ``timeout=`` argument takes them: ``"2h"``, ``"45m"``, ``"90s"``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def timeout_advice(
+    message: str | None, *, job_timeout: int | None = None, given: Any = None, own: bool = True
+) -> str | None:
+    """What to say of a job the Hub stopped at its timeout (``None`` for any other ending): the timeout
+    and how to raise it. ``job_timeout``: the job's own, in seconds, when the API reported it; ``given``:
+    the operator's ``timeout=`` argument; ``own``: the task submitted the job (a sensor's was someone's)."""
+    if not message or message.strip().rstrip(".").lower() != TIMEOUT_MESSAGE:
+        return None
+    if job_timeout is None and given:
+        with contextlib.suppress(HfJobsInputError):
+            job_timeout = parse_timeout(given)
+    if own and not given:
+        limit = job_timeout or HUB_DEFAULT_TIMEOUT_SECONDS
+        return (
+            f"It reached the Hub's default timeout of {_duration(limit)}, as no timeout= was given: pass the "
+            f"operator a longer one, e.g. timeout='{_duration(2 * limit)}'."
+        )
+    if own:
+        limit = f"its timeout of {_duration(job_timeout)}" if job_timeout is not None else "its timeout"
+        longer = f", e.g. timeout='{_duration(2 * job_timeout)}'" if job_timeout is not None else ""
+        return (
+            f"It reached {limit} (timeout={given!r}): raise it with the operator's timeout= argument{longer}."
+        )
+    limit = (
+        _duration(job_timeout)
+        if job_timeout is not None
+        else f"the Hub's default of {_duration(HUB_DEFAULT_TIMEOUT_SECONDS)} unless it was given one"
+    )
+    return (
+        f"It reached its timeout ({limit}), set by whoever submits the job: HfJobRunOperator's timeout= "
+        "argument, or hf jobs run --timeout."
+    )
+
+
 def failure_message(
-    job_id: str, stage: str | None, message: str | None, url: str, log_lines: Sequence[str]
+    job_id: str,
+    stage: str | None,
+    message: str | None,
+    url: str,
+    log_lines: Sequence[str],
+    *,
+    advice: str | None = None,
 ) -> str:
+    """The failure of a job that did not complete: its stage, the server's message, ``advice`` (say,
+    :func:`timeout_advice`), the URL and the last log lines."""
     head = f"Hugging Face job {job_id} ended {stage or 'unwatched'}"
     head += f": {message.rstrip('. ')}" if message else ""
-    text = f"{head}. {url}"
+    text = f"{head}. {advice + ' ' if advice else ''}{url}"
     log_lines = visible_lines(log_lines)  # a @task.hf_job function's result lines are not for people
     if log_lines:
         text += f"\nLast {len(log_lines)} log lines:\n" + "\n".join(f"  {line}" for line in log_lines)

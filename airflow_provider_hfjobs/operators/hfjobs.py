@@ -68,7 +68,7 @@ from airflow_provider_hfjobs.operators.reattach import _first_try_of_run as _fir
 from airflow_provider_hfjobs.operators.reattach import _TaskState as _TaskState
 from airflow_provider_hfjobs.results import is_result_line
 from airflow_provider_hfjobs.task_side import check_poll_interval as check_poll_interval
-from airflow_provider_hfjobs.task_side import defer_timeout, failure_message, validate_event
+from airflow_provider_hfjobs.task_side import defer_timeout, failure_message, timeout_advice, validate_event
 from airflow_provider_hfjobs.task_side import extra_flavors as extra_flavors
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigger
 
@@ -621,7 +621,11 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
             log_tail = log_tail or self._log_tail(job.id)  # not followed here: read the tail once
             reason = f"Stopped by its guardrail: {stopped_by.message}\n" if stopped_by is not None else ""
             raise HfJobFailedError(
-                reason + failure_message(job.id, job.stage.value, job.message, job.url, log_tail),
+                reason
+                + failure_message(
+                    job.id, job.stage.value, job.message, job.url, log_tail,
+                    advice=timeout_advice(job.message, given=self.timeout),
+                ),
                 job_id=job.id, stage=job.stage.value, job_url=job.url,
             )  # fmt: skip
         return job.id

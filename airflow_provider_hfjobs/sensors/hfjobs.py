@@ -15,7 +15,7 @@ from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
 from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 from airflow_provider_hfjobs.links.hfjobs import JOB_URL_XCOM_KEY, HfJobLink
 from airflow_provider_hfjobs.results import visible_lines
-from airflow_provider_hfjobs.task_side import defer_timeout, failure_message, validate_event
+from airflow_provider_hfjobs.task_side import defer_timeout, failure_message, timeout_advice, validate_event
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigger
 from airflow_provider_hfjobs.triggers.scheduled import HfScheduledRunTrigger
 
@@ -158,7 +158,10 @@ class HfJobSensor(BaseSensorOperator):
         if job.stage.is_success:
             return True
         # AirflowFailException: a failed job does not get better on a retry; soft_fail turns it into a skip.
-        raise AirflowFailException(failure_message(job.id, job.stage.value, job.message, job.url, tail))
+        advice = timeout_advice(job.message, own=False)
+        raise AirflowFailException(
+            failure_message(job.id, job.stage.value, job.message, job.url, tail, advice=advice)
+        )
 
     def execute(self, context: Any) -> Any:
         # No job seen yet in this process: the link shows nothing rather than asking for an XCom that a
@@ -223,7 +226,8 @@ class HfJobSensor(BaseSensorOperator):
                 self.log.info("Could not read the log tail of job %s: %s", event["job_id"], exc)
         raise AirflowFailException(
             failure_message(
-                event["job_id"], event.get("stage"), event.get("message"), event.get("job_url", ""), tail
+                event["job_id"], event.get("stage"), event.get("message"), event.get("job_url", ""), tail,
+                advice=timeout_advice(event.get("message"), own=False),
             )
         )  # fmt: skip
 

@@ -73,3 +73,61 @@ def test_a_mapped_tasks_flavor_is_checked_when_it_runs() -> None:
     with pytest.raises(HfJobsInputError, match="did you mean 't4-small'"):
         unmapped.execute({"ti": FakeTI()})
     hook.run_job.assert_not_called()
+
+
+# --------------------------------------------------------------------------------------- a job's timeout
+def timed_out(**extra: Any) -> Any:
+    from airflow_provider_hfjobs.jobs import JobInfo
+
+    return JobInfo.from_api(
+        {"id": "j1", "owner": {"name": "alice"}, "flavor": "cpu-basic",
+         "status": {"stage": "ERROR", "message": "Job timeout"}, **extra},
+        "http://hub.test",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("45m", "It reached its timeout of 45m (timeout='45m'): raise it with the operator's timeout= "
+         "argument, e.g. timeout='90m'."),
+        (600, "It reached its timeout of 10m (timeout=600): raise it with the operator's timeout= "
+         "argument, e.g. timeout='20m'."),
+        (None, "It reached the Hub's default timeout of 30m, as no timeout= was given: pass the operator "
+         "a longer one, e.g. timeout='1h'."),
+        ("", "It reached the Hub's default timeout of 30m, as no timeout= was given"),
+    ],
+)  # fmt: skip
+def test_a_job_ended_by_its_timeout_fails_saying_the_timeout_and_how_to_raise_it(
+    given: Any, said: str
+) -> None:
+    from airflow_provider_hfjobs.exceptions import HfJobFailedError
+
+    op, hook = operator(timeout=given, stream_logs=False, reattach=False)
+    hook.run_job.return_value = job("SCHEDULING")
+    hook.wait_for_job.return_value = timed_out()
+    hook.fetch_job_logs.return_value = []
+    with pytest.raises(HfJobFailedError) as failure:
+        op.execute({"ti": FakeTI()})
+    assert f"ended ERROR: Job timeout. {said}" in str(failure.value)
+
+
+def test_a_sensor_says_a_watched_jobs_timeout_is_its_submitters_to_raise() -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_provider_hfjobs.sensors.hfjobs import HfJobSensor
+
+    sensor = HfJobSensor(task_id="watch", job_id="j1")
+    hook = sensor.__dict__["hook"] = __import__("unittest.mock").mock.MagicMock()
+    hook.inspect_job.return_value = timed_out()
+    with pytest.raises(
+        AirflowFailException, match=r"It reached its timeout \(the Hub's default of 30m unless"
+    ):
+        sensor.poke({"ti": FakeTI()})
+
+
+def test_any_other_failure_gets_no_timeout_advice() -> None:
+    from airflow_provider_hfjobs.task_side import timeout_advice
+
+    assert timeout_advice("exit code 1", given="1h") is None and timeout_advice(None) is None
+    assert timeout_advice("Job timeout.", given="1h") is not None
