@@ -190,6 +190,19 @@ def _usd(amount: float) -> str:
     return f"${amount:.{decimals}f}"
 
 
+#: The Hub's metrics stream sends a sample a second, from a connection opened once the job runs: a job
+#: that ran less than this may end before the first one, so that no sample means nothing (and is not said).
+NO_SAMPLE_NOTICE_SECONDS = 10.0
+
+
+def no_sample_means_something(summary: Mapping[str, Any], ran_seconds: float | None) -> bool:
+    """Is "no metrics sample arrived" worth an info line: no sample, and a job that ran long enough
+    (:data:`NO_SAMPLE_NOTICE_SECONDS`) for its stream to send several. Not for a job that never ran."""
+    if summary.get("samples"):
+        return False
+    return ran_seconds is not None and ran_seconds >= NO_SAMPLE_NOTICE_SECONDS
+
+
 def summary_line(job_id: str, summary: Mapping[str, Any], *, gpu_flavor: bool) -> str:
     """The one task-log line: what was measured, and only that (a stream that sent nothing says so)."""
     samples = int(summary.get("samples") or 0)

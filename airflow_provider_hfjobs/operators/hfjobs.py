@@ -57,6 +57,7 @@ from airflow_provider_hfjobs.metrics import (
     MetricsAccumulator,
     flavor_has_gpu,
     idle_gpu_warning,
+    no_sample_means_something,
     summary_from,
     summary_line,
 )
@@ -452,6 +453,8 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         if summary is None:
             return
         flavor = job.flavor or self.flavor
+        if not summary.get("samples") and not no_sample_means_something(summary, job.billed_seconds):
+            return  # a job too short for its stream to send a sample: nothing to say (still in the XCom)
         self.log.info("%s", summary_line(job.id, summary, gpu_flavor=flavor_has_gpu(flavor)))
         warning = idle_gpu_warning(job.id, flavor, summary, cost_usd)
         if warning:

@@ -375,9 +375,8 @@ def test_a_406_at_once_gives_an_empty_summary_and_no_warning(
         else:
             op.execute({"ti": ti})
     assert ti.xcom["job"]["metrics"]["samples"] == 0
-    assert hf_lines(task_log, "info")[-1].startswith(
-        f"Hugging Face job {op.job_id}: no metrics sample arrived"
-    )
+    # A job of a second or two: no sample is no news, not worth a line (one of 10 s or more gets it).
+    assert not [text for text in hf_lines(task_log, "info") if "metrics sample" in text or " used: " in text]
     assert hf_lines(task_log, "warning") == []
 
 

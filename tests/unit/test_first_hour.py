@@ -131,3 +131,32 @@ def test_any_other_failure_gets_no_timeout_advice() -> None:
 
     assert timeout_advice("exit code 1", given="1h") is None and timeout_advice(None) is None
     assert timeout_advice("Job timeout.", given="1h") is not None
+
+
+# ------------------------------------------------------------------------- no metrics sample, short job
+def gpu_job(**durations: Any) -> Any:
+    from airflow_provider_hfjobs.jobs import JobInfo
+
+    return JobInfo.from_api(
+        {"id": "j1", "owner": {"name": "alice"}, "flavor": "a10g-small", "status": {"stage": "COMPLETED"},
+         "durations": durations},
+        "http://hub.test",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("durations", "said_at_info"),
+    [({"runningSecs": 0}, False), ({}, False), ({"runningSecs": 3}, False), ({"runningSecs": 120}, True)],
+)
+def test_no_metrics_sample_is_said_only_of_a_job_that_ran_long_enough_for_one(
+    mocker, durations: dict[str, int], said_at_info: bool
+) -> None:
+    from airflow_provider_hfjobs.metrics import MetricsAccumulator
+
+    log = mocker.MagicMock()
+    mocker.patch.object(HfJobRunOperator, "log", new=property(lambda self: log))
+    op, _ = operator(flavor="a10g-small")
+    op._report_metrics(gpu_job(**durations), MetricsAccumulator().summary(), None)
+    said = " ".join(str(call.args) for call in log.method_calls)
+    assert ("no metrics sample arrived" in said) is said_at_info
+    assert [call[0] for call in log.method_calls] == (["info"] if said_at_info else [])
