@@ -41,6 +41,11 @@ MAX_SSE_LINE_BYTES = 1 << 20
 #: it arrives (a server sending ``data:`` lines and never the blank line that ends the event costs at most
 #: this). A cut event is still dispatched and counted: the cut JSON becomes a (cut) line of raw text.
 MAX_SSE_EVENT_BYTES = 1 << 20
+#: A reader yielding to its event loop between :meth:`LogStreamParser.feed_steps` holds it, per step, for
+#: the parse of at most this many bytes and the display of at most :data:`STEP_LINES` lines (about 10 ms in a
+#: trigger runner: its logging costs some 20 us a line). A replay arrives in reads of 256 KB and more.
+STEP_BYTES = 32 * 1024
+STEP_LINES = 500
 _EOL = re.compile(rb"\r\n|\r|\n")
 # The Hub's own event shape, ``data: {"data":"…","timestamp":"…"}`` then a blank line (compact JSON, data
 # first), is split by a handful of C-level scans per chunk instead of a decode and a json.loads per line.
@@ -204,6 +209,15 @@ class LogBatch(Sequence[LogLine]):
     def __repr__(self) -> str:
         return f"LogBatch({list(self)!r})"
 
+    def split(self, size: int) -> list[LogBatch]:
+        """Consecutive batches of at most ``size`` lines (this one alone if it has no more)."""
+        if len(self.texts) <= size:
+            return [self]
+        return [
+            LogBatch(self.indexes[i : i + size], self.texts[i : i + size], self.timestamps[i : i + size])
+            for i in range(0, len(self.texts), size)
+        ]
+
 
 def _split_canonical(block: bytes) -> tuple[list[str], list[str], bool] | None:
     """Texts and timestamps of a run of events in the Hub's shape (no escapes, no CR, no other fields),
@@ -277,6 +291,25 @@ class LogStreamParser:
                 return self._decoded(rest, batch) if rest else batch
             chunk = data
         return self._decoded(self._decoder.feed(chunk), LogBatch([], [], []))
+
+    def feed_steps(
+        self, chunk: bytes, max_bytes: int = STEP_BYTES, max_lines: int = STEP_LINES
+    ) -> Iterator[LogBatch]:
+        """:meth:`feed` in bounded steps, for a reader that yields to its event loop between two: ``chunk``
+        is parsed at most ``max_bytes`` at a time (cut after an event's end when one is in the piece), and
+        its lines come in batches of at most ``max_lines``. A piece that completes no new line (a replay
+        being skipped, keep-alives) still gives one empty batch: every step is a batch."""
+        start, size = 0, len(chunk)
+        while start < size:
+            end = size
+            if size - start > max_bytes:
+                end = start + max_bytes
+                boundary = chunk.rfind(b"\n\n", start, end)
+                if boundary > start:
+                    end = boundary + 2  # whole events: the next piece can take the fast path
+            batch = self.feed(chunk[start:end] if start or end < size else chunk)
+            start = end
+            yield from batch.split(max_lines)
 
     def _canonical(self, texts: list[str], stamps: list[str], has_marker: bool) -> LogBatch:
         """Cursor bookkeeping for a whole run at once: skip what was delivered, drop markers, cut long lines."""

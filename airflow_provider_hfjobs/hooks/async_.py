@@ -425,16 +425,19 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                     else:
                         body = headers = None
                         while (chunk := await stream.read(check.wait(loop.time()))) != b"":
-                            batch = parser.feed(chunk) if chunk else None
-                            check.saw(parser.events, loop.time())
-                            if batch:
-                                reconnect.progressed()
-                                yield batch
-                            elif check.due(loop.time()):
+                            lines = False
+                            async for batch in _steps(parser, chunk or b""):
+                                check.saw(parser.events, loop.time())
+                                if batch:
+                                    lines = True
+                                    reconnect.progressed()
+                                    yield batch
+                            if not lines and check.due(loop.time()):
                                 if await self._ended(job_id, ns):
                                     while chunk := await stream.read(0):  # what already arrived
-                                        if batch := parser.feed(chunk):
-                                            yield batch
+                                        async for batch in _steps(parser, chunk):
+                                            if batch:
+                                                yield batch
                                     if check.leave_after_ended():
                                         return
                                     replay = True  # once: the rest of a stream running behind
@@ -528,6 +531,21 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         return await _HttpxEventStream.open(
             client.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout)
         )
+
+
+async def _steps(parser: LogStreamParser, chunk: bytes) -> AsyncIterator[LogBatch]:
+    """The batches of ``chunk`` (:meth:`LogStreamParser.feed_steps`), the event loop let run between two and
+    after the last of several: one read of a replay brings thousands of lines (256 KB and more), and the
+    consumer shows each batch before asking for the next, so a step holds the loop for one bounded batch.
+    One step (a live stream's usual chunk) costs no extra turn of the loop."""
+    steps = 0
+    for batch in parser.feed_steps(chunk):
+        if steps:
+            await asyncio.sleep(0)
+        steps += 1
+        yield batch
+    if steps > 1:
+        await asyncio.sleep(0)  # the loop read on meanwhile: the next read may return at once
 
 
 class _HttpxEventStream:
