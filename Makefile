@@ -12,7 +12,7 @@ VENV_AF2 := .venv-af2
 CONSTRAINTS_AF2 := constraints/airflow-2.11.2-py3.11.txt
 STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml setup.py airflow_provider_hfjobs/__init__.py $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
 
-.PHONY: venv venv-af2 browser services test test-af3 test-af2 demo lint format clean dist check-dist docs
+.PHONY: venv venv-af2 browser services test test-af3 test-af2 demo lint typecheck format clean dist check-dist docs
 
 venv: $(STAMP)
 venv-af2: $(STAMP_AF2)
@@ -62,7 +62,7 @@ services:
 	fi
 
 # The whole suite on Airflow 3.3, then again on Airflow 2.11.
-test: lint docs check-dist test-af3 test-af2
+test: lint typecheck docs check-dist test-af3 test-af2
 
 test-af3: venv browser services
 	$(VENV)/bin/python -m pytest -q
@@ -72,6 +72,18 @@ test-af2: venv-af2 browser services
 
 lint: venv
 	$(VENV)/bin/ruff check airflow_provider_hfjobs tests example_dags benchmarks
+
+# Static types: mypy, pinned, into .venv beside the suite's (the constraints keep Airflow's pins), checks the
+# package (marked typed by py.typed) with pyproject.toml's [tool.mypy] settings, against Airflow 3.3.
+TYPECHECK_TOOLS := mypy==2.4.1
+TYPECHECK_STAMP := $(VENV)/.typecheck-tools-$(shell echo '$(TYPECHECK_TOOLS)' | sha1sum | cut -c1-12)
+
+$(TYPECHECK_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) $(TYPECHECK_TOOLS)
+	@rm -f $(VENV)/.typecheck-tools-* && touch $@
+
+typecheck: venv $(TYPECHECK_STAMP)
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff format airflow_provider_hfjobs tests example_dags benchmarks

@@ -84,6 +84,7 @@ class _ModelImport(importlib.abc.MetaPathFinder):
             if model is not None:
                 _listen(model)
 
+        # Wrapping the loader's method is the point: Airflow's Connection model gets its events when loaded.
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 

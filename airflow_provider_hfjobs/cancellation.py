@@ -15,10 +15,14 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsNotFoundError
 from airflow_provider_hfjobs.jobs import DEFAULT_ENDPOINT, JobInfo
+
+if TYPE_CHECKING:
+    from airflow_provider_hfjobs.hooks.async_ import HfJobsAsyncHook
+    from airflow_provider_hfjobs.hooks.sync import HfJobsHook
 
 #: How long a cancel is followed until the job is terminal, before a loud warning says it may still run.
 CANCEL_CONFIRM_SECONDS = 60.0
@@ -127,7 +131,7 @@ def log_outcome(log: Any, outcome: CancelOutcome) -> None:
 
 
 def cancel_and_confirm(
-    hook: Any,
+    hook: HfJobsHook,
     job_id: str,
     *,
     namespace: str | None,
@@ -163,7 +167,7 @@ def cancel_and_confirm(
 
 
 async def acancel_and_confirm(
-    hook: Any,
+    hook: HfJobsAsyncHook,
     job_id: str,
     *,
     namespace: str | None,
@@ -201,15 +205,15 @@ async def acancel_and_confirm(
     return confirmed(job, time.monotonic() - began, reason)
 
 
-def _endpoint(hook: Any) -> str | None:
+def _endpoint(hook: HfJobsHook) -> str | None:
     try:
         return str(hook.endpoint)
     except Exception:  # the endpoint is only for the by-hand command
         return None
 
 
-def _last_seen(hook: Any, job_id: str, namespace: str | None) -> JobInfo | None:
+def _last_seen(hook: HfJobsHook, job_id: str, namespace: str | None) -> JobInfo | None:
     try:
-        return hook.inspect_job(job_id, namespace=namespace)  # type: ignore[no-any-return]
+        return hook.inspect_job(job_id, namespace=namespace)
     except HfJobsError:
         return None

@@ -213,14 +213,13 @@ class Guardrails:
         ``"90s"``/``"30m"``/``"1.5h"``/``"2d"``; a ``timedelta`` too), a cost in dollars (``2.5``,
         ``"$2.5"``), a threshold in percent (``None``: 5). A bad value is an :class:`HfJobsInputError`
         naming the argument and what to give instead."""
-        checked = check_guardrail_arguments(
-            stall_timeout=stall_timeout,
-            max_cost_usd=max_cost_usd,
-            idle_gpu_timeout=idle_gpu_timeout,
-            idle_gpu_threshold=idle_gpu_threshold,
-            max_scheduling_time=max_scheduling_time,
+        return cls(
+            stall_timeout=_duration(stall_timeout, "stall_timeout"),
+            max_cost_usd=_cost(max_cost_usd),
+            idle_gpu_timeout=_duration(idle_gpu_timeout, "idle_gpu_timeout"),
+            idle_gpu_threshold=_threshold(idle_gpu_threshold),
+            max_scheduling_time=_duration(max_scheduling_time, "max_scheduling_time"),
         )
-        return cls(**checked)  # type: ignore[arg-type]
 
     @property
     def active(self) -> bool:
@@ -310,7 +309,7 @@ def flavor_fallback(flavor: str | Sequence[str] | None) -> list[str]:
     if flavor is None:
         return []
     if isinstance(flavor, str):
-        return [validate_flavor(flavor)]  # type: ignore[list-item]
+        return [validate_flavor(flavor)]
     if not isinstance(flavor, Sequence):
         raise HfJobsInputError(
             f"flavor must be a flavor name or a list of them to try in order, such as ['l4x1', 'a10g-small']; "
@@ -338,8 +337,10 @@ def flavor_fallback(flavor: str | Sequence[str] | None) -> list[str]:
 def next_flavor(flavors: Sequence[str], current: str | None) -> str | None:
     """The flavor after ``current`` in the fallback list; ``None`` when it is the last one, or not in the
     list (nothing says where to go on)."""
+    if current is None:
+        return None
     try:
-        position = list(flavors).index(current)  # type: ignore[arg-type]
+        position = list(flavors).index(current)
     except ValueError:
         return None
     return flavors[position + 1] if position + 1 < len(flavors) else None

@@ -16,11 +16,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 
-def _fernet() -> object | None:
+class _Fernet(Protocol):
+    """What is used here of Airflow's ``get_fernet()`` (a ``cryptography`` Fernet or MultiFernet)."""
+
+    def encrypt(self, data: bytes) -> bytes: ...
+    def decrypt(self, token: bytes) -> bytes: ...
+
+
+def _fernet() -> _Fernet | None:
     try:
         from airflow.models.crypto import get_fernet
 
@@ -40,7 +48,7 @@ def seal_mask_values(values: Iterable[object]) -> str | None:
     fernet = _fernet()
     if fernet is None:
         return None
-    return fernet.encrypt(json.dumps(plain).encode("utf-8")).decode("ascii")  # type: ignore[attr-defined]
+    return fernet.encrypt(json.dumps(plain).encode("utf-8")).decode("ascii")
 
 
 def unseal_mask_values(sealed: str | None) -> list[str]:
@@ -51,7 +59,7 @@ def unseal_mask_values(sealed: str | None) -> list[str]:
     try:
         if fernet is None:
             raise ValueError("no Fernet key is configured in this process")
-        values = json.loads(fernet.decrypt(sealed.encode("ascii")))  # type: ignore[attr-defined]
+        values = json.loads(fernet.decrypt(sealed.encode("ascii")))
     except Exception as exc:
         log.warning(
             "Cannot read the secret values to mask (%s): set the same [core] fernet_key on workers and "

@@ -289,7 +289,8 @@ class OrphanScan:
 
     @property
     def looked_at(self) -> int:
-        return sum(map(len, (self.orphans, self.watched, self.unmatched, self.too_young, self.not_ours)))
+        groups = (self.orphans, self.watched, self.unmatched, self.too_young, self.not_ours)
+        return sum(len(group) for group in groups)
 
     def summary(self, namespace: str) -> str:
         return (

@@ -51,10 +51,10 @@ def timeout_advice(
         with contextlib.suppress(HfJobsInputError):
             job_timeout = parse_timeout(given)
     if own and not given:
-        limit = job_timeout or HUB_DEFAULT_TIMEOUT_SECONDS
+        seconds = job_timeout or HUB_DEFAULT_TIMEOUT_SECONDS
         return (
-            f"It reached the Hub's default timeout of {_duration(limit)}, as no timeout= was given: pass the "
-            f"operator a longer one, e.g. timeout='{_duration(2 * limit)}'."
+            f"It reached the Hub's default timeout of {_duration(seconds)}, as no timeout= was given: pass the "
+            f"operator a longer one, e.g. timeout='{_duration(2 * seconds)}'."
         )
     if own:
         limit = f"its timeout of {_duration(job_timeout)}" if job_timeout is not None else "its timeout"

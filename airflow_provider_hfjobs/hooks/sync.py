@@ -36,7 +36,6 @@ from airflow_provider_hfjobs.hooks.credentials import (
     HfJobsCredentials,
     _connection_refused,
     _first_sentence,
-    _HfJobsHookBase,
     _raise_if_tls,
     user_agent,
 )
@@ -107,6 +106,8 @@ from airflow_provider_hfjobs.jobs import (
 if TYPE_CHECKING:
     import requests  # imported where used: it costs a DAG file parse 35 ms, and only the sync hook needs it
 
+    from airflow_provider_hfjobs.orphans import OrphanJob, TaskStatesReader
+
 #: The stream timeouts live with the streams (:mod:`.sync_streams`) and are importable from here too.
 __all__ = ["NO_FOLLOW_READ_TIMEOUT", "STREAM_CONNECT_TIMEOUT", "HfJobsHook"]
 
@@ -114,7 +115,7 @@ R = TypeVar("R", bound=Route)
 T = TypeVar("T")
 
 
-class HfJobsHook(_SyncStreams, _HfJobsHookBase):
+class HfJobsHook(_SyncStreams):
     """Talk to Hugging Face Jobs.
 
     :param hf_conn_id: an ``hf_jobs`` connection (host = Hub endpoint, empty for huggingface.co; password =
@@ -399,6 +400,7 @@ class HfJobsHook(_SyncStreams, _HfJobsHookBase):
         while True:
             status: int | None = None
             headers: Mapping[str, str] | None = None
+            failure: HfJobsError
             try:
                 response, content = self._exchange("POST", url, json=spec)
             except TooSlow:  # sent, and maybe done: look for the job before sending again
@@ -714,15 +716,15 @@ class HfJobsHook(_SyncStreams, _HfJobsHookBase):
     # -------------------------------------------------------------------------------------------- orphans
     def list_orphan_jobs(
         self,
-        task_states: Any = None,
+        task_states: TaskStatesReader | None = None,
         *,
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
         min_age: timedelta | float | str = timedelta(minutes=10),
-    ) -> list[Any]:
+    ) -> list[OrphanJob]:
         """The live jobs this provider's operators started whose task instance no longer watches them (it
-        finished, failed, was cleared or deleted), older than ``min_age``: billed with nobody watching. A
-        ``list[OrphanJob]``; ``task_states`` is a :data:`~airflow_provider_hfjobs.orphans.TaskStatesReader`
+        finished, failed, was cleared or deleted), older than ``min_age``: billed with nobody watching.
+        ``task_states`` is a :data:`~airflow_provider_hfjobs.orphans.TaskStatesReader`
         (default: this Airflow's). See :mod:`airflow_provider_hfjobs.orphans`."""
         from airflow_provider_hfjobs.orphans import scan_orphan_jobs
 

@@ -1,9 +1,10 @@
 """Log following and metrics of :class:`~airflow_provider_hfjobs.hooks.sync.HfJobsHook`: the job's
 event streams over ``requests``, reconnected and deduplicated, left once the job has ended.
 
-A mixin, so that the hook's module keeps to the connection, the transport and the request routes; it
-uses the hook's ``session``, ``endpoint``, ``retry_policy``, ``request_deadline``, ``stage_check_interval``,
-``inspect_job`` and ``_resolved``.
+A base class of the hook, so that the hook's module keeps to the connection, the transport and the request
+routes; it uses the hook's ``session``, ``endpoint``, ``request_deadline``, ``stage_check_interval``,
+``inspect_job`` and ``_resolved`` (declared below for type checkers) and the base hook's ``retry_policy``
+and ``log``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_hfjobs.deadlines import StageCheck, check_seconds
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
-from airflow_provider_hfjobs.hooks.credentials import _raise_if_tls
+from airflow_provider_hfjobs.hooks.credentials import _HfJobsHookBase, _raise_if_tls
 from airflow_provider_hfjobs.hooks.sync_transport import (
     ChunkReader,
     Deadline,
@@ -25,6 +26,8 @@ from airflow_provider_hfjobs.hooks.sync_transport import (
 )
 from airflow_provider_hfjobs.jobs import (
     FOLLOW_READ_TIMEOUT,
+    JobInfo,
+    Route,
     body_limit,
     error_for_response,
     is_error_status,
@@ -44,14 +47,30 @@ from airflow_provider_hfjobs.sse import (
 if TYPE_CHECKING:
     import requests  # imported where used, as in the hook's module
 
+R = TypeVar("R", bound=Route)
+
 #: Read timeout of a non-followed log read: the replay arrives at once, then the stream idles.
 NO_FOLLOW_READ_TIMEOUT = 5.0
 #: Seconds to wait for a stream's connection and response head.
 STREAM_CONNECT_TIMEOUT = 10.0
 
 
-class _SyncStreams:
+class _SyncStreams(_HfJobsHookBase):
     """The hook's stream methods (see the module's docstring)."""
+
+    if TYPE_CHECKING:  # what these methods use of the hook (HfJobsHook defines them)
+        request_deadline: float
+        stage_check_interval: float
+
+        @property
+        def endpoint(self) -> str: ...
+        @property
+        def session(self) -> requests.Session: ...
+        @property
+        def _verify(self) -> str | bool: ...
+        def _auth(self) -> dict[str, str]: ...
+        def _resolved(self, route: R) -> R: ...
+        def inspect_job(self, job_id: str, *, namespace: str | None = None) -> JobInfo: ...
 
     # ------------------------------------------------------------------------------------------------ logs
     def fetch_job_logs(

@@ -111,18 +111,20 @@ def deadline_adapter() -> type[Any]:
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    class Watched:
+    def watched(connection: HTTPConnection) -> None:
+        deadline, sock = getattr(_watching, "deadline", None), getattr(connection, "sock", None)
+        if deadline is not None and sock is not None:
+            deadline.attach(sock)
+
+    class WatchedHTTPConnection(HTTPConnection):
         def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-            deadline, sock = getattr(_watching, "deadline", None), getattr(self, "sock", None)
-            if deadline is not None and sock is not None:
-                deadline.attach(sock)
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            watched(self)
+            return super().getresponse(*args, **kwargs)
 
-    class WatchedHTTPConnection(Watched, HTTPConnection):
-        pass
-
-    class WatchedHTTPSConnection(Watched, HTTPSConnection):
-        pass
+    class WatchedHTTPSConnection(HTTPSConnection):
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            watched(self)
+            return super().getresponse(*args, **kwargs)
 
     class WatchedHTTPPool(HTTPConnectionPool):
         ConnectionCls = WatchedHTTPConnection

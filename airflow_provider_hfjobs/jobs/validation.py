@@ -9,7 +9,7 @@ import hashlib
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.jobs.models import Volume
@@ -423,6 +423,12 @@ def validate_command(command: Sequence[str]) -> list[str]:
     return list(command)
 
 
+@overload
+def validate_flavor(flavor: str) -> str: ...
+@overload
+def validate_flavor(flavor: None) -> None: ...
+@overload
+def validate_flavor(flavor: str | None) -> str | None: ...
 def validate_flavor(flavor: str | None) -> str | None:
     """A flavor name, not checked against a list: the server knows the flavors (new ones appear on the
     Hub). :func:`check_known_flavor` is the stricter check of a DAG's literal flavor."""
@@ -467,6 +473,12 @@ def check_env_and_secrets(env: Mapping[str, Any] | None, secrets: Mapping[str, A
         )
 
 
+@overload
+def validate_job_name(name: str) -> str: ...
+@overload
+def validate_job_name(name: None) -> None: ...
+@overload
+def validate_job_name(name: str | None) -> str | None: ...
 def validate_job_name(name: str | None) -> str | None:
     """A job name: it travels as the ``name`` label, so a label value's rules apply."""
     return None if name is None else validate_labels({"name": name}, field_name="name")["name"]
@@ -478,7 +490,7 @@ def job_labels(labels: Mapping[str, Any] | None, name: str | None) -> dict[str, 
     if name is not None:
         if "name" in clean:
             raise HfJobsInputError("give the job name either as name= or as labels['name'], not both.")
-        clean["name"] = validate_job_name(name)  # type: ignore[assignment]
+        clean["name"] = validate_job_name(name)
     return clean
 
 

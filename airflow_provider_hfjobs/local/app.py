@@ -249,7 +249,7 @@ def create_app(
         if isinstance(ns, Response):
             return ns
         assert volumes is not None
-        found = await asyncio.to_thread(volumes.buckets.list, ns)
+        found = await asyncio.to_thread(volumes.buckets.list_buckets, ns)
         search = request.query_params.get("search")
         return JSONResponse([info for info in found if not search or search in info["name"]])
 
@@ -347,7 +347,7 @@ def create_app(
             offset = max(0, int(query.get("offset", "0")))
         except ValueError:
             return error(400, "offset must be an integer")
-        jobs = store.list(ns, stages, labels)
+        jobs = store.list_jobs(ns, stages, labels)
         page = jobs[offset : offset + page_size]
         response = JSONResponse([job.to_json() for job in page])
         if offset + page_size < len(jobs):
@@ -491,7 +491,7 @@ def create_app(
             injector.add(fault)
         elif request.method == "DELETE":
             injector.clear()
-        return JSONResponse([fault.to_json() for fault in injector.list()])
+        return JSONResponse([fault.to_json() for fault in injector.active()])
 
     async def restart_control(request: Request) -> Response:
         """``POST {"downtime": seconds}``: stop serving, wait, serve again from the same state (202 first)."""
@@ -641,7 +641,7 @@ def create_app(
             labels = label_filters(request)
         except SpecError as exc:
             return error(exc.status, str(exc))
-        return JSONResponse([record.to_json() for record in schedules.list(ns, labels)])
+        return JSONResponse([record.to_json() for record in schedules.list_scheduled_jobs(ns, labels)])
 
     async def inspect_scheduled(request: Request) -> Response:
         record = scheduled_or_error(request)

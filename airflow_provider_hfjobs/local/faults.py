@@ -100,7 +100,8 @@ class FaultInjector:
         with self._lock:
             self._faults.clear()
 
-    def list(self) -> list[Fault]:
+    def active(self) -> list[Fault]:
+        """The faults still armed (their ``times`` not used up), for the API's list."""
         with self._lock:
             return [fault for fault in self._faults if fault.times != 0]
 

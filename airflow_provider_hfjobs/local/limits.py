@@ -83,6 +83,7 @@ def guarded_h11(max_connections: int, header_timeout: float) -> type[H11Protocol
     connections can neither pile up nor keep a descriptor for long."""
 
     class GuardedH11Protocol(H11Protocol):
+        # uvicorn's own signature (asyncio.Transport, narrower than asyncio's BaseTransport), so its ignore too.
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             self._head_timer: asyncio.TimerHandle | None = None
             super().connection_made(transport)

@@ -131,9 +131,10 @@ def parse_gpu_reading(data: Any, count: int) -> list[tuple[float, float]] | None
     documented forms (a number, one object for every GPU, or a list with one entry per GPU)."""
     if isinstance(data, list):
         entries = [_gpu_entry(entry) for entry in data[:count]]
-        if any(entry is None for entry in entries):
+        readings = [entry for entry in entries if entry is not None]
+        if len(readings) < len(entries):
             return None
-        return [*entries, *[(0.0, 0.0)] * (count - len(entries))]  # type: ignore[list-item]
+        return [*readings, *[(0.0, 0.0)] * (count - len(readings))]
     entry = _gpu_entry(data)
     return None if entry is None else [entry] * count
 

@@ -255,7 +255,9 @@ def detail_rows(job: JobInfo) -> list[tuple[str, list[Node], str]]:
         if job.space_id
         else ["—"]
     )
-    volumes = [h("ul", {}, *(volume_item(volume) for volume in job.volumes))] if job.volumes else [none()]
+    volumes: list[Node] = (
+        [h("ul", {}, *(volume_item(volume) for volume in job.volumes))] if job.volumes else [none()]
+    )
     rows: list[tuple[str, list[Node], str]] = [
         ("Image", where, "image"),
         ("Command", [command_node(job)], "command"),
@@ -455,7 +457,7 @@ class JobPages:
         ns = request.path_params["namespace"]
         if ns != self.namespace:
             return self.not_found(f"No namespace {ns} on this server: its jobs are in {self.namespace}.")
-        jobs = self.store.list(ns)
+        jobs = self.store.list_jobs(ns)
         rows = []
         for record in jobs[:LIST_LIMIT]:
             job = self.info(request, record)
@@ -482,7 +484,7 @@ class JobPages:
 
     def scheduled_section(self, ns: str) -> list[Any] | None:
         """The list's "Scheduled jobs" table (none without any), each row with its buttons."""
-        records = self.scheduled.store.list(ns) if self.scheduled is not None else []
+        records = self.scheduled.store.list_scheduled_jobs(ns) if self.scheduled is not None else []
         rows = []
         for record in records:
             info = ScheduledJobInfo.from_api(record.to_json())  # secret names only, as the API shows it

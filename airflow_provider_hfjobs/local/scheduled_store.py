@@ -20,7 +20,6 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,11 +173,13 @@ class ScheduledJobStore:
         record = self._records.get(scheduled_job_id)
         return record if record is not None and record.namespace == namespace else None
 
-    def list(self, namespace: str, labels: dict[str, str] | None = None) -> list[ScheduledJobRecord]:
+    def list_scheduled_jobs(
+        self, namespace: str, labels: dict[str, str] | None = None
+    ) -> list[ScheduledJobRecord]:
         found = [r for r in self._records.values() if r.namespace == namespace and r.matches(labels or {})]
         return sorted(found, key=lambda record: record.created_at, reverse=True)
 
-    def all(self) -> Iterable[ScheduledJobRecord]:
+    def all(self) -> list[ScheduledJobRecord]:
         return list(self._records.values())
 
     def delete(self, record: ScheduledJobRecord) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from airflow_provider_hfjobs.jobs import JobStage
 from airflow_provider_hfjobs.local.metrics import SimulatedSampler
@@ -69,14 +70,14 @@ class Scenario:
         unknown = set(values) - set(kinds)
         if unknown:
             raise ValueError(f"unknown scenario keys {sorted(unknown)}: use {', '.join(kinds)}")
-        converted: dict[str, object] = {}
+        converted: dict[str, Any] = {}  # each to its field's type, from the field's name
         for key, raw in values.items():
             kind = str(kinds[key])
             try:
                 converted[key] = float(raw) if "float" in kind else int(raw) if "int" in kind else raw.upper()
             except ValueError:
                 raise ValueError(f"scenario {key}={raw!r} is not a number") from None
-        return replace(self, **converted)  # type: ignore[arg-type]
+        return replace(self, **converted)
 
     def for_job(self, environment: dict[str, str]) -> Scenario:
         """This scenario, overridden by the job's ``HFJOBS_SIM_*`` variables."""

@@ -446,7 +446,7 @@ class JobStore:
         job = self._jobs.get(job_id)
         return job if job is not None and job.namespace == namespace else None
 
-    def list(
+    def list_jobs(
         self, namespace: str, stages: Iterable[str] = (), labels: dict[str, str] | None = None
     ) -> list[JobRecord]:
         wanted = set(stages)

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from airflow_provider_hfjobs.jobs import format_timestamp
 from airflow_provider_hfjobs.local.spec import SpecError, system_directory, validate_bucket_name
@@ -97,7 +97,7 @@ class BucketStore:
                 info[key] = record[key]
         return info
 
-    def list(self, namespace: str) -> list[dict[str, Any]]:
+    def list_buckets(self, namespace: str) -> list[dict[str, Any]]:
         folder = self.root / namespace
         if not folder.is_dir():
             return []
@@ -136,7 +136,7 @@ class Volumes:
         self.state_dir = None if state_dir is None else Path(state_dir).resolve()
         #: Load-testing mode runs no process: nothing is mounted, so the machine need not allow it.
         self.mount_namespaces = mount_namespaces
-        self._probe: str | bool | None = False  # False: not probed yet; None: works; str: why not
+        self._probe: str | Literal[False] | None = False  # False: not probed yet; None: works; str: why not
 
     def protected(self) -> list[tuple[str, str]]:
         """Paths a mount must not cover, with what they are to the job."""
@@ -253,7 +253,6 @@ class Volumes:
                 self._probe = None if done.returncode == 0 else (done.stderr.strip() or "unknown error")
             except (OSError, subprocess.SubprocessError) as exc:
                 self._probe = str(exc)
-        assert self._probe is not False
         return self._probe
 
     def resolve(self, volumes: list[dict[str, Any]]) -> list[Mount]:
