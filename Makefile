@@ -110,9 +110,9 @@ check-dist: dist
 
 # The guides in docs/ as a site, into site/: MkDocs (pinned in docs/requirements.txt, installed into .venv with
 # the constraints, so nothing of Airflow's moves) in strict mode, so a warning (a broken link) fails the build.
-DOCS_STAMP := $(VENV)/.docs-$(shell cat docs/requirements.txt | sha1sum | cut -c1-12)
+DOCS_STAMP := $(VENV)/.docs-$(shell cat docs/requirements.txt $(CONSTRAINTS) | sha1sum | cut -c1-12)
 
-$(DOCS_STAMP): docs/requirements.txt $(STAMP)
+$(DOCS_STAMP): docs/requirements.txt $(CONSTRAINTS) | $(STAMP)
 	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -r docs/requirements.txt
 	@rm -f $(VENV)/.docs-* && touch $@
 
