@@ -156,7 +156,7 @@ class SSEDecoder:
 class LogLine(NamedTuple):
     """One line of the job's output. ``index`` is its position in the server's replay (markers included)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, as it always has
     text: str
     timestamp: str | None
 

@@ -419,6 +419,8 @@ class HfJobsAsyncHook(_HfJobsHookBase):
             replay = False
             try:
                 stream = await self._open_stream(url, creds, route.read_timeout)
+                body: bytes | None
+                headers: httpx.Headers | None
                 try:
                     if is_error_status(stream.status_code):
                         body, headers = await self._error_body(stream), stream.headers
