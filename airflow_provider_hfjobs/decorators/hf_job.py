@@ -26,12 +26,18 @@ never in the script the job's environment shows.
 
 Limits: arguments and the return value are JSON (the return value at most 512 KiB: write more to a bucket
 volume and return its path); no lambdas and no closures (the function travels as source); the function
-imports what it uses; names of the DAG file (other functions, constants) do not exist in the job.
+imports what it uses; names of the DAG file (other functions, constants) do not exist in the job, and a
+function that uses one is refused when the DAG is parsed (:func:`outside_names`).
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import dis
 import inspect
+import textwrap
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,6 +68,80 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: What the job's script has at module level besides the function (``build_function_script``: the future
+#: import, the runner; a module's own attributes); everything else the function reads from its globals
+#: is a NameError there.
+_SCRIPT_GLOBALS = frozenset(
+    {
+        "annotations",
+        "_hfjobs_run",
+        "__file__",
+        "__cached__",
+        "__builtins__",
+        "__annotations__",
+        *dir(types.ModuleType("job")),
+    }
+)
+_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
+_GLOBAL_STORES = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
+
+
+def _as_in_the_job(function: Any) -> types.CodeType | None:
+    """The function's definition compiled as the job's script compiles it (its source, postponed
+    annotations, its decorators left out), or ``None`` when its source cannot be read or parsed here (the
+    operator says so, or it is not a def of its own)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    node = next(
+        (
+            item
+            for item in tree.body
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == function.__name__
+        ),
+        None,
+    )
+    if node is None:
+        return None
+    node.decorator_list = []
+    future = ast.parse("from __future__ import annotations").body  # as the script starts
+    return compile(
+        ast.Module(body=[*future, node], type_ignores=[]), "<@task.hf_job>", "exec", dont_inherit=True
+    )
+
+
+def outside_names(function: Any) -> list[str]:
+    """The names the function (its body, nested functions and classes, its default values) reads from
+    module level that the job's script will not have: the DAG file's imports, constants, helpers, or
+    names defined nowhere. Read from the bytecode, so a local, a parameter, a name imported inside the
+    function, an attribute (``x.path``) or a builtin is never one."""
+    code = _as_in_the_job(function)
+    if code is None:
+        return []
+    loaded: set[str] = set()
+    stored: set[str] = set()
+
+    def walk(code: types.CodeType) -> None:
+        own: set[str] = set()  # a module or class body's own names (STORE_NAME) read back with LOAD_NAME
+        for instruction in dis.get_instructions(code):
+            name = instruction.argval
+            if instruction.opname in _GLOBAL_LOADS and isinstance(name, str):
+                if instruction.opname == "LOAD_GLOBAL" or name not in own:
+                    loaded.add(name)
+            elif instruction.opname in _GLOBAL_STORES and isinstance(name, str):
+                stored.add(name)  # ``global x`` and an assignment: the function makes it itself
+            elif instruction.opname == "STORE_NAME" and isinstance(name, str):
+                own.add(name)
+        for constant in code.co_consts:
+            if isinstance(constant, types.CodeType):
+                walk(constant)
+
+    walk(code)
+    allowed = {*dir(builtins), *_SCRIPT_GLOBALS, function.__name__, *stored}
+    return sorted(loaded - allowed)
+
+
 def check_function(function: Any) -> None:
     """What cannot travel to a job as source: not a plain named function, a lambda, a closure."""
     if not inspect.isfunction(function):
@@ -79,6 +159,15 @@ def check_function(function: Any) -> None:
             f"@task.hf_job function {name}() uses variables of its enclosing function "
             f"({', '.join(nonlocals)}): it travels to the job as source, without them. Pass them as arguments "
             "(JSON values) instead."
+        )
+    outside = outside_names(function)
+    if outside:
+        of_dag = [name for name in outside if name in getattr(function, "__globals__", {})]
+        where = "names of the DAG file" if len(of_dag) == len(outside) else "names from outside it"
+        raise HfJobsInputError(
+            f"@task.hf_job function {name}() uses {where} ({', '.join(outside)}): it travels to the job as "
+            "its own source alone, where they do not exist (a NameError in the job). Import modules inside "
+            "the function, pass values as arguments (JSON values), and define helper functions inside it."
         )
 
 
