@@ -27,6 +27,8 @@ from airflow_provider_hfjobs.task_side import check_poll_interval, extra_flavors
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import BaseOperator as _OperatorBase
+
+    from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
 else:
     _OperatorBase = object
 
@@ -39,6 +41,19 @@ _UV_ARGUMENTS = ("script_args", "dependencies", "python")
 
 class RunArgumentChecks(_OperatorBase):
     """``HfJobRunOperator``'s checks of its arguments (and the base of every subclass's)."""
+
+    if TYPE_CHECKING:  # the operator's, for the type checker only
+        image: str
+        command: list[str]
+        flavor: str | list[str] | None
+        env: Any
+        labels: Any
+        poll_interval: float
+
+        @property
+        def hook(self) -> HfJobsHook: ...
+
+        def _create_arguments(self, labels: dict[str, str]) -> dict[str, Any]: ...
 
     def _check_known_arguments(self) -> None:
         """At DAG parse time, check every argument whose value is known already with the rules the hook
@@ -92,8 +107,8 @@ class RunArgumentChecks(_OperatorBase):
         for flavor in flavors:
             try:
                 check_known_flavor(flavor, known)
-            except HfJobsInputError as error:
-                unknown.append((flavor, error))
+            except HfJobsInputError as refusal:
+                unknown.append((flavor, refusal))
         if not unknown:
             return
         try:
@@ -103,9 +118,9 @@ class RunArgumentChecks(_OperatorBase):
                 "Could not read the Hub's hardware list to check flavor %s (%s).", unknown[0][0], exc
             )
             return
-        for flavor, error in unknown:
+        for flavor, refused in unknown:
             if flavor not in listed:
-                raise error
+                raise refused
 
     def _job_arguments(self) -> dict[str, Any]:
         """The hook's create arguments (without the task instance labels), by operator attribute name."""
@@ -155,8 +170,12 @@ class RunArgumentChecks(_OperatorBase):
         return dag
 
 
-class UvArgumentChecks(_OperatorBase):
+class UvArgumentChecks(RunArgumentChecks):
     """``HfUvJobOperator``'s own checks: ``run_uv_job``'s rules, and where a local script lies."""
+
+    if TYPE_CHECKING:
+        script: str
+        allow_script_outside_dags_folder: bool
 
     def _check_arguments(self, context: Any | None) -> None:
         """``run_uv_job``'s rules first (the script, its arguments, ``env`` not taking the script's

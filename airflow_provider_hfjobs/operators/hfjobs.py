@@ -133,7 +133,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
     template_fields_renderers = {
         "command": "json", "env": "json", "labels": "json", "secrets": "json", "volumes": "json",
     }  # fmt: skip
-    operator_extra_links = (HfJobLink(),)
+    operator_extra_links: tuple[HfJobLink, ...] = (HfJobLink(),)
     ui_color = "#ffd21e"
     #: A subclass with arguments of its own calls :meth:`_check_known_arguments` once they are set.
     _checks_own_arguments = False
@@ -431,7 +431,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         if job.is_terminal:
             return False
         if self.log_metrics is None:
-            return flavor_has_gpu(job.flavor or self.flavor)
+            return flavor_has_gpu(job.flavor or self._current_flavor())
         return bool(self.log_metrics)
 
     def _start_metrics(self, job: JobInfo, on_sample: Any = None) -> MetricsFollower | None:
@@ -452,7 +452,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         """The summary line, and the warning when a GPU flavor's GPU mostly waited."""
         if summary is None:
             return
-        flavor = job.flavor or self.flavor
+        flavor = job.flavor or self._current_flavor()
         if not summary.get("samples") and not no_sample_means_something(summary, job.billed_seconds):
             return  # a job too short for its stream to send a sample: nothing to say (still in the XCom)
         self.log.info("%s", summary_line(job.id, summary, gpu_flavor=flavor_has_gpu(flavor)))
@@ -507,7 +507,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         price = self._announce_guardrails(current, guardrails) if guardrails.active else None
         self.defer(
             trigger=HfJobTrigger(
-                job_id=job.id, namespace=self.job_namespace, hf_conn_id=self.hf_conn_id,
+                job_id=job.id, namespace=self.job_namespace or self.hook.namespace, hf_conn_id=self.hf_conn_id,
                 poll_interval=self.poll_interval, stream_logs=self.stream_logs, deadline=deadline,
                 cancel_on_kill=self.cancel_on_kill, mask_values_sealed=self._sealed_secrets(),
                 log_metrics=self._wants_metrics(current),

@@ -12,6 +12,8 @@ from airflow_provider_hfjobs.exceptions import HfJobsNotFoundError
 from airflow_provider_hfjobs.jobs import TASK_INSTANCE_LABEL, JobInfo
 
 if TYPE_CHECKING:
+    from airflow_provider_hfjobs.hooks.hfjobs import HfJobsHook
+
     _OperatorBase = BaseOperator
 else:
     _OperatorBase = object
@@ -70,6 +72,14 @@ def _task_state(context: Any, log: Any) -> _TaskState:
 class Reattachment(_OperatorBase):
     """The earlier tries' jobs of an ``HfJobRunOperator`` task instance (see its ``reattach`` and
     ``reuse_completed``)."""
+
+    if TYPE_CHECKING:  # the operator's, for the type checker only
+        namespace: str | None
+        reattach: bool
+        reuse_completed: bool
+
+        @property
+        def hook(self) -> HfJobsHook: ...
 
     def _previous_job(self, context: Any, ti_label: str) -> JobInfo | None:
         """The job an earlier try of this task instance started, if it should be reused (see ``reattach``).

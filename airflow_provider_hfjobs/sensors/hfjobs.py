@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator, conf, redact
 
@@ -200,7 +200,7 @@ class HfJobSensor(BaseSensorOperator):
             return None
         self.defer(
             trigger=HfJobTrigger(
-                job_id=self.job_id, namespace=self.hook.namespace, hf_conn_id=self.hf_conn_id,
+                job_id=cast(str, self.job_id), namespace=self.hook.namespace, hf_conn_id=self.hf_conn_id,
                 poll_interval=float(self.poke_interval), stream_logs=self.stream_logs, deadline=deadline,
                 log_cursor=self._log_cursor, cancel_on_kill=self.cancel_on_kill,
             ),
