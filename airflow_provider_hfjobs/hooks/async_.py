@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import httpx
@@ -323,7 +323,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
         namespace: str | None = None,
         follow: bool = False,
         stage_check_interval: float | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """As :meth:`HfJobsHook.fetch_job_metrics`, over the hook's kept lean connection: the current
         sample, or (``follow``) every one until the job is terminal, the stage checked once no sample came
         for ``stage_check_interval`` seconds; a finished job's 406 (or 500) ends it quietly."""

@@ -80,7 +80,7 @@ def job_event(
 
     ``log_cursor`` is how far the trigger showed the job's log and ``log_complete`` whether it showed all of
     it: a job's end never waits for lines still to be shown, the resumed task shows them after the cursor."""
-    event = {
+    event: dict[str, Any] = {
         "status": status,
         "job_id": job_id,
         "stage": stage,
@@ -260,7 +260,7 @@ class HfJobTrigger(BaseTrigger):
                         self._say_not_ours()
                     raise
                 except TimeoutError:
-                    failure = (
+                    failure: tuple[str, str] | None = (
                         "timeout",
                         "the task's execution_timeout passed while the job was still running",
                     )
@@ -561,6 +561,8 @@ class HfJobTrigger(BaseTrigger):
         finally:
             entry.close()  # from here on no line of this job is shown by this trigger
         self._log_complete = not entry.pending
+        if self._book is not None:
+            await self._book.settle(entry)
 
     def _show(self, texts: Sequence[str], end: int) -> None:
         """A display step's lines of this job, into the task log (the process's step runs it in this

@@ -56,7 +56,6 @@ RECORD_DESCRIPTION = (
 #: Lines a streaming trigger may show past its recorded place: the bound on lines a stopped triggerer can
 #: leave unsure (shown, perhaps, but not recorded).
 HEADROOM = 200
-MAX_BATCH_LINES = HEADROOM  # (the name the trigger's messages use)
 #: Seconds without a line after which a trigger's reservation is dropped (its place written exact).
 IDLE_AFTER = 10.0
 #: Seconds a write may take before the process gives up on checkpoints (never on the jobs).
@@ -78,6 +77,10 @@ MAX_STEP_GAP = 5.0
 #: Writes come this many times as often while some trigger has lines past its reservation (a trigger
 #: starting or waking from silence, a long replay, a job printing thousands of lines a second).
 BACKLOG_SPEEDUP = 4.0
+#: Most seconds an ended trigger's event waits for its exact place to be written.
+SETTLE_TIMEOUT = 0.5
+#: Most seconds the lines waiting for a write are shown without letting the loop run other triggers.
+SLICE_SECONDS = 0.02
 #: A live process writes its record at least this often (seconds) while it holds any trigger's place.
 REFRESH_EVERY = 30.0
 #: A record unchanged this long (by the reader's clock), or older than this plus :data:`CLOCK_SLACK` by its
@@ -428,23 +431,30 @@ class CheckpointBook:
         for key, entry in list(self._entries.items()):
             if entry.closed_at is not None and now - entry.closed_at > CLOSED_KEPT:
                 del self._entries[key]
-        wanted = {key: entry.wanted(now) for key, entry in self._entries.items()}
-        epochs = {key: entry.epoch for key, entry in self._entries.items()}
-        changed = any(self._entries[key].written != place for key, place in wanted.items())
-        if not self._entries or not (changed or loop.time() - self._written_at >= REFRESH_EVERY):
+        plan = [(entry, entry.wanted(now), entry.epoch) for entry in self._entries.values()]
+        changed = any(entry.written != place for entry, place, _ in plan)
+        if not plan or not (changed or loop.time() - self._written_at >= REFRESH_EVERY):
             return  # (a process's record is rewritten now and then, so that others see it alive)
         self._last_step = loop.time()
         self.steps += 1
-        for key, (_, showing) in wanted.items():  # a shrinking reservation binds from now on, a growing
-            entry = self._entries[key]  # one once written
-            entry.reserved = min(entry.reserved, showing)
-        await self._write(loop, wanted)
-        for key, place in wanted.items():
-            if (entry := self._entries.get(key)) is not None:
-                entry.written = place
-                if entry.epoch == epochs[key]:
-                    entry.reserved = place[1]
-                    entry.show_until(entry.reserved)
+        for entry, (_, showing), _ in plan:  # a shrinking reservation binds from now on, a growing one
+            entry.reserved = min(entry.reserved, showing)  # once written
+        await self._write(loop, {entry.key: place for entry, place, _ in plan})
+        ready = []
+        for entry, place, epoch in plan:
+            entry.written = place
+            if entry.epoch == epoch:
+                entry.reserved = place[1]
+                if entry.texts:
+                    ready.append(entry)
+        # The lines that waited for this write, a slice at a time: thousands of triggers starting together
+        # must not hold the loop (their events, the other triggers) while all their lines are logged.
+        began = time.monotonic()
+        for entry in ready:
+            entry.show_until(entry.reserved)
+            if time.monotonic() - began > SLICE_SECONDS:
+                await asyncio.sleep(0)
+                began = time.monotonic()
         if self._waiting() or self._changed():
             self._wakeup.set()  # lines past a reservation, or lines shown since: the record trails them
 
@@ -454,9 +464,22 @@ class CheckpointBook:
         return any(entry.written != entry.wanted(now) for entry in self._entries.values())
 
     def _waiting(self) -> bool:
-        """Some trigger has lines it may not show before the next write, or is starting (its first
-        reservation is written while its stream connects)."""
-        return any(e.closed_at is None and (e.texts or e.written is None) for e in self._entries.values())
+        """Some trigger has lines it may not show before the next write, is starting (its first
+        reservation is written while its stream connects) or ended (its event waits for its exact place)."""
+        return any(
+            (e.texts or e.written is None) if e.closed_at is None else e.written != (e.shown, e.shown)
+            for e in self._entries.values()
+        )
+
+    async def settle(self, entry: Entry, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Wait (bounded) until the record says exactly where a closed trigger stopped: then a trigger run
+        again after its event was lost repeats nothing, and its last lines have long left for the
+        triggerer's log before its event (Airflow closes a trigger's log file when it learns the trigger
+        finished, and lines arriving after that go to the triggerer's own log)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.failure is None and entry.written != (entry.shown, entry.shown) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     def record(self, positions: dict[str, tuple[int, int]]) -> str:
         """The record as written: every trigger's place, with a sequence number and a time stamp."""
