@@ -265,7 +265,6 @@ class LogStreamParser:
         #: Log events read over all connections, replayed ones and markers included: a follower's sign
         #: that the stream still moves, even while a replay brings nothing new.
         self.events = 0
-        self._tail = False
         self._last: tuple[str, str | None] | None = None
         self._resume_after: tuple[str, str | None] | None = None
 
@@ -273,7 +272,6 @@ class LogStreamParser:
         """Start over on a fresh connection (the server replays from the start, or from ``tail``)."""
         self._decoder = SSEDecoder()
         self._seen = 0
-        self._tail = tail
         if tail:
             self.cursor = None
         elif self.cursor is None:
@@ -433,12 +431,6 @@ def _after(timestamp: str | None, moment: Any) -> bool:
 def first_after(timestamps: Sequence[str | None], moment: Any) -> int | None:
     """Position of the first timestamp later than ``moment``, or ``None``."""
     return next((i for i, stamp in enumerate(timestamps) if _after(stamp, moment)), None)
-
-
-def iter_log_lines(chunks: Iterator[bytes], parser: LogStreamParser) -> Iterator[LogLine]:
-    """Convenience for one connection: feed every chunk, yield lines as they complete."""
-    for chunk in chunks:
-        yield from parser.feed(chunk)
 
 
 class LogReconnect:
