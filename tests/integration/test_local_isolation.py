@@ -12,7 +12,7 @@ created over HTTP on 127.0.0.1, that tries to reach what it must not and prints 
 
 A plain user's server (run here as ``nobody``) runs its jobs as that user, there being no other user to
 give them, but with the same view of the state directory where user namespaces are allowed; what remains
-possible then is said in docs/reliability.md. Bounded waits on conditions, no elapsed-time assertion.
+possible then is said in docs/security.md. Bounded waits on conditions, no elapsed-time assertion.
 """
 
 from __future__ import annotations

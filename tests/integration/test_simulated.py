@@ -70,7 +70,7 @@ def test_jitter_spreads_the_durations_of_jobs_started_together(hook: HfJobsHook)
     planned = [0.4 + random.Random(job.id).uniform(-0.4, 0.4) for job in jobs]
     taken = [(job.finished_at - job.started_at).total_seconds() for job in jobs]
     assert all(p - 0.01 <= t <= p + 5 for p, t in zip(planned, taken, strict=True)), (planned, taken)
-    assert len({round(p, 3) for p in planned}) == 6  # six ids, six durations
+    assert len(set(planned)) == 6  # six ids, six durations (rounded to 1 ms, two of six collide ~2% of runs)
 
 
 def test_a_long_simulated_log_is_replayed_whole(hook: HfJobsHook, monkeypatch: pytest.MonkeyPatch) -> None:
