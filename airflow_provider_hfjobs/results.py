@@ -11,7 +11,9 @@ way; parts of :data:`CHUNK_CHARS` characters, far below the log line limits of t
 provider's stream reader). The task reads the log's tail once the job is over and takes the last complete
 group (:func:`decode_result`); the lines themselves never reach the task log (:func:`is_result_line`).
 
-The runner inside the job is generated from the constants here, so both sides always agree.
+The runner inside the job is generated from the constants here, so both sides always agree. It also
+makes the report helper (:mod:`airflow_provider_hfjobs.reports`) importable in the function as
+``hfjobs_report``, without installing anything.
 """
 
 from __future__ import annotations
@@ -162,6 +164,12 @@ def _hfjobs_run(function, arguments):
     import os
     import sys
     import traceback
+    import types
+
+    # ``from hfjobs_report import report_progress`` in the function: nothing to install (see reports.py)
+    helper = types.ModuleType(@@HELPER_MODULE@@)
+    exec(compile(@@HELPER_SOURCE@@, @@HELPER_MODULE@@ + ".py", "exec"), helper.__dict__)
+    sys.modules.setdefault(@@HELPER_MODULE@@, helper)
 
     def emit(stream, kind, payload):
         data = base64.b64encode(payload.encode("utf-8")).decode("ascii")
@@ -222,8 +230,12 @@ if __name__ == "__main__":
 
 
 def runner_source(function_name: str, arguments_json: str) -> str:
-    """The runner, with this module's constants written into it."""
+    """The runner, with this module's constants written into it (and the report helper's source)."""
+    from airflow_provider_hfjobs.reports import HELPER_MODULE, helper_source  # (reports reads results)
+
     constants = {
+        "HELPER_MODULE": repr(HELPER_MODULE),
+        "HELPER_SOURCE": repr(helper_source()),
         "RESULT_PREFIX": repr(RESULT_PREFIX),
         "CHUNK_CHARS": repr(CHUNK_CHARS),
         "MAX_RESULT_BYTES": repr(MAX_RESULT_BYTES),

@@ -20,6 +20,10 @@ works as for ``@task``). An exception in the function fails the task with its ty
 frames. Everything else is :class:`~airflow_provider_hfjobs.operators.hfjobs.HfUvJobOperator`'s: flavor,
 secrets, volumes, timeout, deferrable, reattach.
 
+Reports: the function can ``from hfjobs_report import report_progress`` (and ``report_metric``,
+``report_asset``, ``report_check``): the script's runner makes that module, nothing is installed
+(:mod:`airflow_provider_hfjobs.reports`).
+
 Secret arguments: an argument value Airflow masks (a masked Variable, a connection's password), or one
 named in ``secret_arguments=[...]``, travels as a job secret (names only on the Jobs API and the job page),
 never in the script the job's environment shows.

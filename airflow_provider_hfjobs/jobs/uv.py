@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.jobs.validation import MAX_LABEL_LENGTH, _sanitize_name
+from airflow_provider_hfjobs.reports import HELPER_ENV, HELPER_MODULE
 
 DEFAULT_UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
 
@@ -150,8 +151,10 @@ def build_uv_command(
     A URL or a command runs directly (``uv run ... <url or command> <args>``, as ``huggingface_hub``
     does). Source code travels
     inside the job spec, base64 in ``UV_SCRIPT_ENCODED``, and the command decodes it into the job's own
-    working directory, so nothing is uploaded to a Hub repo or bucket. Script arguments are passed to
-    ``bash -c`` as positional parameters, so they need no quoting.
+    working directory, so nothing is uploaded to a Hub repo or bucket; so is the report helper when the
+    job's environment carries it (``HFJOBS_REPORT_HELPER``, set by ``HfUvJobOperator``: see
+    :mod:`airflow_provider_hfjobs.reports`). Script arguments are passed to ``bash -c`` as positional
+    parameters, so they need no quoting.
     """
     checked = check_uv_arguments(script_args=script_args, dependencies=dependencies, python=python)
     args = checked["script_args"]
@@ -171,7 +174,10 @@ def build_uv_command(
     if not safe_name.endswith(".py"):
         safe_name += ".py"
     uv_line = " ".join(shlex.quote(part) for part in ["uv", "run", *uv_args])
-    shell = f'printf %s "${UV_SCRIPT_ENV}" | base64 -d > "$0" && exec {uv_line} "$0" "$@"'
+    # The report helper (an operator's job has it in HFJOBS_REPORT_HELPER) beside the script, importable
+    # there as ``hfjobs_report``; without the variable (the hook's own jobs) the clause does nothing.
+    helper = f'{{ [ -z "${{{HELPER_ENV}:-}}" ] || printf %s "${HELPER_ENV}" | base64 -d > {HELPER_MODULE}.py; }} && '
+    shell = f'printf %s "${UV_SCRIPT_ENV}" | base64 -d > "$0" && {helper}exec {uv_line} "$0" "$@"'
     return ["bash", "-c", shell, safe_name, *args], {UV_SCRIPT_ENV: encoded}
 
 

@@ -67,7 +67,14 @@ from airflow_provider_hfjobs.operators.followers import GuardWatchdog, MetricsFo
 from airflow_provider_hfjobs.operators.reattach import JOB_STATE_KEY, Reattachment, _task_state
 from airflow_provider_hfjobs.operators.reattach import _first_try_of_run as _first_try_of_run
 from airflow_provider_hfjobs.operators.reattach import _TaskState as _TaskState
-from airflow_provider_hfjobs.results import is_result_line
+from airflow_provider_hfjobs.reports import (
+    HELPER_ENV,
+    REPORTS_ENV,
+    REPORTS_XCOM_KEY,
+    ReportLog,
+    helper_encoded,
+    write_lines,
+)
 from airflow_provider_hfjobs.task_side import check_poll_interval as check_poll_interval
 from airflow_provider_hfjobs.task_side import defer_timeout, failure_message, timeout_advice, validate_event
 from airflow_provider_hfjobs.task_side import extra_flavors as extra_flavors
@@ -215,6 +222,8 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         #: The job URL this operator pushed to XCom in this process; ``""`` once ``execute`` has started
         #: without one yet. ``HfJobLink`` reads it instead of asking for an XCom that may not exist.
         self.job_url: str | None = None
+        #: The reports of the job this try follows (:mod:`airflow_provider_hfjobs.reports`).
+        self._reports: ReportLog | None = None
         if not self._checks_own_arguments:  # a subclass checks once its own arguments are set
             self._check_known_arguments()
 
@@ -257,8 +266,9 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
     def _create_arguments(self, labels: dict[str, str]) -> dict[str, Any]:
         """What both operators pass to the hook's create, ``huggingface_hub``'s arguments (with ``flavor`` a
         fallback list: the flavor in use, the first to begin with)."""
+        env = {REPORTS_ENV: "1", **(self.env or {})}  # the job's report helper prints (theirs may say no)
         return {
-            "env": self.env, "secrets": self.secrets, "flavor": self._current_flavor(), "timeout": self.timeout,
+            "env": env, "secrets": self.secrets, "flavor": self._current_flavor(), "timeout": self.timeout,
             "attempts": self.attempts, "name": self.name or None, "labels": labels, "volumes": self.volumes,
             "expose": self.expose, "expose_public": self.expose_public, "ssh": self.ssh,
             "network_group": self.network_group or None, "network_aliases": self.network_aliases,
@@ -471,10 +481,8 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
             for batch in self.hook.iter_job_log_batches(
                 job_id, namespace=self.job_namespace, follow=True, cursor=cursor
             ):
-                if echo:
-                    for text in batch.texts:
-                        if not is_result_line(text):  # a @task.hf_job function's result: read at the end
-                            self.log.info("%s", text)
+                shown = list(self._reports_of(job_id).lines(batch.texts))  # reports read, echo or not
+                write_lines(self.log, shown if echo else ())
                 tail.extend(batch.texts)
                 cursor = batch.next_cursor or cursor
                 if on_batch is not None:
@@ -535,6 +543,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         event = validate_event(event)
         self.job_id = event["job_id"]
         self.job_namespace = self.job_namespace or self.hook.namespace
+        self._reports = ReportLog.from_summary(event.get("reports"), event["job_id"])  # the trigger's
         metrics = summary_from(event.get("metrics"))  # numbers only: it came through the metadata DB
         if event["status"] in ("timeout", "error") and event.get("stage") is None:
             # We stopped watching a job that may still run (deadline, or the API became unreachable).
@@ -576,9 +585,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
             for batch in self.hook.iter_job_log_batches(
                 event["job_id"], namespace=self.job_namespace, follow=True, cursor=cursor
             ):
-                for text in batch.texts:
-                    if not is_result_line(text):  # a @task.hf_job function's result: read at the end
-                        self.log.info("%s", redact(text))
+                write_lines(self.log, self._reports_of(event["job_id"]).lines(batch.texts), redact)
         except HfJobsError as exc:
             self.log.warning("Could not read the rest of the log of job %s: %s", event["job_id"], exc)
 
@@ -613,6 +620,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         if stopped_by is not None:
             info["stopped_by"] = stopped_by.to_dict()
         context["ti"].xcom_push(key=JOB_XCOM_KEY, value=info)
+        self._publish_reports(context, job.id)
         cost = f", about ${info['cost_usd']:.6f}" if info["cost_usd"] is not None else ""
         seconds = f" after {billed:.1f} s billed" if billed is not None else ""
         rate = f" (${price:g}/h)" if price is not None else ""
@@ -632,6 +640,21 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
                 job_id=job.id, stage=job.stage.value, job_url=job.url,
             )  # fmt: skip
         return job.id
+
+    def _reports_of(self, job_id: str) -> ReportLog:
+        """The reader of this job's reports (a new job, e.g. on a fallback flavor, starts a new one)."""
+        if self._reports is None or self._reports.job_id != job_id:
+            self._reports = ReportLog(job_id)
+        return self._reports
+
+    def _publish_reports(self, context: Any, job_id: str) -> None:
+        """The last progress line if not shown yet, and the last reports of each kind in XCom (masked)."""
+        reports = self._reports if self._reports is not None and self._reports.job_id == job_id else None
+        if reports is None:
+            return
+        write_lines(self.log, reports.close(), redact)
+        if (summary := reports.summary(redact)) is not None:
+            context["ti"].xcom_push(key=REPORTS_XCOM_KEY, value=summary)
 
     def _cancel(self, *, reason: str) -> None:
         """Cancel the job this task started (never one it did not: ``cancel_on_kill``) and follow it until
@@ -703,7 +726,13 @@ class HfUvJobOperator(UvArgumentChecks, HfJobRunOperator):
         return arguments
 
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
+        """A script that travels in the spec gets the report helper beside it (``hfjobs_report``, see
+        :func:`airflow_provider_hfjobs.jobs.uv.build_uv_command`): a URL or a command has no place for it."""
+        kind, script = self._resolve_script(self._dag_of(context))
+        arguments = self._create_arguments(labels)
+        if kind in ("inline", "file"):
+            arguments["env"] = {HELPER_ENV: helper_encoded(), **arguments["env"]}
         return self.hook.run_uv_job(
-            self._script_path(context), script_args=self.script_args, dependencies=self.dependencies,
-            python=self.python, image=self.image, **self._create_arguments(labels),
+            script, script_args=self.script_args, dependencies=self.dependencies, python=self.python,
+            image=self.image, **arguments,
         )  # fmt: skip

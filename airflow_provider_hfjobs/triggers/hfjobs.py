@@ -23,10 +23,10 @@ import contextlib
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import mask_secret
+from airflow.providers.common.compat.sdk import mask_secret, redact
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_hfjobs.cancellation import acancel_and_confirm, log_outcome
@@ -36,7 +36,7 @@ from airflow_provider_hfjobs.hooks.hfjobs import HfJobsAsyncHook
 from airflow_provider_hfjobs.jobs import JobInfo, JobStage, job_url
 from airflow_provider_hfjobs.masking import unseal_mask_values
 from airflow_provider_hfjobs.metrics import MetricsAccumulator
-from airflow_provider_hfjobs.results import is_result_line
+from airflow_provider_hfjobs.reports import ReportLog, write_lines
 from airflow_provider_hfjobs.triggers.log_checkpoint import (
     CheckpointBook,
     Entry,
@@ -181,6 +181,8 @@ class HfJobTrigger(BaseTrigger):
         #: Every line of the job's log up to its end is in the task log (else the resumed task shows the rest).
         self._log_complete = False
         self._streams = 0
+        #: The job's reports: shown paced; the last of each kind goes in the event (bounded, see ``run``).
+        self._reports = ReportLog(job_id)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -281,6 +283,11 @@ class HfJobTrigger(BaseTrigger):
                 event = event_from_job(job, self.log_cursor, metrics, self._log_complete)
                 if self._guard_stop is not None:
                     event["stopped_by"] = self._guard_stop.to_dict()
+                self._say(self._reports.close())  # the last progress line, if it was not due yet
+                # The last report of each kind, masked: at most reports.MAX_SUMMARY_CHARS of JSON (each
+                # name, URI and metadata is capped, and so is how many are kept), never the lines.
+                if (reports := self._reports.summary(redact)) is not None:
+                    event["reports"] = reports
                 yield TriggerEvent(event)
             else:
                 status, message = failure
@@ -478,10 +485,8 @@ class HfJobTrigger(BaseTrigger):
                     cursor=self.log_cursor,
                     stage_check_interval=self.poll_interval,  # a stream left open after the end: left soon
                 ):
-                    self._alive()
-                    for text in batch.texts:
-                        if not is_result_line(text):  # a @task.hf_job result: the task reads it at the end
-                            self.log.info("%s", text)
+                    self._alive()  # a report line too: it is life for stall_timeout
+                    self._say(self._reports.lines(batch.texts))
                     self.log_cursor = batch.next_cursor or self.log_cursor
                 self._log_complete = True
             else:
@@ -567,10 +572,13 @@ class HfJobTrigger(BaseTrigger):
     def _show(self, texts: Sequence[str], end: int) -> None:
         """A display step's lines of this job, into the task log (the process's step runs it in this
         trigger's context, synchronously: between its two writes)."""
-        for text in texts:
-            if not is_result_line(text):  # a @task.hf_job result: the task reads it at the end
-                self.log.info("%s", text)
+        self._say(self._reports.lines(texts))
         self.log_cursor = end
+
+    def _say(self, shown: Iterable[tuple[int, str]]) -> None:
+        """Job lines into the task log, as :meth:`ReportLog.lines` gives them (reports read, not shown raw;
+        a ``@task.hf_job`` result line not at all: the task reads it at the end)."""
+        write_lines(self.log, shown)
 
     async def _step(self, texts: Sequence[str], end: int) -> None:
         """:meth:`_show` from a coroutine (the steps themselves are the process's, see :meth:`_show`)."""
