@@ -321,7 +321,9 @@ def report_text(report: Mapping[str, Any]) -> tuple[int, str]:
 def write_lines(log: Any, shown: Iterable[tuple[int, str]], mask: Callable[[str], Any] | None = None) -> None:
     """Write :meth:`ReportLog.lines` pairs to a logger (``info`` or ``warning``), each through ``mask``."""
     for level, text in shown:
-        (log.warning if level >= logging.WARNING else log.info)("%s", text if mask is None else mask(text))
+        (log.warning if level >= logging.WARNING else log.info)(
+            "%s", text if mask is None else mask(text), stacklevel=2
+        )
 
 
 class ReportLog:

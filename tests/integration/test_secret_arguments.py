@@ -46,5 +46,5 @@ def test_a_masked_variable_travels_as_a_job_secret_never_in_the_spec(airflow_hom
             assert CANARY not in base64.b64decode(script).decode()
             assert "plain-shard" in base64.b64decode(script).decode()  # an unmasked argument stays in it
         if suite == "secret-env":
-            assert spec["environment"] == {"PLAIN": "visible"}
+            assert spec["environment"] == {"PLAIN": "visible", "HFJOBS_REPORTS": "1"}  # + the report helper's switch
         assert printed in list(hook.fetch_job_logs(job.id)), "the job did get the value"
