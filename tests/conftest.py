@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,20 @@ def _fresh_async_credentials() -> None:
     from airflow_provider_hfjobs.hooks.hfjobs import _recent_credentials
 
     _recent_credentials.clear()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Skips for want of a browser or a service (their reason says "TESTS SKIPPED: ") are repeated in red at
+    the end, even under ``-q``: a run that skipped a leg must not look like a full pass. The skip reports
+    reach the controller from xdist workers too, so this works with ``-n``."""
+    from tests.integration.browser import LOUD_SKIP_MARK
+
+    seen: set[str] = set()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        if LOUD_SKIP_MARK in reason:
+            message = reason.split("Skipped: ", 1)[-1]
+            if message not in seen:
+                seen.add(message)
+                terminalreporter.write_sep("!", message, red=True, bold=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +50,30 @@ def make_airflow_home(path: Path, server_url: str, token: str, *extra_dag_dirs: 
         PYTHONWARNINGS="ignore",
     )
     home = AirflowHome(path, env)
-    migrated = home.run("db", "migrate", timeout=180)
-    if migrated.returncode != 0:
-        raise RuntimeError(
-            f"airflow db migrate failed:\n{migrated.stdout[-3000:]}\n{migrated.stderr[-3000:]}"
-        )
+    shutil.copyfile(_migrated_db(env), path / "airflow.db")
     return home
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def _migrated_db(env: dict[str, str]) -> Path:
+    """An empty metadata DB migrated once per test process (``airflow db migrate`` costs an Airflow start-up,
+    several CPU seconds), copied into each new home: the SQLite file holds no path of its home."""
+    if "db" not in _TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="hfjobs-migrated-db-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        (template / "dags").mkdir()
+        migrated = AirflowHome(
+            template,
+            {**env, "AIRFLOW_HOME": str(template), "AIRFLOW__CORE__DAGS_FOLDER": str(template / "dags")},
+        ).run("db", "migrate", timeout=180)
+        if migrated.returncode != 0:
+            raise RuntimeError(
+                f"airflow db migrate failed:\n{migrated.stdout[-3000:]}\n{migrated.stderr[-3000:]}"
+            )
+        _TEMPLATE["db"] = template / "airflow.db"
+    return _TEMPLATE["db"]
 
 
 _STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})[.,](\d{3})")

@@ -46,23 +46,16 @@ def browser_problem() -> str | None:
     return None
 
 
-class LoudSkip:
-    """A plugin registered when the browser tests skip: the summary says so even under ``-q``."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        terminalreporter.write_sep("!", self.message, red=True, bold=True)
+#: What starts the reason of a skip the run's summary repeats in red (tests/conftest.py): a browser or a
+#: service the run could not have. A skip report travels from an xdist worker to the controller, so the
+#: summary says it whichever process ran the test.
+LOUD_SKIP_MARK = "TESTS SKIPPED: "
 
 
 def launch_browser(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A headless Chromium for the ``browser`` fixture (conftest), or a loud skip."""
     problem = browser_problem()
     if problem is not None:
-        manager = request.config.pluginmanager
-        if not manager.has_plugin("hfjobs-browser-skip"):
-            manager.register(LoudSkip(problem), "hfjobs-browser-skip")
         pytest.skip(problem)
     from playwright.sync_api import sync_playwright
 

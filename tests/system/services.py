@@ -29,9 +29,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.browser import LoudSkip
-
-SKIP_PLUGIN = "hfjobs-distributed-skip"
 #: The Python packages the distributed leg needs (the ``test`` extra has them; the constraints pin them).
 MODULES = {
     "airflow.providers.celery": "apache-airflow-providers-celery",
@@ -94,9 +91,7 @@ def services_problem() -> str | None:
 
 
 def skip_loudly(request: pytest.FixtureRequest, problem: str) -> None:
-    manager = request.config.pluginmanager
-    if not manager.has_plugin(SKIP_PLUGIN):
-        manager.register(LoudSkip(problem), SKIP_PLUGIN)
+    """Skip; the run's summary repeats ``problem`` in red (its "TESTS SKIPPED: " does: tests/conftest.py)."""
     pytest.skip(problem)
 
 

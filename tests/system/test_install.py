@@ -78,13 +78,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def wheel() -> Path:
-    """``make dist``, as the README says (its build tools are in .venv, it runs without network)."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make dist``, as the README says (its build tools are in .venv, it runs without network), into a
+    directory of this test's (``DIST=``): the other Airflow leg, running at the same time, builds too."""
     if shutil.which("make") is None:
         pytest.skip("no make")
-    run("make", "--no-print-directory", "dist", cwd=REPO, env=clean_env())
-    path = REPO / WHEEL
-    assert path.is_file(), sorted(p.name for p in (REPO / "dist").iterdir())
+    dist = tmp_path_factory.mktemp("make-dist") / "dist"
+    run("make", "--no-print-directory", "dist", f"DIST={dist}", cwd=REPO, env=clean_env())
+    path = dist / Path(WHEEL).name
+    assert path.is_file(), sorted(p.name for p in dist.iterdir())
     return path
 
 
@@ -103,9 +105,9 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
     (site_packages,) = venv.glob("lib/python3*/site-packages")
     (site_packages / "zz_suite_site_packages.pth").write_text(f"{view}\n")
     env = clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    # The README's command (from the repository root, where dist/ and constraints/ are), offline.
+    # The README's command (from the repository root, where constraints/ is), offline, with this wheel.
     run(
-        venv / "bin" / "pip", "install", "--disable-pip-version-check", "--no-index", f"{WHEEL}[local]",
+        venv / "bin" / "pip", "install", "--disable-pip-version-check", "--no-index", f"{wheel}[local]",
         "--constraint", CONSTRAINTS, cwd=REPO, env=env,
     )  # fmt: skip
     return venv
