@@ -12,7 +12,7 @@ VENV_AF2 := .venv-af2
 CONSTRAINTS_AF2 := constraints/airflow-2.11.2-py3.11.txt
 STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml setup.py airflow_provider_hfjobs/__init__.py $(CONSTRAINTS_AF2) | sha1sum | cut -c1-12)
 
-.PHONY: venv venv-af2 browser services test checks-then-af3 test-af3 test-af2 demo lint typecheck format clean dist check-dist docs
+.PHONY: venv venv-af2 browser services test checks test-af3 test-af2 demo lint typecheck format clean dist check-dist docs
 
 venv: $(STAMP)
 venv-af2: $(STAMP_AF2)
@@ -61,28 +61,28 @@ services:
 		echo "!!! WARNING: no$$missing and no way to install it (needs root and apt-get): the distributed tests (tests/system/test_distributed.py) will be SKIPPED. Install Debian's$$missing, or set HFJOBS_PG_BINDIR / HFJOBS_REDIS_SERVER"; \
 	fi
 
-# The whole suite on Airflow 3.3 and on Airflow 2.11, the two legs at once, each spreading its test files over
-# TEST_WORKERS processes (pytest-xdist, --dist loadfile: a file's tests share one process, so its module
-# fixtures, Airflow homes and deployments, are made once). Most tests wait on jobs and Airflow processes, not
-# the CPU. The venvs and tools are installed first, one after the other (pip must not race in one venv, nor two
-# editable builds in this tree); the static checks run beside the 2.11 leg, before the 3.3 one. Each leg's
-# output is shown whole when it ends (--output-sync).
-TEST_WORKERS ?= 2
-PYTEST_ARGS ?= -q -n $(TEST_WORKERS) --dist loadfile
+# The whole suite on Airflow 3.3 and on Airflow 2.11, the two legs at once and beside the static checks, each
+# leg spreading its test files over processes (pytest-xdist, --dist loadfile: a file's tests share one process,
+# so its module fixtures, Airflow homes and deployments, are made once; the 3.3 leg, the longer, gets one more).
+# Most tests wait on jobs and Airflow processes, not the CPU. The venvs and tools are installed first, one after
+# the other (pip must not race in one venv, nor two editable builds in this tree). Each leg's output is shown
+# whole when it ends (--output-sync).
+TEST_WORKERS_AF3 ?= 3
+TEST_WORKERS_AF2 ?= 2
+PYTEST_ARGS ?= -q --dist loadfile
 
 test:
 	@$(MAKE) --no-print-directory venv venv-af2 browser services
 	@$(MAKE) --no-print-directory $(TYPECHECK_STAMP) $(DIST_STAMP) $(DOCS_STAMP)
-	@$(MAKE) --no-print-directory -j2 --output-sync=recurse checks-then-af3 test-af2
+	@$(MAKE) --no-print-directory -j3 --output-sync=recurse checks test-af3 test-af2
 
-checks-then-af3: lint typecheck docs check-dist
-	@$(MAKE) --no-print-directory test-af3
+checks: lint typecheck docs check-dist
 
 test-af3: venv browser services
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS_AF3) $(PYTEST_ARGS)
 
 test-af2: venv-af2 browser services
-	$(VENV_AF2)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV_AF2)/bin/python -m pytest -n $(TEST_WORKERS_AF2) $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check airflow_provider_hfjobs tests example_dags benchmarks
