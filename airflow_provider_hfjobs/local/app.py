@@ -184,6 +184,8 @@ def create_app(
     def port_taken(spec: dict[str, Any], job_id: str | None = None) -> str | None:
         """Why a port of ``spec`` cannot be exposed: another live job exposes it (``None``: free)."""
         ports = set((spec.get("expose") or {}).get("ports") or [])
+        if not ports:  # nothing to compare: no walk over every job (a create would cost O(jobs) for nothing)
+            return None
         for other in store.all():
             if (
                 other.id != job_id

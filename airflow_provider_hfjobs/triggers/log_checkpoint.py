@@ -323,10 +323,26 @@ class Entry:
             log.exception("Writing log lines failed.")
 
     def close(self) -> None:
-        """The trigger stops showing lines (its job ended, or it was cancelled): its place is final."""
+        """The trigger stops showing lines (its job ended, or it was cancelled): its place is final. The
+        entry stays :data:`CLOSED_KEPT` seconds (a retry in this process resumes exactly) but lets go of the
+        trigger: its ``write`` and ``failed`` (bound methods) and context would keep the whole trigger, hook
+        and logger reachable that long, thousands of them in a busy triggerer, each full collection slower.
+        Nothing calls them once closed (every caller checks ``closed_at`` first)."""
         if self.closed_at is None:
             self.closed_at = time.monotonic()
+            self.write, self.failed, self.context = _closed_write, _closed_failed, _CLOSED_CONTEXT
             self.book.wake()
+
+
+def _closed_write(texts: Sequence[str], end: int) -> None:
+    """A closed entry's ``write``: never called (a closed entry shows nothing)."""
+
+
+def _closed_failed(exc: BaseException) -> None:
+    """A closed entry's ``failed``: never called (a closed entry's trigger has its place)."""
+
+
+_CLOSED_CONTEXT = contextvars.Context()
 
 
 # ------------------------------------------------------------------------------------------ the process

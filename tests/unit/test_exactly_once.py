@@ -602,3 +602,33 @@ async def test_the_trigger_registers_unsealed_values_with_the_masker(monkeypatch
     trigger = HfJobTrigger(JOB_ID, "alice", mask_values_sealed="sealed-blob")
     await events(trigger, FakeHook(["x"], [job("COMPLETED")]), monkeypatch)
     assert masked == ["hf_canary_v"]
+
+
+async def test_a_closed_entry_lets_go_of_its_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished trigger's entry is kept a while (a retry here resumes exactly) but must not keep the
+    trigger itself reachable: at thousands of triggers, dead ones kept alive make every full GC slower."""
+    import gc
+    import weakref
+
+    book = process(MemoryStore(), monkeypatch)
+
+    class Shower:
+        def show(self, texts: Any, end: int) -> None:
+            pass
+
+        def failed(self, exc: BaseException) -> None:
+            pass
+
+    owner = Shower()
+    entry = book.open(KEY, 0, owner.show, owner.failed)
+    gone = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert gone() is not None  # an open entry shows lines through its trigger
+    entry.close()
+    gc.collect()
+    assert gone() is None, "a closed entry still holds its trigger"
+    assert book._entries[KEY] is entry and entry.closed_at is not None  # still kept, place final
+    entry.add([0], ["after the end"])  # a line after close shows nothing and raises nothing
+    await book.settle(entry, timeout=1.0)  # its exact place is written all the same
+    assert book.store.values  # type: ignore[attr-defined]
