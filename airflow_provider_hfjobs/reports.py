@@ -20,6 +20,7 @@ the first and the last; a metric, asset or check one short line each; the last o
 from __future__ import annotations
 
 import base64
+import functools
 import inspect
 import json
 import logging
@@ -220,6 +221,7 @@ def report_check(name, passed, metadata=None):
 '''
 
 
+@functools.cache
 def helper_source() -> str:
     """The ``hfjobs_report`` module the job imports: :func:`validate_report` and four functions that print
     report lines, with this module's constants written in."""
@@ -237,6 +239,7 @@ def helper_source() -> str:
     return re.sub(r"@@([A-Z_]+)@@", lambda match: constants[match.group(1)], _HELPER)
 
 
+@functools.cache
 def helper_encoded() -> str:
     """:func:`helper_source` as it travels in a UV job's :data:`HELPER_ENV`."""
     return base64.b64encode(helper_source().encode("utf-8")).decode("ascii")

@@ -431,3 +431,19 @@ def test_the_trigger_shows_reports_paced_and_never_raw() -> None:
     assert [c.args for c in log.info.call_args_list] == [("%s", "one"), ("%s", "Progress: 1/2 step (50%)")]
     assert [c.args for c in log.warning.call_args_list] == [("%s", "Check c: FAILED")]
     assert trigger.log_cursor == 3 and trigger._reports.summary()["checks"] == {"c": {"passed": False}}  # type: ignore[index]
+
+
+def test_only_jobs_a_task_follows_get_the_report_switch() -> None:
+    """The task reads the reports of the job it follows; a scheduled job's runs are followed by none, so its
+    spec stays as written (else every schedule made before reports existed would be updated once)."""
+    from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator
+    from airflow_provider_hfjobs.operators.scheduled import HfScheduledJobOperator
+
+    run = HfJobRunOperator(task_id="run", image="python:3.12", command=["true"], env={"A": "1"})
+    assert run._followed_job_arguments({})["env"] == {REPORTS_ENV: "1", "A": "1"}
+    quiet = HfJobRunOperator(task_id="quiet", image="python:3.12", command=["true"], env={REPORTS_ENV: "0"})
+    assert quiet._followed_job_arguments({})["env"] == {REPORTS_ENV: "0"}  # the user's word wins
+    scheduled = HfScheduledJobOperator(
+        task_id="nightly", image="python:3.12", command=["true"], schedule="@daily", env={"A": "1"}
+    )
+    assert scheduled._create_arguments({})["env"] == {"A": "1"}
