@@ -263,29 +263,22 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
                 if isinstance(value, str) and value:
                     mask_secret(value)
 
-    def _create_arguments(self, labels: dict[str, str]) -> dict[str, Any]:
+    def _create_arguments(self, labels: dict[str, str], *, followed: bool = True) -> dict[str, Any]:
         """What both operators pass to the hook's create, ``huggingface_hub``'s arguments (with ``flavor`` a
-        fallback list: the flavor in use, the first to begin with)."""
+        fallback list: the flavor in use, the first to begin with). A job this task ``followed`` (reads the
+        reports of) gets ``HFJOBS_REPORTS=1``, so its report helper prints (the user's ``env`` may say
+        ``0``); a scheduled job's runs are followed by no task, so its spec keeps the user's env as written."""
+        env = {REPORTS_ENV: "1", **(self.env or {})} if followed else self.env
         return {
-            "env": self.env, "secrets": self.secrets, "flavor": self._current_flavor(), "timeout": self.timeout,
+            "env": env, "secrets": self.secrets, "flavor": self._current_flavor(), "timeout": self.timeout,
             "attempts": self.attempts, "name": self.name or None, "labels": labels, "volumes": self.volumes,
             "expose": self.expose, "expose_public": self.expose_public, "ssh": self.ssh,
             "network_group": self.network_group or None, "network_aliases": self.network_aliases,
             "resource_group_id": self.resource_group_id or None, "namespace": self.namespace or None,
         }  # fmt: skip
 
-    def _followed_job_arguments(self, labels: dict[str, str]) -> dict[str, Any]:
-        """:meth:`_create_arguments` for a job this task follows, so reads the reports of: its report helper
-        prints (``HFJOBS_REPORTS=1``; the user's ``env`` may say ``0``). A scheduled job's runs are followed by
-        no task, so its spec stays as the user wrote it."""
-        arguments = self._create_arguments(labels)
-        arguments["env"] = {REPORTS_ENV: "1", **(arguments["env"] or {})}
-        return arguments
-
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
-        return self.hook.run_job(
-            image=self.image, command=self.command, **self._followed_job_arguments(labels)
-        )
+        return self.hook.run_job(image=self.image, command=self.command, **self._create_arguments(labels))
 
     # -------------------------------------------------------------------------------------- guardrails
     def _flavors(self) -> list[str]:
@@ -738,7 +731,7 @@ class HfUvJobOperator(UvArgumentChecks, HfJobRunOperator):
         """A script that travels in the spec gets the report helper beside it (``hfjobs_report``, see
         :func:`airflow_provider_hfjobs.jobs.uv.build_uv_command`): a URL or a command has no place for it."""
         kind, script = self._resolve_script(self._dag_of(context))
-        arguments = self._followed_job_arguments(labels)
+        arguments = self._create_arguments(labels)
         if kind in ("inline", "file"):
             arguments["env"] = {HELPER_ENV: helper_encoded(), **arguments["env"]}
         return self.hook.run_uv_job(

@@ -106,7 +106,7 @@ class HfScheduledJobOperator(HfJobRunOperator):
         labels = {**validate_labels(self.labels), **own}
         arguments = {
             "image": self.image, "command": self.command, "schedule": self.schedule, "suspend": self.suspend,
-            "concurrency": self.concurrency, **self._create_arguments(labels),
+            "concurrency": self.concurrency, **self._create_arguments(labels, followed=False),
         }  # fmt: skip
         for name in _NOT_FOR_SCHEDULES:
             arguments.pop(name, None)

@@ -440,10 +440,10 @@ def test_only_jobs_a_task_follows_get_the_report_switch() -> None:
     from airflow_provider_hfjobs.operators.scheduled import HfScheduledJobOperator
 
     run = HfJobRunOperator(task_id="run", image="python:3.12", command=["true"], env={"A": "1"})
-    assert run._followed_job_arguments({})["env"] == {REPORTS_ENV: "1", "A": "1"}
+    assert run._create_arguments({})["env"] == {REPORTS_ENV: "1", "A": "1"}
     quiet = HfJobRunOperator(task_id="quiet", image="python:3.12", command=["true"], env={REPORTS_ENV: "0"})
-    assert quiet._followed_job_arguments({})["env"] == {REPORTS_ENV: "0"}  # the user's word wins
+    assert quiet._create_arguments({})["env"] == {REPORTS_ENV: "0"}  # the user's word wins
     scheduled = HfScheduledJobOperator(
         task_id="nightly", image="python:3.12", command=["true"], schedule="@daily", env={"A": "1"}
     )
-    assert scheduled._create_arguments({})["env"] == {"A": "1"}
+    assert scheduled._create_arguments({}, followed=False)["env"] == {"A": "1"}  # as its execute asks
