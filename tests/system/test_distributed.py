@@ -35,7 +35,7 @@ from airflow_provider_hfjobs.local import LocalJobsServer
 from tests.integration.airflow_run import REPO, count
 from tests.system.services import Postgres, Redis, services_problem, skip_loudly
 from tests.system.test_deployment import AIRFLOW_3, NS, TOKEN, wait_for
-from tests.system.test_triggerer_restart import LINES, UNSURE, ComponentsDeployment
+from tests.system.test_triggerer_restart import LINES, UNSURE, ComponentsDeployment, gate
 
 pytestmark = [pytest.mark.system, pytest.mark.airflow_db, pytest.mark.distributed]
 
@@ -261,19 +261,22 @@ def test_each_line_once_when_the_triggerer_running_it_is_killed(deployment: Dist
     while len(deployment.live_triggerers()) < 2:
         deployment.start_registered_triggerer(f"triggerer-{len(deployment.triggerer_ids) + 1}")
     dag, task = "hfjobs_restart", "lines"
-    run_id = deployment.trigger(dag)
-    wait_for(
-        "25 lines in the task log",
-        lambda: any(LINES[24] in text for text in deployment.log_records(dag, run_id, task)),
-        timeout=240,
-    )
-    owner = wait_for("the trigger's triggerer", lambda: deployment.trigger_owner(dag, run_id, task), 60)
-    live = deployment.live_triggerers()
-    assert owner in live, (owner, live)
-    (standby,) = (name for job_id, name in live.items() if job_id != owner)
-    deployment.kill_tree(deployment.parts[live[owner]])
-    # The standby takes the trigger over once the dead one's heartbeat is old (TRIGGERER_HEALTH_CHECK_THRESHOLD).
-    state = deployment.finish(dag, run_id)
+    with gate() as path:
+        run_id = deployment.trigger(dag, conf={"gate": str(path)})
+        wait_for(
+            "25 lines in the task log",
+            lambda: any(LINES[24] in text for text in deployment.log_records(dag, run_id, task)),
+            timeout=240,
+        )
+        owner = wait_for("the trigger's triggerer", lambda: deployment.trigger_owner(dag, run_id, task), 60)
+        live = deployment.live_triggerers()
+        assert owner in live, (owner, live)
+        (standby,) = (name for job_id, name in live.items() if job_id != owner)
+        deployment.kill_tree(deployment.parts[live[owner]])
+        path.touch()  # the job, held after line 40 until the kill, prints the rest
+        # The standby takes the trigger over once the dead one's heartbeat is old
+        # (TRIGGERER_HEALTH_CHECK_THRESHOLD).
+        state = deployment.finish(dag, run_id)
     records = deployment.log_records(dag, run_id, task)
     text = "\n".join(records)
     assert state == "success", text[-4000:]

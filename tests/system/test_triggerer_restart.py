@@ -19,7 +19,9 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +47,24 @@ CANARY = "hf_canary_triggerer_5e0c77d1a9"
 LINES = [f"restart line {i:02d}/80" for i in range(1, 81)]
 #: A resumed trigger's one-line notice when its predecessor died between two checkpoint writes.
 UNSURE = re.compile(r"log events (\d+)-(\d+) of job \S+ allowed ahead of its record")
+
+
+@contextlib.contextmanager
+def gate() -> Iterator[Path]:
+    """A path the ``hfjobs_restart`` job waits for after its 40th line (its run conf's ``gate``): the job is
+    sure to be running when the test stops its triggerer, however slow the machine. Outside the local
+    server's state directory (a job cannot see that), world-traversable (a root server's jobs run as a user
+    of their own)."""
+    directory = Path(tempfile.mkdtemp(prefix="hfjobs-gate-"))
+    directory.chmod(0o755)
+    try:
+        yield directory / uuid.uuid4().hex
+    finally:
+        for entry in directory.iterdir():
+            entry.unlink()
+        directory.rmdir()
+
+
 #: An error record in a component's log (Airflow 3's console format, Airflow 2's logging format).
 ERROR = re.compile(r"\[error\s*\]|\bERROR\b")
 
@@ -199,22 +219,24 @@ def test_each_line_once_when_the_triggerer_stops_mid_job(
 ) -> None:
     name = request.node.callspec.id
     first = deployment.start_triggerer(f"{name}-first")
-    run_id = deployment.trigger("hfjobs_restart")
-    wait_for(
-        "25 lines in the task log",
-        lambda: any(LINES[24] in text for text in deployment.raw_log("hfjobs_restart", run_id, "lines")),
-        timeout=240,
-    )
-    second = deployment.start_triggerer(f"{name}-second") if standby else None
-    if second is not None:
-        time.sleep(3)  # the standby is up and heartbeating before the first dies (not a correctness wait)
-    deployment.signal(first, sig)
-    second = second or deployment.start_triggerer(f"{name}-second")
-    try:
-        state = deployment.finish("hfjobs_restart", run_id)
-        records = deployment.raw_log("hfjobs_restart", run_id, "lines")
-    finally:
-        deployment.signal(second, signal.SIGTERM)
+    with gate() as path:
+        run_id = deployment.trigger("hfjobs_restart", conf={"gate": str(path)})
+        wait_for(
+            "25 lines in the task log",
+            lambda: any(LINES[24] in text for text in deployment.raw_log("hfjobs_restart", run_id, "lines")),
+            timeout=240,
+        )
+        second = deployment.start_triggerer(f"{name}-second") if standby else None
+        if second is not None:
+            time.sleep(3)  # the standby is up and heartbeating before the first dies (not a correctness wait)
+        deployment.signal(first, sig)
+        second = second or deployment.start_triggerer(f"{name}-second")
+        path.touch()  # the job, held after line 40 until now, prints the rest
+        try:
+            state = deployment.finish("hfjobs_restart", run_id)
+            records = deployment.raw_log("hfjobs_restart", run_id, "lines")
+        finally:
+            deployment.signal(second, signal.SIGTERM)
     text = "\n".join(records)
     assert state == "success", text[-4000:]
     unsure = [UNSURE.search(record) for record in records]
