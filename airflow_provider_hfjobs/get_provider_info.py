@@ -36,6 +36,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_hfjobs.operators.followers",
                     "airflow_provider_hfjobs.operators.arguments",
                     "airflow_provider_hfjobs.operators.reattach",
+                    "airflow_provider_hfjobs.operators.lineage",
                 ],
             }
         ],

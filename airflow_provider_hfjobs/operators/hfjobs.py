@@ -64,6 +64,7 @@ from airflow_provider_hfjobs.metrics import (
 from airflow_provider_hfjobs.operators.arguments import _UV_ARGUMENTS as _UV_ARGUMENTS
 from airflow_provider_hfjobs.operators.arguments import RunArgumentChecks, UvArgumentChecks
 from airflow_provider_hfjobs.operators.followers import GuardWatchdog, MetricsFollower
+from airflow_provider_hfjobs.operators.lineage import AssetLineage
 from airflow_provider_hfjobs.operators.reattach import JOB_STATE_KEY, Reattachment, _task_state
 from airflow_provider_hfjobs.operators.reattach import _first_try_of_run as _first_try_of_run
 from airflow_provider_hfjobs.operators.reattach import _TaskState as _TaskState
@@ -83,7 +84,7 @@ from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigge
 JOB_XCOM_KEY = "job"
 
 
-class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
+class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperator):
     """Run a command on Hugging Face Jobs and wait for it.
 
     :param image: Docker image (``python:3.12``, ``ghcr.io/...``) or Space (``hf.co/spaces/owner/name``).
@@ -118,6 +119,10 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         and end the task with one summary line (GPU utilization and memory, CPU, memory, network), pushed
         in the ``job`` XCom under ``metrics``; a GPU mostly idle (under 10% mean) earns a warning with what
         it cost. ``None`` (default): on for a GPU flavor, off for ``cpu-*``. Off, no metrics request is made.
+    :param emit_assets: declare the job's volumes as the task's inlets (read-only) and outlets (written
+        buckets), and give each output an Asset event (a Dataset event on Airflow 2.11) when the job
+        COMPLETED, reported assets (``report_asset``) included, through the task's alias
+        ``hfjobs:<dag_id>.<task_id>``; see :mod:`airflow_provider_hfjobs.operators.lineage`.
     :param stall_timeout: guardrail: no new log line for that long while RUNNING (e.g. ``"30m"``) cancels
         the job and fails the task.
     :param max_cost_usd: guardrail: once the flavor's price times the time billed reaches it, the job is
@@ -179,9 +184,11 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         idle_gpu_timeout: int | float | str | None = None,
         idle_gpu_threshold: float | str | None = None,
         max_scheduling_time: int | float | str | None = None,
+        emit_assets: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.emit_assets = emit_assets
         self.stall_timeout = stall_timeout
         self.max_cost_usd = max_cost_usd
         self.idle_gpu_timeout = idle_gpu_timeout
@@ -226,6 +233,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
         self._reports: ReportLog | None = None
         if not self._checks_own_arguments:  # a subclass checks once its own arguments are set
             self._check_known_arguments()
+        self._declare_assets()
 
     # ------------------------------------------------------------------------------------------ plumbing
     @cached_property
@@ -623,6 +631,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, BaseOperator):
             info["stopped_by"] = stopped_by.to_dict()
         context["ti"].xcom_push(key=JOB_XCOM_KEY, value=info)
         self._publish_reports(context, job.id)
+        self._record_lineage(context, job, info)
         cost = f", about ${info['cost_usd']:.6f}" if info["cost_usd"] is not None else ""
         seconds = f" after {billed:.1f} s billed" if billed is not None else ""
         rate = f" (${price:g}/h)" if price is not None else ""

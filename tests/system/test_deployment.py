@@ -33,6 +33,7 @@ AIRFLOW_3 = int(pytest.importorskip("airflow").__version__.split(".")[0]) >= 3
 
 TOKEN = "hf_system_token"
 NS = "system-user"
+EXPORTS = f"{NS}/system-exports"
 BIN = Path(sys.executable).parent
 
 
@@ -64,6 +65,7 @@ class Deployment:
         dags.mkdir(parents=True)
         for source in [
             *(REPO / "example_dags").glob("example_hfjobs_quickstart.py"),
+            REPO / "example_dags" / "example_hfjobs_assets.py",
             REPO / "tests/dags/hfjobs_long.py",
             REPO / "tests/dags/hfjobs_watch.py",
         ]:
@@ -80,6 +82,7 @@ class Deployment:
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
             AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL="5",
             AIRFLOW_CONN_HF_DEFAULT=json.dumps({"conn_type": "hf_jobs", "host": jobs.url, "password": TOKEN}),
+            HFJOBS_EXAMPLE_EXPORTS=EXPORTS,  # the bucket example_hfjobs_assets writes, its consumer waits on
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         )
         if AIRFLOW_3:
@@ -370,3 +373,36 @@ def test_a_deferred_sensor_stopped_any_way_leaves_the_job_it_watches_running(
         stopped_and_still_running(3)
     finally:
         api.cancel_job(job_id=job.id, namespace=NS)
+
+
+def test_a_dag_scheduled_on_the_bucket_a_job_wrote_runs(deployment: Deployment, jobs: LocalJobsServer) -> None:
+    """The scheduler starts ``hfjobs_assets_consumer`` (``schedule=[Asset("hf://buckets/<EXPORTS>")]``)
+    once ``hfjobs_assets_producer``'s job wrote that bucket, and the run sees which job it was."""
+    created = requests.post(
+        f"{jobs.url}/api/buckets/{EXPORTS}", json={}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert created.status_code in (200, 409), created.text
+    wait_for(
+        "the consumer DAG to be parsed",
+        lambda: deployment.api("GET", "/dags/hfjobs_assets_consumer").status_code == 200,
+        timeout=120,
+    )
+    run_id = deployment.trigger("hfjobs_assets_producer")
+    state = wait_for(
+        "the producer run to finish",
+        lambda: (s := deployment.run_state("hfjobs_assets_producer", run_id)) in ("success", "failed") and s,
+        timeout=240,
+    )
+    assert state == "success", deployment.tail()
+
+    def consumer_runs() -> list[dict]:
+        answer = deployment.api("GET", "/dags/hfjobs_assets_consumer/dagRuns")
+        return [run for run in answer.json().get("dag_runs", []) if run["state"] in ("success", "failed")]
+
+    (run,) = wait_for("a finished run of the consumer DAG", consumer_runs, timeout=240)
+    assert run["state"] == "success", deployment.tail()
+    log = deployment.task_log("hfjobs_assets_consumer", run["dag_run_id"], "announce")
+    job_ids = re.findall(rf"triggered by hf://buckets/{EXPORTS}: job (\w+)", log)
+    assert len(job_ids) == 1, log[-3000:]
+    producer_log = deployment.task_log("hfjobs_assets_producer", run_id, "export")
+    assert f"Hugging Face job {job_ids[0]}:" in producer_log, producer_log[-3000:]
