@@ -167,6 +167,14 @@ class Deployment:
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
 
+    def finish(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Wait for the run to end; its state."""
+        return wait_for(
+            f"run {run_id} of {dag_id} to finish",
+            lambda: (s := self.run_state(dag_id, run_id)) in ("success", "failed") and s,
+            timeout=timeout,
+        )
+
     def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").json().get("state")
 
@@ -255,12 +263,7 @@ def deployment(jobs: LocalJobsServer, tmp_path_factory: pytest.TempPathFactory) 
 
 def test_deferred_task_log_holds_every_job_line_once(deployment: Deployment) -> None:
     run_id = deployment.trigger("hfjobs_quickstart")
-    state = wait_for(
-        "the quickstart run to finish",
-        lambda: (s := deployment.run_state("hfjobs_quickstart", run_id)) in ("success", "failed") and s,
-        timeout=240,
-    )
-    assert state == "success", deployment.tail()
+    assert deployment.finish("hfjobs_quickstart", run_id, timeout=240) == "success", deployment.tail()
     for task in ("hello", "hello_deferred"):
         log = deployment.task_log("hfjobs_quickstart", run_id, task)
         assert count(log, "Hello from the cloud!") == 1, log[-3000:]
@@ -388,12 +391,7 @@ def test_a_dag_scheduled_on_the_bucket_a_job_wrote_runs(deployment: Deployment, 
         timeout=120,
     )
     run_id = deployment.trigger("hfjobs_assets_producer")
-    state = wait_for(
-        "the producer run to finish",
-        lambda: (s := deployment.run_state("hfjobs_assets_producer", run_id)) in ("success", "failed") and s,
-        timeout=240,
-    )
-    assert state == "success", deployment.tail()
+    assert deployment.finish("hfjobs_assets_producer", run_id, timeout=240) == "success", deployment.tail()
 
     def consumer_runs() -> list[dict]:
         answer = deployment.api("GET", "/dags/hfjobs_assets_consumer/dagRuns")

@@ -183,13 +183,6 @@ class ComponentsDeployment(Deployment):
             return content.splitlines()
         return [json.dumps(entry) if isinstance(entry, dict) else str(entry) for entry in content]
 
-    def finish(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
-        return wait_for(
-            f"run {run_id} of {dag_id} to finish",
-            lambda: (s := self.run_state(dag_id, run_id)) in ("success", "failed") and s,
-            timeout=timeout,
-        )
-
 
 @pytest.fixture(scope="module")
 def jobs() -> Iterator[LocalJobsServer]:
