@@ -24,7 +24,7 @@ MODEL = f"{NAMESPACE}/lineage-model"
 ASSET_TABLES = ("asset", "asset_event", "asset_id", "asset_dag_run_queue")
 DATASET_TABLES = ("dataset", "dataset_event", "dataset_id", "dataset_dag_run_queue")
 
-FAILING_DAG = f"""
+MORE_DAGS = f"""
 import pendulum
 from airflow.providers.common.compat.sdk import DAG
 
@@ -35,13 +35,20 @@ with DAG(dag_id="hfjobs_assets_failing", schedule=None, start_date=pendulum.date
         task_id="fails", image="python:3.12", command=["python", "-c", "raise SystemExit(3)"], retries=0,
         volumes=[{{"type": "bucket", "source": "{EXPORTS}", "mount_path": "/exports"}}],
     )
+
+with DAG(dag_id="hfjobs_assets_reader", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+    HfJobRunOperator(
+        task_id="reads", image="python:3.12", retries=0,
+        command=["python", "-c", "print('read', len(open('/exports/part-0.jsonl').readlines()), 'rows')"],
+        volumes=[{{"type": "bucket", "source": "{EXPORTS}", "mount_path": "/exports", "read_only": True}}],
+    )  # fmt: skip
 """
 
 
 @pytest.fixture(scope="module")
 def airflow_home(server, tmp_path_factory) -> AirflowHome:
     extra = tmp_path_factory.mktemp("lineage-dags")
-    (extra / "hfjobs_assets_failing.py").write_text(textwrap.dedent(FAILING_DAG))
+    (extra / "hfjobs_assets_more.py").write_text(textwrap.dedent(MORE_DAGS))
     home = make_airflow_home(tmp_path_factory.mktemp("airflow-home"), server.url, TOKEN, extra)
     lineage = home.path / "openlineage"
     lineage.mkdir()
@@ -144,4 +151,16 @@ def test_openlineage_events_carry_the_datasets_and_the_job_facet(airflow_home: A
     assert facet["jobUrl"].endswith(facet["jobId"]) and facet["flavor"], facet
     start = [e for e in mine if e["eventType"] == "START"][-1]
     assert {(d["namespace"], d["name"]) for d in start["outputs"]} == {("hf://buckets", EXPORTS)}
+    # A read-only volume is an input, and no asset event.
+    result = airflow_home.dags_test("hfjobs_assets_reader")
+    assert result.returncode == 0 and "read 3 rows" in output(result), output(result)[-6000:]
+    read = [
+        e
+        for e in lineage_events(airflow_home)
+        if e.get("job", {}).get("name") == "hfjobs_assets_reader.reads"
+    ]
+    completed = [e for e in read if e["eventType"] == "COMPLETE"]
+    assert completed and completed[-1]["outputs"] == [], read
+    assert [(d["namespace"], d["name"]) for d in completed[-1]["inputs"]] == [("hf://buckets", EXPORTS)]
+    assert events(airflow_home, "hfjobs_assets_reader") == []
     assert Path(airflow_home.path / "openlineage" / "events.jsonl").stat().st_size < 2_000_000
