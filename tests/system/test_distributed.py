@@ -287,7 +287,9 @@ def test_each_line_once_when_the_triggerer_running_it_is_killed(deployment: Dist
         assert all(n == 1 for n in counts.values()), {k: v for k, v in counts.items() if v != 1}
     else:
         # The only permitted repeat: the one declared step the killed triggerer was writing.
-        assert len(unsure) == 1 and all(n in (1, 2) for n in counts.values()), counts
+        assert len(unsure) == 1 and all(n in (1, 2) for n in counts.values()), (
+            {k: v for k, v in counts.items() if v != 1}, unsure[0].group(0), text[-6000:]
+        )
         first_event, last_event = map(int, unsure[0].groups())
         assert sum(n - 1 for n in counts.values()) <= last_event - first_event + 1
     resumed = [record for record in records if "Resuming the log of job" in record or UNSURE.search(record)]
