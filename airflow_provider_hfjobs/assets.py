@@ -10,9 +10,10 @@ Airflow Assets (Datasets on 2.11) and OpenLineage datasets of a job come from tw
   does not make a new asset at each try;
 - its **reports**: every ``report_asset(uri, metadata)`` (:mod:`.reports`) is an output, its metadata
   the event's extra (a pushed model: ``report_asset("hf://models/alice/llm")``). A path in the job
-  (``/ckpts/model.safetensors``) under a written bucket's mount path is that file in the bucket
-  (``hf://buckets/alice/ckpts/<path>/model.safetensors``); any other path names nothing outside the job
-  and is no asset (:attr:`JobAssets.local`; it stays in the reports XCom).
+  (``/ckpts/model.safetensors``) under a written bucket's mount path is a file of that bucket: listed
+  (``files``: its path in the bucket, its metadata) in the bucket's event, not an asset of its own (a
+  checkpoint per epoch must not make an asset each); any other path names nothing outside the job and is
+  no asset (:attr:`JobAssets.local`; it stays in the reports XCom).
 
 The Airflow side (declaring inlets/outlets, emitting events) is :mod:`.operators.lineage`; the
 OpenLineage side reads the same :class:`JobAssets`.
@@ -77,9 +78,9 @@ def is_plumbing(volume: Volume) -> bool:
     return volume.type == "bucket" and volume.source.rpartition("/")[2] == ARTIFACTS_BUCKET
 
 
-def resolve_path(path: str, volumes: Iterable[Volume]) -> str | None:
-    """The URI of a path in the job under a written bucket's mount path (the longest mount wins),
-    ``None`` if no written bucket holds it."""
+def resolve_path(path: str, volumes: Iterable[Volume]) -> tuple[Volume, str] | None:
+    """The written bucket holding a path in the job (the longest mount wins) and the file's path in that
+    bucket, ``None`` if no written bucket holds it."""
     normalized = posixpath.normpath(path)
     best: Volume | None = None
     for volume in volumes:
@@ -90,8 +91,8 @@ def resolve_path(path: str, volumes: Iterable[Volume]) -> str | None:
     if best is None:
         return None
     relative = posixpath.relpath(normalized, posixpath.normpath(best.mount_path))
-    parts = [volume_uri(best), *([best.path.strip("/")] if best.path else []), relative]
-    return "/".join(part for part in parts if part and part != ".")
+    parts = [*([best.path.strip("/")] if best.path else []), relative]
+    return best, "/".join(part for part in parts if part and part != ".")
 
 
 def _volume_extra(volume: Volume) -> dict[str, Any]:
@@ -134,7 +135,14 @@ def job_assets(
             if resolved is None:
                 local.append(reported_uri)
                 continue
-            reported_uri = resolved
+            # A file of a written bucket: listed in the bucket's event, not an asset of its own (a file per
+            # epoch under a per-run folder would make thousands of assets).
+            volume, path = resolved
+            bucket = outputs[volume_uri(volume)]
+            entry = {"path": path, **({"metadata": dict(metadata)} if isinstance(metadata, Mapping) else {})}
+            files = [*bucket.extra.get("files", []), entry]
+            outputs[bucket.uri] = AssetRef(bucket.uri, {**bucket.extra, "files": files})
+            continue
         earlier = outputs.get(reported_uri)
         extra = {
             **(earlier.extra if earlier else base),

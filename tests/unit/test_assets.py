@@ -148,26 +148,25 @@ def test_a_failed_job_gives_no_event_but_its_lineage_is_kept() -> None:
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("hf://buckets", "alice/ckpts")]
 
 
-def test_a_reported_path_in_a_written_bucket_is_that_file_and_any_other_path_no_asset() -> None:
+def test_a_reported_path_in_a_written_bucket_is_a_file_of_its_event_and_any_other_path_no_asset() -> None:
     volumes = [
         Volume(type="bucket", source="alice/ckpts", mount_path="/ckpts", path="nightly/"),
         Volume(type="bucket", source="alice/ckpts-best", mount_path="/ckpts/best"),
         Volume(type="bucket", source="alice/ref", mount_path="/ref", read_only=True),
     ]
     reported = [
-        {"uri": "/ckpts/epoch-3/model.safetensors"},
+        {"uri": "/ckpts/epoch-3/model.safetensors", "metadata": {"epoch": 3}},
         {"uri": "/ckpts/best/model.safetensors"},
-        {"uri": "/ckpts"},
         {"uri": "/ref/table.parquet"},
         {"uri": "/tmp/scratch.bin"},
         {"uri": "/ckpts-other/x"},
     ]
     assets = job_assets(volumes, reported)
-    assert [ref.uri for ref in assets.outputs] == [
-        "hf://buckets/alice/ckpts",  # the two volumes first
-        "hf://buckets/alice/ckpts-best",
-        "hf://buckets/alice/ckpts/nightly/epoch-3/model.safetensors",
-        "hf://buckets/alice/ckpts-best/model.safetensors",
-        "hf://buckets/alice/ckpts/nightly",  # "/ckpts": the mounted prefix itself
+    assert [(ref.uri, ref.extra.get("files")) for ref in assets.outputs] == [
+        (
+            "hf://buckets/alice/ckpts",
+            [{"path": "nightly/epoch-3/model.safetensors", "metadata": {"epoch": 3}}],
+        ),
+        ("hf://buckets/alice/ckpts-best", [{"path": "model.safetensors"}]),  # the longest mount holds it
     ]
     assert assets.local == ("/ref/table.parquet", "/tmp/scratch.bin", "/ckpts-other/x")
