@@ -44,7 +44,7 @@ HELPER_ENV = "HFJOBS_REPORT_HELPER"
 REPORTS_XCOM_KEY = "hf_job_reports"
 #: Seconds between two progress lines in the task log (the first and the last are always shown).
 PROGRESS_INTERVAL = 10.0
-KINDS = ("progress", "metric", "asset", "check")
+KINDS = ("progress", "metric", "asset", "check", "output", "checkpoint")
 #: Longest report line read (longer: malformed); what the helper prints stays far below it.
 MAX_LINE_CHARS = 4096
 #: Longest metric or check name, unit, asset URI and metadata (as JSON; a non-ASCII character counts as
@@ -53,15 +53,31 @@ MAX_NAME_CHARS = 100
 MAX_UNIT_CHARS = 40
 MAX_URI_CHARS = 500
 MAX_METADATA_CHARS = 256
+#: Longest path of an ``output`` (relative to the outputs directory) or a ``checkpoint``.
+MAX_PATH_CHARS = 300
 #: Largest integer kept exactly (as JSON numbers are read back).
 MAX_INTEGER = 2**53
 #: How many metric names, assets and check names are kept; further new ones are counted as ``dropped``.
 MAX_METRICS = 50
 MAX_ASSETS = 20
 MAX_CHECKS = 20
+#: How many ``output`` files are kept (the manifest of :mod:`airflow_provider_hfjobs.outputs`); further
+#: ones are counted as ``dropped`` (the mount of an ``inputs`` manifest still holds all of them).
+MAX_OUTPUTS = 30
+#: The job's environment (:mod:`airflow_provider_hfjobs.outputs` sets it): where the try's outputs are
+#: mounted, the checkpoint directory, whether this try should resume and the last checkpoint reported.
+OUTPUTS_ENV = "HFJOBS_OUTPUTS_DIR"
+CHECKPOINT_ENV = "HFJOBS_CHECKPOINT_DIR"
+RESUME_ENV = "HFJOBS_RESUME"
+LAST_CHECKPOINT_ENV = "HFJOBS_LAST_CHECKPOINT"
+LAST_CHECKPOINT_STEP_ENV = "HFJOBS_LAST_CHECKPOINT_STEP"
+#: Files the provider writes itself: the marker that makes a bucket prefix exist, and the last checkpoint
+#: as the job reported it (in the checkpoint directory, so any later try reads it, on any Airflow).
+PREFIX_MARKER = ".hfjobs-prefix"
+CHECKPOINT_RECORD = ".hfjobs-checkpoint.json"
 #: Bound of the JSON of what is kept (the XCom, and the ``reports`` of a trigger event), from the limits
 #: above: what the worst case adds up to, with margin (``tests/unit/test_reports.py`` builds it).
-MAX_SUMMARY_CHARS = 40_000
+MAX_SUMMARY_CHARS = 56_000
 
 
 def validate_report(report: Any) -> dict[str, Any]:
@@ -152,6 +168,27 @@ def validate_report(report: Any) -> dict[str, Any]:
                 raise ValueError(f"metric step must be a whole number from 0 up, or None; got {step!r:.40}")
             out["step"] = int(step)
         return out
+    if kind in ("output", "checkpoint"):
+        path = text("path", MAX_PATH_CHARS)
+        if kind == "output" and (path.startswith("/") or ".." in path.split("/")):
+            raise ValueError(f"output path must be relative to the outputs directory; got {path!r:.80}")
+        out = {"kind": kind, "path": path}
+        field = "size" if kind == "output" else "step"
+        value = report.get(field)
+        if value is not None or kind == "output":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Integral)
+                or not 0 <= int(value) <= MAX_INTEGER
+            ):
+                raise ValueError(f"{kind} {field} must be a whole number from 0 up; got {value!r:.40}")
+            out[field] = int(value)
+        digest = report.get("sha256")
+        if kind == "output" and digest is not None:
+            if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+                raise ValueError(f"output sha256 must be 64 lower-case hex digits; got {digest!r:.80}")
+            out["sha256"] = digest
+        return out
     if kind == "asset":
         out = {"kind": kind, "uri": text("uri", MAX_URI_CHARS)}
     else:
@@ -189,6 +226,13 @@ MAX_UNIT_CHARS = @@MAX_UNIT_CHARS@@
 MAX_URI_CHARS = @@MAX_URI_CHARS@@
 MAX_METADATA_CHARS = @@MAX_METADATA_CHARS@@
 MAX_INTEGER = @@MAX_INTEGER@@
+MAX_PATH_CHARS = @@MAX_PATH_CHARS@@
+OUTPUTS_ENV = @@OUTPUTS_ENV@@
+CHECKPOINT_ENV = @@CHECKPOINT_ENV@@
+LAST_CHECKPOINT_ENV = @@LAST_CHECKPOINT_ENV@@
+LAST_CHECKPOINT_STEP_ENV = @@LAST_CHECKPOINT_STEP_ENV@@
+PREFIX_MARKER = @@PREFIX_MARKER@@
+CHECKPOINT_RECORD = @@CHECKPOINT_RECORD@@
 
 
 @@VALIDATE@@
@@ -218,6 +262,90 @@ def report_asset(uri, metadata=None):
 def report_check(name, passed, metadata=None):
     """A data-quality check that passed (True) or failed (False), with optional JSON metadata."""
     _emit({"kind": "check", "name": name, "passed": passed, "metadata": metadata})
+
+
+def _sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_entry(path, directory=None):
+    """The manifest entry (path relative to the outputs directory, size, sha256) of a file under it, or None."""
+    root = directory or _os.environ.get(OUTPUTS_ENV)
+    if not root or not isinstance(path, str) or not path:
+        return None
+    base = _os.path.realpath(root)
+    full = _os.path.realpath(path if _os.path.isabs(path) else _os.path.join(base, path))
+    if not full.startswith(base.rstrip("/") + "/") or not _os.path.isfile(full):
+        return None
+    return {"path": _os.path.relpath(full, base), "size": _os.path.getsize(full), "sha256": _sha256(full)}
+
+
+def report_outputs(directory=None):
+    """One output line (path, size, sha256) per file under the outputs directory (@@OUTPUTS_ENV@@): the
+    task's manifest. Called for you at the end of a @task.hf_job function or a UV script; returns the entries."""
+    root = directory or _os.environ.get(OUTPUTS_ENV)
+    entries = []
+    if not root or not _os.path.isdir(root):
+        return entries
+    for folder, folders, names in _os.walk(root):
+        folders.sort()
+        for name in sorted(names):
+            full = _os.path.join(folder, name)
+            if _os.path.islink(full) or not _os.path.isfile(full):
+                continue
+            relative = _os.path.relpath(full, root)
+            if relative == PREFIX_MARKER:
+                continue
+            entry = {"path": relative, "size": _os.path.getsize(full), "sha256": _sha256(full)}
+            try:
+                _emit({"kind": "output", **entry})
+            except ValueError as error:  # a name the manifest cannot carry: the file is still in the bucket
+                _sys.stderr.write(f"hfjobs_report: {relative!r} is left out of the outputs manifest: {error}\\n")
+                continue
+            entries.append(entry)
+    return entries
+
+
+def report_checkpoint(path, step=None):
+    """A checkpoint the job saved (a path, an optional whole step): the task keeps the last one, and a later
+    try of the task gets it from last_checkpoint() (it is also written to the checkpoint directory)."""
+    report = {"kind": "checkpoint", "path": path, "step": step}
+    validate_report(report)
+    directory = _os.environ.get(CHECKPOINT_ENV)
+    if directory and _os.path.isdir(directory):
+        with open(_os.path.join(directory, CHECKPOINT_RECORD), "w", encoding="utf-8") as handle:
+            _json.dump({"path": path, "step": step}, handle)
+    _emit(report)
+
+
+def last_checkpoint():
+    """The last checkpoint an earlier try (or an earlier attempt of this job) reported, {"path", "step"}, or None:
+    read from the checkpoint directory, else from what the task knew (@@LAST_CHECKPOINT_ENV@@)."""
+    directory = _os.environ.get(CHECKPOINT_ENV)
+    if directory:
+        try:
+            with open(_os.path.join(directory, CHECKPOINT_RECORD), encoding="utf-8") as handle:
+                found = _json.load(handle)
+            if isinstance(found, dict) and isinstance(found.get("path"), str):
+                step = found.get("step")
+                return {"path": found["path"], "step": step if isinstance(step, int) else None}
+        except (OSError, ValueError):
+            pass
+    path = _os.environ.get(LAST_CHECKPOINT_ENV)
+    if not path:
+        return None
+    step = _os.environ.get(LAST_CHECKPOINT_STEP_ENV, "")
+    return {"path": path, "step": int(step) if step.isdigit() else None}
+
+
+if __name__ == "__main__" and _sys.argv[1:] == ["--outputs"]:  # run after a UV script, or by an image job
+    report_outputs()
 '''
 
 
@@ -234,6 +362,13 @@ def helper_source() -> str:
         "MAX_URI_CHARS": repr(MAX_URI_CHARS),
         "MAX_METADATA_CHARS": repr(MAX_METADATA_CHARS),
         "MAX_INTEGER": repr(MAX_INTEGER),
+        "MAX_PATH_CHARS": repr(MAX_PATH_CHARS),
+        "OUTPUTS_ENV": repr(OUTPUTS_ENV),
+        "CHECKPOINT_ENV": repr(CHECKPOINT_ENV),
+        "LAST_CHECKPOINT_ENV": repr(LAST_CHECKPOINT_ENV),
+        "LAST_CHECKPOINT_STEP_ENV": repr(LAST_CHECKPOINT_STEP_ENV),
+        "PREFIX_MARKER": repr(PREFIX_MARKER),
+        "CHECKPOINT_RECORD": repr(CHECKPOINT_RECORD),
         "VALIDATE": inspect.getsource(validate_report),
     }
     return re.sub(r"@@([A-Z_]+)@@", lambda match: constants[match.group(1)], _HELPER)
@@ -258,6 +393,10 @@ report_progress: Callable[..., None] = _helper["report_progress"]
 report_metric: Callable[..., None] = _helper["report_metric"]
 report_asset: Callable[..., None] = _helper["report_asset"]
 report_check: Callable[..., None] = _helper["report_check"]
+report_outputs: Callable[..., list[dict[str, Any]]] = _helper["report_outputs"]
+report_checkpoint: Callable[..., None] = _helper["report_checkpoint"]
+last_checkpoint: Callable[[], dict[str, Any] | None] = _helper["last_checkpoint"]
+output_entry: Callable[..., dict[str, Any] | None] = _helper["output_entry"]
 
 
 # ----------------------------------------------------------------------------------------- the task side
@@ -316,6 +455,12 @@ def report_text(report: Mapping[str, Any]) -> tuple[int, str]:
         return logging.INFO, f"Metric {report['name']} = {_number(report['value'])}{step}"
     if report["kind"] == "asset":
         return logging.INFO, f"Asset: {report['uri']}{extra}"
+    if report["kind"] == "output":
+        digest = f", sha256 {report['sha256'][:12]}" if report.get("sha256") else ""
+        return logging.INFO, f"Output: {report['path']} ({report['size']} bytes{digest})"
+    if report["kind"] == "checkpoint":
+        step = f" (step {report['step']})" if report.get("step") is not None else ""
+        return logging.INFO, f"Checkpoint: {report['path']}{step}"
     if report["passed"]:
         return logging.INFO, f"Check {report['name']}: passed{extra}"
     return logging.WARNING, f"Check {report['name']}: FAILED{extra}"
@@ -348,6 +493,8 @@ class ReportLog:
         self.metrics: dict[str, dict[str, Any]] = {}
         self.assets: dict[str, dict[str, Any]] = {}
         self.checks: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.checkpoint: dict[str, Any] | None = None
         self.malformed = 0
         self.dropped = 0
         self._baseline: tuple[float, float, bool] | None = None  # (done, time, the job's own time?)
@@ -358,8 +505,9 @@ class ReportLog:
     def seen(self) -> bool:
         """Was any report line read (even a malformed one)?"""
         return bool(
-            self.progress or self.metrics or self.assets or self.checks or self.malformed or self.dropped
-        )
+            self.progress or self.metrics or self.assets or self.checks or self.outputs or self.checkpoint
+            or self.malformed or self.dropped
+        )  # fmt: skip
 
     def lines(self, texts: Iterable[str]) -> Iterator[tuple[int, str]]:
         """What the task log shows for these job log lines, in order: plain lines as they are, a report's
@@ -389,9 +537,13 @@ class ReportLog:
             ]
         if report["kind"] == "progress":
             return self._progress(report)
-        key = report.get("name") or report["uri"]
+        if report["kind"] == "checkpoint":
+            self.checkpoint = {name: value for name, value in report.items() if name != "kind"}
+            return [report_text(report)]
+        key = report.get("name") or report.get("uri") or report["path"]
         kept, limit = {"metric": (self.metrics, MAX_METRICS), "asset": (self.assets, MAX_ASSETS),
-                       "check": (self.checks, MAX_CHECKS)}[report["kind"]]  # fmt: skip
+                       "check": (self.checks, MAX_CHECKS),
+                       "output": (self.outputs, MAX_OUTPUTS)}[report["kind"]]  # fmt: skip
         shown = [report_text(report)]
         if key in kept or len(kept) < limit:
             kept.pop(key, None)  # the latest last (assets in the order they were last reported)
@@ -461,6 +613,10 @@ class ReportLog:
         out["metrics"] = {mask(name): dict(entry) for name, entry in self.metrics.items()}
         out["assets"] = [masked(entry) for entry in self.assets.values()]
         out["checks"] = {mask(name): masked(entry) for name, entry in self.checks.items()}
+        if self.outputs:  # (only when there are: the summary of a job without them is as before)
+            out["outputs"] = [{**entry, "path": mask(entry["path"])} for entry in self.outputs.values()]
+        if self.checkpoint is not None:
+            out["checkpoint"] = {**self.checkpoint, "path": mask(self.checkpoint["path"])}
         if self.malformed:
             out["malformed"] = self.malformed
         if self.dropped:
@@ -483,9 +639,13 @@ class ReportLog:
             if isinstance(entries, Mapping):
                 candidates += [{**entry, "kind": kind, "name": name} for name, entry in entries.items()
                                if isinstance(entry, Mapping)]  # fmt: skip
-        assets = summary.get("assets")
-        if isinstance(assets, list):
-            candidates += [{**entry, "kind": "asset"} for entry in assets if isinstance(entry, Mapping)]
+        for kind, field in (("asset", "assets"), ("output", "outputs")):
+            entries = summary.get(field)
+            if isinstance(entries, list):
+                candidates += [{**entry, "kind": kind} for entry in entries if isinstance(entry, Mapping)]
+        checkpoint = summary.get("checkpoint")
+        if isinstance(checkpoint, Mapping):
+            candidates.append({**checkpoint, "kind": "checkpoint"})
         for candidate in candidates:
             try:
                 line = format_report_line(candidate)

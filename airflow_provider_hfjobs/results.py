@@ -195,6 +195,11 @@ def _hfjobs_run(function, arguments):
     try:
         arguments = unseal(json.loads(arguments))
         value = function(*arguments["args"], **arguments["kwargs"])
+        if os.environ.get(@@OUTPUTS_ENV@@):  # the try's outputs: a manifest line per file (reports.py)
+            entry = helper.output_entry(value) if isinstance(value, str) else None
+            helper.report_outputs()
+            if entry is not None:  # a returned path under /outputs comes back as its manifest entry
+                value = {**entry, "uri": os.environ.get(@@OUTPUTS_URI_ENV@@, "").rstrip("/") + "/" + entry["path"]}
         try:
             text = json.dumps(value)
         except (TypeError, ValueError) as error:
@@ -231,11 +236,18 @@ if __name__ == "__main__":
 
 def runner_source(function_name: str, arguments_json: str) -> str:
     """The runner, with this module's constants written into it (and the report helper's source)."""
-    from airflow_provider_hfjobs.reports import HELPER_MODULE, helper_source  # (reports reads results)
+    from airflow_provider_hfjobs.outputs import OUTPUTS_URI_ENV
+    from airflow_provider_hfjobs.reports import (  # (reports reads results)
+        HELPER_MODULE,
+        OUTPUTS_ENV,
+        helper_source,
+    )
 
     constants = {
         "HELPER_MODULE": repr(HELPER_MODULE),
         "HELPER_SOURCE": repr(helper_source()),
+        "OUTPUTS_ENV": repr(OUTPUTS_ENV),
+        "OUTPUTS_URI_ENV": repr(OUTPUTS_URI_ENV),
         "RESULT_PREFIX": repr(RESULT_PREFIX),
         "CHUNK_CHARS": repr(CHUNK_CHARS),
         "MAX_RESULT_BYTES": repr(MAX_RESULT_BYTES),

@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow_provider_hfjobs.exceptions import HfJobsInputError
 from airflow_provider_hfjobs.jobs.validation import MAX_LABEL_LENGTH, _sanitize_name
-from airflow_provider_hfjobs.reports import HELPER_ENV, HELPER_MODULE
+from airflow_provider_hfjobs.reports import HELPER_ENV, HELPER_MODULE, OUTPUTS_ENV
 
 DEFAULT_UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"
 
@@ -177,7 +177,15 @@ def build_uv_command(
     # The report helper (an operator's job has it in HFJOBS_REPORT_HELPER) beside the script, importable
     # there as ``hfjobs_report``; without the variable (the hook's own jobs) the clause does nothing.
     helper = f'{{ [ -z "${{{HELPER_ENV}:-}}" ] || printf %s "${HELPER_ENV}" | base64 -d > {HELPER_MODULE}.py; }} && '
-    shell = f'printf %s "${UV_SCRIPT_ENV}" | base64 -d > "$0" && {helper}exec {uv_line} "$0" "$@"'
+    # With outputs (HFJOBS_OUTPUTS_DIR, see airflow_provider_hfjobs.outputs) and the helper, the script is run,
+    # then the helper reports the files it left there (the task's manifest), and the script's status is kept.
+    outputs = (
+        f'if [ -n "${{{OUTPUTS_ENV}:-}}" ] && [ -f {HELPER_MODULE}.py ]; then {uv_line} "$0" "$@"; s=$?; '
+        f"python3 {HELPER_MODULE}.py --outputs || uv run --no-project {HELPER_MODULE}.py --outputs; exit $s; fi; "
+    )
+    shell = (
+        f'printf %s "${UV_SCRIPT_ENV}" | base64 -d > "$0" && {helper}{{ {outputs}exec {uv_line} "$0" "$@"; }}'
+    )
     return ["bash", "-c", shell, safe_name, *args], {UV_SCRIPT_ENV: encoded}
 
 

@@ -55,6 +55,8 @@ class RunArgumentChecks(_OperatorBase):
 
         def _create_arguments(self, labels: dict[str, str], *, followed: bool = True) -> dict[str, Any]: ...
 
+        def _check_outputs_arguments(self, context: Any | None) -> None: ...
+
     def _check_known_arguments(self) -> None:
         """At DAG parse time, check every argument whose value is known already with the rules the hook
         applies when it builds the request, so that a mistake is a DAG import error naming the task rather
@@ -82,6 +84,7 @@ class RunArgumentChecks(_OperatorBase):
                 "a job may wait on one flavor before the next is tried), e.g. max_scheduling_time='10m'; or "
                 "give one flavor."
             )
+        self._check_outputs_arguments(context)  # outputs=, inputs=, checkpoint_dir= (operators/outputs.py)
         arguments = {
             name: value for name, value in self._job_arguments().items() if self._known(name, context)
         }

@@ -65,6 +65,7 @@ from airflow_provider_hfjobs.operators.arguments import _UV_ARGUMENTS as _UV_ARG
 from airflow_provider_hfjobs.operators.arguments import RunArgumentChecks, UvArgumentChecks
 from airflow_provider_hfjobs.operators.followers import GuardWatchdog, MetricsFollower
 from airflow_provider_hfjobs.operators.lineage import AssetLineage
+from airflow_provider_hfjobs.operators.outputs import JobOutputs
 from airflow_provider_hfjobs.operators.reattach import JOB_STATE_KEY, Reattachment, _task_state
 from airflow_provider_hfjobs.operators.reattach import _first_try_of_run as _first_try_of_run
 from airflow_provider_hfjobs.operators.reattach import _TaskState as _TaskState
@@ -84,7 +85,7 @@ from airflow_provider_hfjobs.triggers.hfjobs import EVENT_LOG_LINES, HfJobTrigge
 JOB_XCOM_KEY = "job"
 
 
-class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperator):
+class HfJobRunOperator(RunArgumentChecks, Reattachment, JobOutputs, AssetLineage, BaseOperator):
     """Run a command on Hugging Face Jobs and wait for it.
 
     :param image: Docker image (``python:3.12``, ``ghcr.io/...``) or Space (``hf.co/spaces/owner/name``).
@@ -123,6 +124,14 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperat
         buckets), and give each output an Asset event (a Dataset event on Airflow 2.11) when the job
         COMPLETED, reported assets (``report_asset``) included, through the task's alias
         ``hfjobs:<dag_id>.<task_id>``; see :mod:`airflow_provider_hfjobs.operators.lineage`.
+    :param outputs: a bucket (``"alice/artifacts"``): this try's own folder of it,
+        ``<dag>/<run>/<task>/<map_index>/<try>``, is mounted read-write at ``/outputs``, and the files the job
+        wrote there (path, size, sha256) are pushed as a manifest to the ``hf_job_outputs`` XCom.
+    :param inputs: such a manifest (or a list of them), e.g. ``export.output["hf_job_outputs"]``: its folder
+        is mounted read-only at ``/inputs`` (a list: ``/inputs-0``, ``/inputs-1``...).
+    :param checkpoint_dir: a bucket: a folder of it shared by every try of the task instance is mounted at
+        ``/checkpoints`` (``HFJOBS_CHECKPOINT_DIR``); a retry gets ``HFJOBS_RESUME=1`` and the last checkpoint
+        reported. See :mod:`airflow_provider_hfjobs.outputs` and docs/outputs.md.
     :param stall_timeout: guardrail: no new log line for that long while RUNNING (e.g. ``"30m"``) cancels
         the job and fails the task.
     :param max_cost_usd: guardrail: once the flavor's price times the time billed reaches it, the job is
@@ -141,6 +150,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperat
     template_fields: Sequence[str] = (
         "image", "command", "flavor", "env", "secrets", "timeout", "labels", "volumes", "name", "network_group",
         "network_aliases", "resource_group_id", "namespace", "hf_conn_id", *GUARDRAIL_ARGUMENTS,
+        "outputs", "inputs", "checkpoint_dir",
     )  # fmt: skip
     template_fields_renderers = {
         "command": "json", "env": "json", "labels": "json", "secrets": "json", "volumes": "json",
@@ -185,9 +195,13 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperat
         idle_gpu_threshold: float | str | None = None,
         max_scheduling_time: int | float | str | None = None,
         emit_assets: bool = True,
+        outputs: str | None = None,
+        inputs: Any = None,
+        checkpoint_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.outputs, self.inputs, self.checkpoint_dir = outputs, inputs, checkpoint_dir
         self.emit_assets = emit_assets
         self.stall_timeout = stall_timeout
         self.max_cost_usd = max_cost_usd
@@ -277,13 +291,13 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperat
         reports of) gets ``HFJOBS_REPORTS=1``, so its report helper prints (the user's ``env`` may say
         ``0``); a scheduled job's runs are followed by no task, so its spec keeps the user's env as written."""
         env = {REPORTS_ENV: "1", **(self.env or {})} if followed else self.env
-        return {
+        return self._with_outputs({
             "env": env, "secrets": self.secrets, "flavor": self._current_flavor(), "timeout": self.timeout,
             "attempts": self.attempts, "name": self.name or None, "labels": labels, "volumes": self.volumes,
             "expose": self.expose, "expose_public": self.expose_public, "ssh": self.ssh,
             "network_group": self.network_group or None, "network_aliases": self.network_aliases,
             "resource_group_id": self.resource_group_id or None, "namespace": self.namespace or None,
-        }  # fmt: skip
+        }, followed)  # fmt: skip
 
     def submit_job(self, context: Any, labels: dict[str, str]) -> JobInfo:
         return self.hook.run_job(image=self.image, command=self.command, **self._create_arguments(labels))
@@ -348,6 +362,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperat
         self._mask_secrets()
         self.job_url = ""  # no job in this try yet (Airflow clears a try's XComs when it starts)
         self._check_arguments(context)  # the rendered values, before any request (the hook checks again)
+        self._begin_outputs(context)
         self._move_masked_env_to_secrets()
         self._flavor_in_use = None
         job = (
@@ -388,6 +403,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperat
 
     def _submit(self, context: Any) -> JobInfo:
         """Create this try's job (on the flavor in use) and make it the one the task watches."""
+        self._prepare_folders(context)
         job = self.submit_job(context, {**validate_labels(self.labels), **self._own_labels(context)})
         _task_state(context, self.log).set(JOB_STATE_KEY, job.id)
         self._adopt(context, job)
@@ -631,6 +647,7 @@ class HfJobRunOperator(RunArgumentChecks, Reattachment, AssetLineage, BaseOperat
             info["stopped_by"] = stopped_by.to_dict()
         context["ti"].xcom_push(key=JOB_XCOM_KEY, value=info)
         self._publish_reports(context, job.id)
+        self._publish_outputs(context, job)
         self._record_lineage(context, job, info)
         cost = f", about ${info['cost_usd']:.6f}" if info["cost_usd"] is not None else ""
         seconds = f" after {billed:.1f} s billed" if billed is not None else ""
@@ -701,7 +718,7 @@ class HfUvJobOperator(UvArgumentChecks, HfJobRunOperator):
     template_fields: Sequence[str] = (
         "script", "script_args", "dependencies", "python", "image", "flavor", "env", "secrets", "timeout",
         "labels", "volumes", "name", "network_group", "network_aliases", "resource_group_id", "namespace",
-        "hf_conn_id", *GUARDRAIL_ARGUMENTS,
+        "hf_conn_id", *GUARDRAIL_ARGUMENTS, "outputs", "inputs", "checkpoint_dir",
     )  # fmt: skip
     template_fields_renderers = {
         "script": "py", "script_args": "json", "dependencies": "json", "env": "json", "labels": "json",
