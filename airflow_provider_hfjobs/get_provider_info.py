@@ -37,6 +37,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_hfjobs.operators.arguments",
                     "airflow_provider_hfjobs.operators.reattach",
                     "airflow_provider_hfjobs.operators.lineage",
+                    "airflow_provider_hfjobs.operators.outputs",
                 ],
             }
         ],

@@ -14,6 +14,7 @@ from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_hfjobs.exceptions import HfJobsError, HfJobsInputError
 from airflow_provider_hfjobs.jobs import parse_timeout
+from airflow_provider_hfjobs.reports import is_report_line
 from airflow_provider_hfjobs.results import visible_lines
 from airflow_provider_hfjobs.triggers.hfjobs import EVENT_STATUSES
 
@@ -87,7 +88,8 @@ def failure_message(
     head = f"Hugging Face job {job_id} ended {stage or 'unwatched'}"
     head += f": {message.rstrip('. ')}" if message else ""
     text = f"{head}. {advice + ' ' if advice else ''}{url}"
-    log_lines = visible_lines(log_lines)  # a @task.hf_job function's result lines are not for people
+    # A @task.hf_job function's result lines and report lines (read, not shown raw) are not for people.
+    log_lines = [line for line in visible_lines(log_lines) if not is_report_line(line)]
     if log_lines:
         text += f"\nLast {len(log_lines)} log lines:\n" + "\n".join(f"  {line}" for line in log_lines)
     return text

@@ -21,12 +21,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow_db]
 
 EXPORTS = f"{NAMESPACE}/lineage-exports"
 MODEL = f"{NAMESPACE}/lineage-model"
+TEMPLATED = f"{NAMESPACE}/lineage-templated"  # a bucket no DAG declares: its asset is new when emitted
 ASSET_TABLES = ("asset", "asset_event", "asset_id", "asset_dag_run_queue")
 DATASET_TABLES = ("dataset", "dataset_event", "dataset_id", "dataset_dag_run_queue")
 
 MORE_DAGS = f"""
 import pendulum
-from airflow.providers.common.compat.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator
 
@@ -35,6 +36,23 @@ with DAG(dag_id="hfjobs_assets_failing", schedule=None, start_date=pendulum.date
         task_id="fails", image="python:3.12", command=["python", "-c", "raise SystemExit(3)"], retries=0,
         volumes=[{{"type": "bucket", "source": "{EXPORTS}", "mount_path": "/exports"}}],
     )
+
+with DAG(
+    dag_id="hfjobs_assets_templated", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    params={{"bucket": "{TEMPLATED}"}},
+):
+    HfJobRunOperator(
+        task_id="writes", image="python:3.12", retries=0,
+        command=["python", "-c", "open('/out/templated.txt', 'w').write('x')"],
+        volumes=[{{"type": "bucket", "source": "{{{{ params.bucket }}}}", "mount_path": "/out"}}],
+    )  # fmt: skip
+
+    @task.hf_job(retries=0, volumes=[{{"type": "bucket", "source": "{{{{ params.bucket }}}}", "mount_path": "/out"}}])
+    def writes_too() -> int:
+        open("/out/function.txt", "w").write("y")
+        return 1
+
+    writes_too()
 
 with DAG(dag_id="hfjobs_assets_reader", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
     HfJobRunOperator(
@@ -62,6 +80,13 @@ def airflow_home(server, tmp_path_factory) -> AirflowHome:
     )
     created = requests.post(
         f"{server.url}/api/buckets/{EXPORTS}",
+        json={},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert created.status_code in (200, 409), created.text
+    created = requests.post(
+        f"{server.url}/api/buckets/{TEMPLATED}",
         json={},
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=10,
@@ -122,6 +147,14 @@ def test_a_completed_job_emits_its_written_bucket_and_reported_model(airflow_hom
     assert f"Asset events for job {job_id}: {bucket}, {model}" in text, text[-6000:]
     # The DAG scheduled on the bucket is queued to run (a scheduler starts it: tests/system).
     assert queued(airflow_home, "hfjobs_assets_consumer") == [bucket]
+
+
+def test_a_bucket_known_only_at_run_time_gets_its_event_through_the_alias(airflow_home: AirflowHome) -> None:
+    result = airflow_home.dags_test("hfjobs_assets_templated")
+    assert result.returncode == 0, output(result)[-6000:]
+    emitted = events(airflow_home, "hfjobs_assets_templated")
+    assert [uri for uri, _ in emitted] == [f"hf://buckets/{TEMPLATED}"] * 2, emitted
+    assert all(extra["mount_path"] == "/out" for _, extra in emitted)
 
 
 def test_a_failed_job_emits_no_asset_event(airflow_home: AirflowHome) -> None:

@@ -447,3 +447,13 @@ def test_only_jobs_a_task_follows_get_the_report_switch() -> None:
         task_id="nightly", image="python:3.12", command=["true"], schedule="@daily", env={"A": "1"}
     )
     assert scheduled._create_arguments({}, followed=False)["env"] == {"A": "1"}  # as its execute asks
+
+
+def test_a_failure_message_shows_no_raw_report_line() -> None:
+    from airflow_provider_hfjobs.task_side import failure_message
+
+    text = failure_message(
+        "j1", "ERROR", "exit code 3", "https://hf.co/jobs/a/j1",
+        ["epoch 2 done", REPORT_PREFIX + '{"kind":"metric","name":"loss","value":0.5}', "preempted"],
+    )  # fmt: skip
+    assert REPORT_PREFIX not in text and "Last 2 log lines:\n  epoch 2 done\n  preempted" in text
