@@ -78,20 +78,14 @@ def airflow_home(server, tmp_path_factory) -> AirflowHome:
         ),
         AIRFLOW__OPENLINEAGE__NAMESPACE="hfjobs-tests",
     )
-    created = requests.post(
-        f"{server.url}/api/buckets/{EXPORTS}",
-        json={},
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    )
-    assert created.status_code in (200, 409), created.text
-    created = requests.post(
-        f"{server.url}/api/buckets/{TEMPLATED}",
-        json={},
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    )
-    assert created.status_code in (200, 409), created.text
+    for bucket in (EXPORTS, TEMPLATED):
+        created = requests.post(
+            f"{server.url}/api/buckets/{bucket}",
+            json={},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        assert created.status_code in (200, 409), created.text
     reserialized = home.run("dags", "reserialize")  # the consumer DAG in the DB, so that its queue fills
     assert reserialized.returncode == 0, reserialized.stderr[-3000:]
     unpaused = home.run("dags", "unpause", "hfjobs_assets_consumer")  # a paused DAG is queued no run
