@@ -179,8 +179,9 @@ class EventStream:
         try:
             await waiter
         except asyncio.CancelledError:
-            if timer.cancelled() or loop.time() < timer.when():
-                raise  # the caller was cancelled, not the timer
+            task = asyncio.current_task()
+            if not waiter.cancelled() or (task is not None and task.cancelling()):
+                raise  # the caller was cancelled (its deadline, say), not the timer: never swallowed
             if bounded:
                 return False
             raise EventStreamTimeout(f"nothing arrived for {self._read_timeout:g} s") from None
@@ -361,7 +362,11 @@ async def open_event_stream(
                 raise protocol.error
             protocol.waiter = waiter = loop.create_future()
             try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the caller's
+                # cancellation when the waiter completes in the same moment (a header byte arriving), and
+                # the request deadline around this call was then lost (a trickled head ran on for minutes).
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await waiter
             except TimeoutError:
                 raise EventStreamTimeout(f"no response from {host}:{port} for {read_timeout:g} s") from None
             finally:
@@ -377,16 +382,14 @@ async def _connect(
 ) -> _StreamProtocol:
     protocol = _StreamProtocol()
     try:
-        await asyncio.wait_for(
-            asyncio.get_running_loop().create_connection(
+        async with asyncio.timeout(timeout):  # (not wait_for: see _open's head wait)
+            await asyncio.get_running_loop().create_connection(
                 lambda: protocol,
                 host,
                 port,
                 ssl=ssl_context if scheme == "https" else None,
                 server_hostname=host if scheme == "https" else None,
-            ),
-            timeout,
-        )
+            )
     except BaseException as exc:
         if protocol.transport is not None:
             protocol.transport.close()  # connected just as the timeout or a cancellation struck
