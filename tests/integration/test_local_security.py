@@ -117,6 +117,23 @@ def serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
     return process, [process.stdout.readline(), process.stdout.readline()]
 
 
+def test_the_cli_never_prints_a_token_it_was_given(tmp_path: Path) -> None:
+    """A token the user chose may be a real HF token: the start-up lines name it, never show it."""
+    given = "hf_user_chosen_token_5d1e90a7c3"
+    (tmp_path / "token").write_text(given + "\n")
+    (tmp_path / "token").chmod(0o600)
+    process, lines = serve("--token-file", str(tmp_path / "token"))
+    try:
+        url = lines[0].split()[6]
+        assert given not in "".join(lines) and "HF_TOKEN=<the token you gave>" in lines[1], lines
+        auth = {"Authorization": f"Bearer {given}"}
+        assert requests.get(f"{url}/api/whoami-v2", headers=auth, timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        rest, errors = process.communicate(timeout=30)
+    assert given not in rest + errors
+
+
 def test_the_cli_prints_its_fresh_token_once_and_honours_allow_host() -> None:
     process, (first, second) = serve("--allow-host", "jobs.lan")
     try:
