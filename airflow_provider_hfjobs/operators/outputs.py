@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, redact
 
+from airflow_provider_hfjobs.cancellation import cancel_and_confirm, log_outcome, stop_reason
 from airflow_provider_hfjobs.exceptions import HfJobFailedError
 from airflow_provider_hfjobs.jobs import JobInfo, normalize_volumes
 from airflow_provider_hfjobs.operators.reattach import _first_try_of_run, _task_state
@@ -80,6 +81,8 @@ class JobOutputs(_Base):
 
     #: This try's layout and what it resumes from, set when the task starts (``None``: at parse time).
     _outputs_run: tuple[Layout, bool, dict[str, Any] | None] | None = None
+    #: The run whose folders a prepare job has made (once per try).
+    _prepared_for: tuple[Layout, bool, dict[str, Any] | None] | None = None
 
     # ------------------------------------------------------------------------------------------ assets
     def _declare_assets(self) -> None:
@@ -161,8 +164,8 @@ class JobOutputs(_Base):
             if layout.checkpoint_dir and not resume
             else []
         )
-        if not folders:
-            return
+        if not folders or self._outputs_run is self._prepared_for:
+            return  # (a resubmit on a fallback flavor: this try's folders exist already)
         command, volumes = prepare_command(folders, reset=reset)
         ti = context["ti"]
         job = self.hook.run_job(
@@ -174,9 +177,19 @@ class JobOutputs(_Base):
             "Preparing the folders of this try (%s) with Hugging Face job %s.",
             ", ".join(f"hf://buckets/{bucket}/{folder}" for bucket, folder in folders), job.id,
         )  # fmt: skip
-        final = self.hook.wait_for_job(
-            job.id, namespace=job.owner_name or None, poll_interval=min(self.poll_interval, 2.0)
-        )
+        try:
+            final = self.hook.wait_for_job(
+                job.id, namespace=job.owner_name or None, poll_interval=min(self.poll_interval, 2.0)
+            )
+        except BaseException as exc:  # Ctrl-C, SIGTERM, a lost API: a job this task started never runs on
+            log_outcome(
+                self.log,
+                cancel_and_confirm(
+                    self.hook, job.id, namespace=job.owner_name or None, reason=stop_reason(exc)
+                ),
+            )
+            raise
+        self._prepared_for = self._outputs_run
         if not final.stage.is_success:
             raise HfJobFailedError(
                 f"Could not prepare the outputs/checkpoint folders: job {final.id} ended {final.stage.value}"

@@ -176,3 +176,32 @@ def test_the_operator_checks_literal_arguments_at_parse_time() -> None:
     assert any(getattr(o, "uri", None) == "hf://buckets/alice/artifacts" for o in op.outlets)
     arguments = op._create_arguments({}, followed=False)
     assert not arguments["volumes"]  # a job no task follows (a schedule) gets none
+
+
+def test_a_prepare_job_is_cancelled_when_its_wait_is_interrupted_and_made_once_per_try(mocker) -> None:
+    """The prepare job is a job this task started: Ctrl-C (or SIGTERM, a lost API) while waiting for it
+    cancels it, as for the task's own job; a resubmit in the same try (a fallback flavor) makes no second."""
+    from airflow_provider_hfjobs.jobs import JobInfo
+    from airflow_provider_hfjobs.operators.hfjobs import HfJobRunOperator
+    from airflow_provider_hfjobs.outputs import Layout, TryPlace
+
+    op = HfJobRunOperator(task_id="t", image="python:3.12", command=["true"], outputs="alice/artifacts")
+    hook = mocker.MagicMock()
+    hook.run_job.return_value = JobInfo.from_api(
+        {"id": "prep1", "owner": {"name": "alice"}, "status": {"stage": "RUNNING"}}
+    )
+    hook.wait_for_job.side_effect = KeyboardInterrupt
+    mocker.patch.object(HfJobRunOperator, "hook", hook)
+    cancelled = mocker.patch("airflow_provider_hfjobs.operators.outputs.cancel_and_confirm")
+    mocker.patch("airflow_provider_hfjobs.operators.outputs.log_outcome")
+    place = TryPlace("d", "r", "t", -1, 1)
+    op._outputs_run = (Layout.of("alice/artifacts", None, None, place), False, None)
+    ti = mocker.MagicMock(task_id="t")
+    with pytest.raises(KeyboardInterrupt):
+        op._prepare_folders({"ti": ti})
+    cancelled.assert_called_once_with(hook, "prep1", namespace="alice", reason=mocker.ANY)
+    hook.wait_for_job.side_effect = None
+    hook.wait_for_job.return_value = JobInfo.from_api({"id": "prep2", "status": {"stage": "COMPLETED"}})
+    op._prepare_folders({"ti": ti})
+    op._prepare_folders({"ti": ti})  # the same try again: nothing to make
+    assert hook.run_job.call_count == 2
