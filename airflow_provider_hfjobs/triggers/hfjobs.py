@@ -348,7 +348,8 @@ class HfJobTrigger(BaseTrigger):
             return False
         try:
             if not AIRFLOW_V_3_PLUS:
-                state = await asyncio.wait_for(asyncio.to_thread(_task_state_from_db, ti), 15)
+                async with asyncio.timeout(15):  # (not wait_for: on 3.11 it can swallow a cancellation)
+                    state = await asyncio.to_thread(_task_state_from_db, ti)
             else:
                 state = await _task_state_from_supervisor(ti)
         except Exception as exc:
@@ -624,7 +625,8 @@ async def _task_state_from_supervisor(ti: Any) -> str | None:
     request = GetTaskStates(
         dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id]
     )
-    response = await asyncio.wait_for(task_runner.SUPERVISOR_COMMS.asend(request), 15)
+    async with asyncio.timeout(15):  # (not wait_for: on 3.11 it can swallow a cancellation)
+        response = await task_runner.SUPERVISOR_COMMS.asend(request)
     states = getattr(response, "task_states", None) or {}
     key = ti.task_id if (ti.map_index or -1) < 0 else f"{ti.task_id}_{ti.map_index}"
     return states.get(ti.run_id, {}).get(key)
