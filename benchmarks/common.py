@@ -74,8 +74,11 @@ class SimulatedServer:
         line_bytes: int = 60,
         phase: str = "random",
         jitter: float = 0.0,
+        start_after: Path | None = None,
     ) -> list[str]:
-        """``count`` simulated jobs, created concurrently; returns their ids."""
+        """``count`` simulated jobs, created concurrently; returns their ids. ``start_after``: a file that
+        does not exist yet; the jobs are RUNNING at once but begin to print (and to count their duration)
+        only once it does, all in the same moment however long creating them took."""
         env = {
             "HFJOBS_SIM_DURATION": str(duration),
             "HFJOBS_SIM_LINES": str(lines),
@@ -83,6 +86,8 @@ class SimulatedServer:
             "HFJOBS_SIM_PHASE": phase,
             "HFJOBS_SIM_JITTER": str(jitter),
         }
+        if start_after is not None:
+            env["HFJOBS_SIM_START_AFTER"] = str(start_after)
         body = {"dockerImage": "python:3.12", "command": ["python", "train.py"], "environment": env}
 
         payload = json.dumps(body).encode()
@@ -236,13 +241,16 @@ class GcPauses:
     def __init__(self) -> None:
         self.pauses: list[float] = []
         self.full: list[tuple[float, float]] = []  # (seconds into the run, pause) of each full collection
-        self._started = self._entered = 0.0
+        self.cpu = 0.0  # CPU seconds the collections took (a pause on a busy machine is also a wait)
+        self._started = self._entered = self._cpu_started = 0.0
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
+            self._cpu_started = time.process_time()
         else:
             pause = time.perf_counter() - self._started
+            self.cpu += time.process_time() - self._cpu_started
             self.pauses.append(pause)
             if info["generation"] == 2:
                 self.full.append((self._started - self._entered, pause))

@@ -13,6 +13,13 @@ server), the connections they came on, and completion-detection latency (the ser
 trigger's event). "base full GC ms" is one full collection before any trigger: the process's heap is mostly
 Airflow's, and every full collection during the run stops the loop at least that long.
 
+``--jobs-begin with-triggers`` (the default): the simulated jobs are created first (10,000 take seconds),
+then begin together, their lines and durations counted from the moment the triggers are started, as a
+task's job begins moments before its trigger does; ``at-creation``: each begins when it is created (the
+earlier runs), so at 10,000 the first jobs have run for seconds before any trigger exists. Either way
+"ended before their stream" counts the jobs that ended before their trigger asked for its log stream
+(their latency is its start-up), and every job counts in the latency.
+
 ``--checkpoints supervisor``: each trigger has a stand-in task instance, so it keeps its log position as on
 Airflow 3: the real ``CheckpointBook`` (one record for the process, trailing the lines shown) and the
 real ``SupervisorRecordStore`` and ``TriggerCommsDecoder`` build, send and decode every frame in this
@@ -21,19 +28,31 @@ other core) keeping the Variables: requests queue and are served one at a time, 
 ``benchmarks/checkpoint_cost.py`` measured for its kind and size (``results/checkpoint-cost.json``: a fixed
 part plus a part per KB of the value). Display steps come at ``[hfjobs] log_checkpoint_steps_per_second``
 (its default unless ``--steps-per-second`` says otherwise). ``--log-delay``: also time each log line from
-the server's timestamp to its write into the task log. Such rows go to ``results/scale-checkpoints.json``.
+the server's timestamp to its write into the task log, both for every line and split into *live* lines
+(printed once the trigger had asked for its stream) and *backlog* ones (printed before: replayed at its
+start); and each trigger's start-up (*stream asked*: from the triggers' start to its stream request;
+*stream answered*: to the response head). Such rows go to ``results/scale-checkpoints.json``.
+
+Diagnostics (one ``--n``): ``--profile PATH`` (cProfile, CPU time), ``--census S ...`` (the heap's
+objects by type, and what reached the collector's oldest generation since the last census), ``--dump
+PATH`` (each job's end, event and stream request, as JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import types
 from array import array
 from collections import Counter, deque
 from datetime import datetime
@@ -71,8 +90,10 @@ CHECKPOINT_COLUMNS = [
     "max lag after start-up ms", "API calls/job", "connections/job", "display steps", "shows/job",
     "record writes", "record KB max", "look-ups", "supervisor requests/job", "supervisor busy %",
     "supervisor wait p50 ms", "supervisor wait p99 ms", "supervisor wait max s", "checkpoints given up",
-    "log delay p50 s", "log delay p99 s", "log delay max s", "lines shown by the task", "latency p50 s",
-    "latency p99 s", "events ok",
+    "log delay p50 s", "log delay p99 s", "log delay max s", "live delay p50 s", "live delay p99 s",
+    "backlog lines", "backlog delay p99 s", "stream asked p99 s", "stream answered p99 s", "full GCs",
+    "GC CPU s", "lines shown by the task", "jobs begin",
+    "ended before their stream", "latency p50 s", "latency p99 s", "events ok", "job creation s",
 ]  # fmt: skip
 
 
@@ -184,27 +205,47 @@ def use_supervisor(comms: Any) -> None:
     log_checkpoint.SupervisorRecordStore._send = send  # type: ignore[method-assign]
 
 
+class LineDelays:
+    """Each log line's seconds from the server's timestamp to its write into the task log, in two kinds:
+    ``backlog``, lines the job printed before its trigger asked for the stream (a trigger that starts late
+    replays them at once: how late it started, not how fast it streams), and ``live``, the others."""
+
+    def __init__(self) -> None:
+        self.backlog, self.live = array("d"), array("d")
+        self.opened = array("d")  # seconds from the triggers' start to each one's stream request
+        self.answered = array("d")  # ... to the server's first answer to it (the response head)
+
+    def add(self, stamp: str, now: float, opened_at: float) -> None:
+        printed = datetime.fromisoformat(stamp).timestamp()
+        (self.backlog if printed < opened_at else self.live).append(now - printed)
+
+    def __len__(self) -> int:
+        return len(self.backlog) + len(self.live)
+
+
 class TimedLog:
     """A trigger's logger that, for each log line it writes (``info("%s", text)``, as both of the trigger's
     paths write them), records the seconds since the server's timestamp of that line."""
 
-    def __init__(self, log: Any, stamps: deque[str], delays: array) -> None:
-        self._log, self._stamps, self._delays = log, stamps, delays
+    def __init__(self, log: Any, stamps: deque[str], delays: LineDelays, opened: list[float]) -> None:
+        self._log, self._stamps, self._delays, self._opened = log, stamps, delays, opened
 
     def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self._log.info(msg, *args, **kwargs)
         if msg == "%s" and self._stamps:  # lines are written in the order they were read
-            self._delays.append(time.time() - datetime.fromisoformat(self._stamps.popleft()).timestamp())
+            self._delays.add(self._stamps.popleft(), time.time(), self._opened[0])
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
 
 
-def measured_trigger(delays: array | None) -> type:
+def measured_trigger(delays: LineDelays | None, started: float = 0.0) -> type:
     """``HfJobTrigger`` counting the display steps that showed its lines and, with ``delays``, timing every
     log line from the server's timestamp to its write into the task log (the moment the trigger's
-    ``log.info`` returns). Lines the trigger leaves to the resumed task (its job ended first) are timed when
-    the event goes out, the earliest moment the task could show them (``lines shown by the task``)."""
+    ``log.info`` returns), and the moment it asked for its log stream (after its start-up: the random
+    spread, the connection and its place looked up), ``started`` being when all the triggers were started.
+    Lines the trigger leaves to the resumed task (its job ended first) are timed when the event goes out,
+    the earliest moment the task could show them (``lines shown by the task``)."""
     from airflow_provider_hfjobs.triggers.hfjobs import HfJobTrigger
 
     class MeasuredTrigger(HfJobTrigger):
@@ -216,14 +257,29 @@ def measured_trigger(delays: array | None) -> type:
                 return hook
             batches = hook.iter_job_log_batches
             stamps: deque[str] = deque()  # of the lines read and not yet written, in order
-            self._timed_log = TimedLog(super().log, stamps, delays)
+            self._opened = opened = [float("inf")]  # when it asked for the stream (the first time)
+            self._timed_log = TimedLog(super().log, stamps, delays, opened)
 
             async def recorded(*args: Any, **kwargs: Any) -> Any:
+                if opened[0] == float("inf"):
+                    opened[0] = time.time()
+                    delays.opened.append(opened[0] - started)
                 async for batch in batches(*args, **kwargs):
                     stamps.extend(batch.timestamps)
                     yield batch
+                    del batch  # as the trigger does: not held while the next one is awaited
+
+            open_stream = hook._open_stream
+
+            async def answered(*args: Any, **kwargs: Any) -> Any:
+                stream = await open_stream(*args, **kwargs)
+                if len(opened) == 1:  # its first answer: the stream's head is in
+                    opened.append(time.time())
+                    delays.answered.append(opened[1] - started)
+                return stream
 
             hook.iter_job_log_batches = recorded
+            hook._open_stream = answered
             self._stamps = stamps
             return hook
 
@@ -243,20 +299,25 @@ async def watch(
     stream: bool,
     poll_interval: float,
     supervisor: SimulatedSupervisor | None = None,
-    log_delays: array | None = None,
+    log_delays: LineDelays | None = None,
     log_metrics: bool = False,
+    census: list[float] | None = None,
 ) -> tuple[dict[str, float], dict, LoopLag, dict[str, Any]]:
     from airflow_provider_hfjobs.triggers import hfjobs, log_checkpoint
 
     moments: dict[str, float] = {}
     statuses: dict[str, str] = {}
     measured = supervisor is not None or log_delays is not None
-    trigger_class = measured_trigger(log_delays) if measured else hfjobs.HfJobTrigger
-    triggers: list[Any] = []
+    trigger_class = measured_trigger(log_delays, time.time()) if measured else hfjobs.HfJobTrigger
+    # Only what is counted is kept of an ended trigger: a triggerer drops it, and every object kept alive
+    # here would lengthen the run's full collections.
+    kept: dict[str, Any] = {"given_up": 0, "shows": 0, "left": 0, "opened": {}}
     if supervisor is not None:
         use_supervisor(await supervisor.start())
     lag = LoopLag()
     lag.start()
+    if census:
+        census_task = asyncio.ensure_future(heap_census(census))
 
     async def one(index: int, job_id: str) -> None:
         trigger = trigger_class(
@@ -272,28 +333,66 @@ async def watch(
                 dag_id="hfjobs_bench", run_id="manual__2026-01-01T00:00:00+00:00", task_id="watch",
                 map_index=index, try_number=1,
             )  # fmt: skip
-        triggers.append(trigger)
         async for event in trigger.run():
             moments[job_id] = now = time.time()
             statuses[job_id] = event.payload["status"]
             # Lines read and not shown: the resumed task shows them, a task start after this at the earliest.
             stamps = getattr(trigger, "_stamps", None) or ()
-            left[0] += len(stamps)
+            kept["left"] += len(stamps)
             if log_delays is not None:
-                log_delays.extend(now - datetime.fromisoformat(stamp).timestamp() for stamp in stamps)
+                for stamp in stamps:
+                    log_delays.add(stamp, now, trigger._opened[0])
+        kept["given_up"] += trigger._book is None  # went on without checkpoints (it logged why)
+        kept["shows"] += getattr(trigger, "steps", 0)
+        if log_delays is not None:
+            kept["opened"][job_id] = trigger._opened
 
-    left = [0]
     await asyncio.gather(*(one(index, job_id) for index, job_id in enumerate(job_ids)))
     lag.stop()
+    if census:
+        census_task.cancel()
     if supervisor is not None:
         supervisor.stop()
-    book = log_checkpoint._book[0][1] if log_checkpoint._book else None
-    # Triggers that went on without checkpoints (each logged why); none kept any with checkpoints off.
-    given_up = sum(trigger._book is None for trigger in triggers) if supervisor and book else 0
-    return moments, statuses, lag, {
-        "given_up": given_up, "shows": sum(getattr(trigger, "steps", 0) for trigger in triggers),
-        "left": left[0], "book": book,
-    }  # fmt: skip
+    kept["book"] = book = log_checkpoint._book[0][1] if log_checkpoint._book else None
+    if not (supervisor and book):  # none kept any with checkpoints off
+        kept["given_up"] = 0
+    return moments, statuses, lag, kept
+
+
+async def heap_census(at: list[float], top: int = 25) -> None:
+    """At each of ``at`` seconds into the run, the objects the collector tracks, by type, to stderr: what
+    every full collection walks."""
+    started = time.monotonic()
+    old: dict[int, str] = {}
+    for moment in at:
+        await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
+        # What reached the oldest generation since the last census (and is still alive): what makes the
+        # collector run its next full collection (after a quarter of the heap's size has).
+        oldest = {id(o): type(o).__qualname__ for o in gc.get_objects(2)}
+        if old:
+            new = Counter(name for key, name in oldest.items() if key not in old)
+            print(f"oldest generation at {moment:g} s: {len(oldest)}, {new.total()} new", file=sys.stderr)
+            for name, count in new.most_common(top):
+                print(f"  {count:9d} {name}", file=sys.stderr)
+        old = oldest
+        counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+        print(f"heap at {moment:g} s: {sum(counts.values())} objects", file=sys.stderr)
+        for name, count in counts.most_common(top):
+            print(f"  {count:9d} {name}", file=sys.stderr)
+        named: Counter[str] = Counter()
+        for o in gc.get_objects():
+            if isinstance(o, types.FunctionType):
+                named[f"function {o.__qualname__}"] += 1
+            elif isinstance(o, types.MethodType):
+                named[f"method {getattr(o.__func__, '__qualname__', '?')}"] += 1
+            elif isinstance(o, types.CoroutineType | types.AsyncGeneratorType):
+                named[f"{type(o).__name__} {o.__qualname__}"] += 1
+            elif isinstance(o, asyncio.Task):
+                named[f"Task of {getattr(o.get_coro(), '__qualname__', '?')}"] += 1
+            elif isinstance(o, asyncio.TimerHandle | asyncio.Handle):
+                named[f"{type(o).__name__} {getattr(o._callback, '__qualname__', o._callback)}"] += 1
+        for name, count in named.most_common(top * 2):
+            print(f"  {count:9d} {name}", file=sys.stderr)
 
 
 def base_full_gc_ms() -> float:
@@ -315,25 +414,51 @@ def run(
     supervisor: SimulatedSupervisor | None = None,
     log_delay: bool = False,
     log_metrics: bool = False,
+    jobs_begin: str = "with-triggers",
+    profile: str | None = None,
+    census: list[float] | None = None,
+    dump: str | None = None,
 ) -> dict:
     from airflow_provider_hfjobs.triggers.hfjobs import START_COST_SECONDS
 
     jitter = duration / 2 if ends == "spread" else 0.0
-    job_ids = server.create_jobs(n, duration=duration, lines=lines, phase=phase, jitter=jitter)
+    start_dir = Path(tempfile.mkdtemp(prefix="hfjobs-scale-"))
+    start_file = start_dir / "start" if jobs_begin == "with-triggers" else None
+    creating = time.perf_counter()
+    job_ids = server.create_jobs(
+        n, duration=duration, lines=lines, phase=phase, jitter=jitter, start_after=start_file
+    )
+    creating = time.perf_counter() - creating
     server.reset_stats()
-    delays = array("d") if log_delay else None
-    usage, server_cpu = Usage().start(), server.cpu_seconds()
-    with GcPauses() as gc_pauses:
+    delays = LineDelays() if log_delay else None
+    usage, server_cpu, started_at = Usage().start(), server.cpu_seconds(), time.time()
+    if start_file is not None:
+        # The jobs begin now, together, as the triggers do: however long creating them took (the local
+        # server's create grows with the jobs it holds), none has run before its trigger was started.
+        start_file.touch()
+    profiler = cProfile.Profile(time.process_time) if profile else None  # CPU: the machine may be busy
+    with GcPauses() as gc_pauses, profiler or contextlib.nullcontext():
         moments, statuses, lag, kept = asyncio.run(
-            watch(job_ids, stream, poll_interval, supervisor, delays, log_metrics)
+            watch(job_ids, stream, poll_interval, supervisor, delays, log_metrics, census)
         )
     usage.stop()
+    shutil.rmtree(start_dir, ignore_errors=True)
+    if profiler is not None:
+        profiler.dump_stats(profile)
     server_cpu = server.cpu_seconds() - server_cpu
     stats = server.stats(per_job=True)
     calls = [stats.get("per_job", {}).get(job_id, 0) for job_id in job_ids]
     connections = [stats.get("per_job_connections", {}).get(job_id, 0) for job_id in job_ids]
     ends = server.finished_at(job_ids)
     latency = [moments[j] - ends[j] for j in job_ids if j in ends and j in moments]
+    # Jobs that ended before their trigger asked for the log stream: their latency is their trigger's
+    # start-up, not how fast a running trigger notices an end (counted here, never left out of the latency).
+    opened = kept["opened"]
+    ended_first = sum(ends[j] < opened[j][0] for j in job_ids if j in ends and j in opened)
+    if dump:  # per job, seconds from the triggers' start: its end, its event, its stream request, answer
+        Path(dump).write_text(json.dumps([
+            [t - started_at for t in (ends.get(j, 0), moments.get(j, 0), *opened.get(j, ()))] for j in job_ids
+        ]))  # fmt: skip
     return {
         "triggers": n,
         "logs": (f"streamed, {lines} lines ({phase})" if stream else f"poll {poll_interval:g}s")
@@ -350,6 +475,8 @@ def run(
         "p99 loop lag ms": lag.p99 * 1000,
         "max GC pause ms": max(gc_pauses.pauses, default=0.0) * 1000,
         "full GCs": len(gc_pauses.full),
+        "GC pauses s": sum(gc_pauses.pauses),
+        "GC CPU s": gc_pauses.cpu,
         "full GCs at s (ms)": ", ".join(f"{at:.1f} ({pause * 1000:.0f})" for at, pause in gc_pauses.full),
         "API calls/job": sum(calls) / n,
         "max calls/job": max(calls),
@@ -357,10 +484,13 @@ def run(
         "latency p50 s": percentile(latency, 0.5),
         "latency p99 s": percentile(latency, 0.99),
         "events ok": f"{sum(s == 'success' for s in statuses.values())}/{n}",
+        "jobs begin": jobs_begin,
+        "job creation s": creating,
+        "ended before their stream": ended_first if opened else None,
         "server CPU s": server_cpu,
         "requests by kind": stats["requests"],
         **checkpoint_stats(n, usage.wall, supervisor, kept),
-        **({} if delays is None else log_delay_stats(list(delays), n * lines if stream else 0)),
+        **({} if delays is None else log_delay_stats(delays, n * lines if stream else 0)),
     }
 
 
@@ -395,12 +525,33 @@ def checkpoint_stats(
     }
 
 
-def log_delay_stats(delays: list[float], expected: int) -> dict[str, Any]:
+def log_delay_stats(delays: LineDelays, expected: int) -> dict[str, Any]:
+    every, live, backlog, opened = (
+        [*delays.backlog, *delays.live],
+        list(delays.live),
+        list(delays.backlog),
+        list(delays.opened),
+    )
     return {
         "log lines timed": f"{len(delays)}/{expected}",
-        "log delay p50 s": percentile(delays, 0.5),
-        "log delay p99 s": percentile(delays, 0.99),
-        "log delay max s": max(delays, default=float("nan")),
+        "log delay p50 s": percentile(every, 0.5),
+        "log delay p99 s": percentile(every, 0.99),
+        "log delay max s": max(every, default=float("nan")),
+        # Lines printed once the trigger had asked for its stream: how fast it streams.
+        "live lines": len(live),
+        "live delay p50 s": percentile(live, 0.5),
+        "live delay p99 s": percentile(live, 0.99),
+        "live delay max s": max(live, default=float("nan")),
+        # Lines printed before: replayed when it started, as late as its start.
+        "backlog lines": len(backlog),
+        "backlog delay p50 s": percentile(backlog, 0.5),
+        "backlog delay p99 s": percentile(backlog, 0.99),
+        # Seconds from all the triggers' start to each one asking for its stream (the start-up spread).
+        "stream asked p50 s": percentile(opened, 0.5),
+        "stream asked p99 s": percentile(opened, 0.99),
+        "stream asked max s": max(opened, default=float("nan")),
+        "stream answered p50 s": percentile(list(delays.answered), 0.5),
+        "stream answered p99 s": percentile(list(delays.answered), 0.99),
     }
 
 
@@ -464,6 +615,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--metrics", action="store_true", help="triggers with log_metrics (a metrics stream beside the log)"
     )
+    parser.add_argument(
+        "--jobs-begin", choices=["with-triggers", "at-creation"], default="with-triggers",
+        help="with-triggers: the simulated jobs begin when the triggers are started, however long creating "
+        "them took (as a task's job begins moments before its trigger); at-creation: each as it is created",
+    )  # fmt: skip
+    parser.add_argument("--profile", metavar="PATH", help="cProfile the triggers' run into PATH (one --n)")
+    parser.add_argument(
+        "--census", type=float, nargs="+", metavar="S", help="print the heap's objects by type at S seconds"
+    )
+    parser.add_argument("--dump", metavar="PATH", help="each job's end, event and stream request, as JSON")
     parser.add_argument("--save-as", help="results file name (default: scale, or scale-checkpoints)")
     parser.add_argument("--append", action="store_true", help="add the rows to the results file's")
     parser.add_argument(
@@ -493,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             supervisor = SimulatedSupervisor(model)  # type: ignore[arg-type]
         row = run(
             int(n), mode == "stream", args.duration, args.lines, args.poll_interval, server, args.phase, ends,
-            supervisor, args.log_delay, args.metrics,
+            supervisor, args.log_delay, args.metrics, args.jobs_begin, args.profile, args.census, args.dump,
         )  # fmt: skip
         heap = "frozen on import" if gc.get_freeze_count() else "as imported"
         print(json.dumps({"rss_before_mb": baseline, "base full GC ms": base_gc, "heap": heap, **row}))
@@ -501,7 +662,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     options = ["--duration", str(args.duration), "--lines", str(args.lines), "--poll-interval",
-               str(args.poll_interval), "--phase", args.phase]  # fmt: skip
+               str(args.poll_interval), "--phase", args.phase, "--jobs-begin", args.jobs_begin]  # fmt: skip
+    if args.profile:
+        options += ["--profile", args.profile]
+    if args.census:
+        options += ["--census", *map(str, args.census)]
+    if args.dump:
+        options += ["--dump", args.dump]
     if "supervisor" in args.checkpoints:
         options += ["--supervisor-model", json.dumps(service_model())]
     if args.log_delay:
@@ -524,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
                              server.url, str(server.process.pid), str(n), mode, ends],
                             capture_output=True, text=True, check=True, env=env,
                         )  # fmt: skip
+                        if args.census:
+                            print(child.stderr, file=sys.stderr)
                         rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
                         print(table(rows[-1:], columns).splitlines()[-1], flush=True)
     print()

@@ -12,6 +12,9 @@ The script comes from the job's environment, falling back to the server's defaul
     HFJOBS_SIM_PHASE=random   (or aligned: jobs created together print together)
     HFJOBS_SIM_JITTER=0       (seconds: each job runs duration ± up to this, so jobs started together
                               end over a window, as jobs do, instead of all in the same second)
+    HFJOBS_SIM_START_AFTER=   (a file's path: the job is RUNNING at once, but its script begins only once
+                              that file exists, so thousands of jobs created over many seconds start in
+                              the same moment, when a benchmark creates the file)
 
 A job with ``attempts`` whose scenario ends in ERROR plays again, up to that many times, with the start
 marker before each replay; its metrics stream serves a constant idle sample each second while it runs.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from dataclasses import dataclass, fields, replace
@@ -49,6 +53,9 @@ class Scenario:
     phase: str = "random"
     #: Each job's duration is ``duration`` ± up to ``jitter`` seconds (uniform, fixed per job id).
     jitter: float = 0.0
+    #: A file's path (empty: none): the script begins once it exists (checked every 10 ms, one check for
+    #: all the jobs waiting on the same path), not when the job is created.
+    start_after: str = ""
 
     def __post_init__(self) -> None:
         if self.duration < 0 or self.lines < 0 or self.line_bytes < 1:
@@ -74,7 +81,12 @@ class Scenario:
         for key, raw in values.items():
             kind = str(kinds[key])
             try:
-                converted[key] = float(raw) if "float" in kind else int(raw) if "int" in kind else raw.upper()
+                if key == "start_after":  # a path, as given
+                    converted[key] = raw
+                else:
+                    converted[key] = (
+                        float(raw) if "float" in kind else int(raw) if "int" in kind else raw.upper()
+                    )
             except ValueError:
                 raise ValueError(f"scenario {key}={raw!r} is not a number") from None
         return replace(self, **converted)
@@ -106,6 +118,7 @@ class SimulatedRunner:
         self.scenario = scenario or Scenario()
         self.keep_jobs = False  # nothing outlives the server: jobs live in memory
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._start_signals: dict[str, asyncio.Task[None]] = {}
 
     def start(self, job: JobRecord) -> None:
         task = asyncio.get_running_loop().create_task(self._play(job), name=f"simulated-{job.id}")
@@ -126,7 +139,7 @@ class SimulatedRunner:
         job.finish(JobStage.CANCELED)
 
     async def shutdown(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._start_signals.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -140,6 +153,8 @@ class SimulatedRunner:
             return
         loop = asyncio.get_running_loop()
         job.mark_running()
+        if scenario.start_after:
+            await asyncio.shield(self._start_signal(scenario.start_after))
         draw = random.Random(job.id)
         for attempt in range(1, job.attempts + 1):
             if attempt > 1:  # a failed attempt runs again, as a job with ``attempts`` does
@@ -158,6 +173,20 @@ class SimulatedRunner:
                 break
         message = "exit code 1" if scenario.stage == JobStage.ERROR else None
         job.finish(JobStage(scenario.stage), message)
+
+    def _start_signal(self, path: str) -> asyncio.Task[None]:
+        """Done once ``path`` exists: one watcher for all the jobs waiting on it."""
+        signal = self._start_signals.get(path)
+        if signal is None:
+            signal = self._start_signals[path] = asyncio.get_running_loop().create_task(
+                self._wait_for_file(path), name=f"simulated-start-after-{path}"
+            )
+        return signal
+
+    @staticmethod
+    async def _wait_for_file(path: str) -> None:
+        while not os.path.exists(path):
+            await asyncio.sleep(0.01)
 
     def metrics_sampler(self, job: JobRecord) -> SimulatedSampler:
         """Metrics of a simulated job: a constant idle sample while it is RUNNING."""

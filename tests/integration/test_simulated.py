@@ -8,6 +8,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -71,6 +72,22 @@ def test_jitter_spreads_the_durations_of_jobs_started_together(hook: HfJobsHook)
     taken = [(job.finished_at - job.started_at).total_seconds() for job in jobs]
     assert all(p - 0.01 <= t <= p + 5 for p, t in zip(planned, taken, strict=True)), (planned, taken)
     assert len(set(planned)) == 6  # six ids, six durations (rounded to 1 ms, two of six collide ~2% of runs)
+
+
+def test_jobs_waiting_for_a_start_file_begin_together_when_it_appears(hook: HfJobsHook, tmp_path) -> None:
+    """``HFJOBS_SIM_START_AFTER``: RUNNING at once, but no line and no end before the file exists (a
+    benchmark creating thousands of jobs over seconds starts them all in one moment); the path is kept
+    as given, not upper-cased like the stage."""
+    start = tmp_path / "Start"
+    env = {"HFJOBS_SIM_START_AFTER": str(start), "HFJOBS_SIM_DURATION": "0.2", "HFJOBS_SIM_LINES": "2"}
+    jobs = [hook.run_job(image="python:3.12", command=NO_SUCH_PROGRAM, env=env) for _ in range(3)]
+    time.sleep(0.3)  # longer than the jobs' duration
+    assert {hook.inspect_job(job.id).stage for job in jobs} == {JobStage.RUNNING}
+    assert all(list(hook.fetch_job_logs(job.id)) == [] for job in jobs)
+    start.touch()
+    done = [hook.wait_for_job(job.id, poll_interval=0.05, timeout=30) for job in jobs]
+    assert {job.stage for job in done} == {JobStage.COMPLETED}
+    assert all(len(list(hook.fetch_job_logs(job.id))) == 2 for job in jobs)
 
 
 def test_a_long_simulated_log_is_replayed_whole(hook: HfJobsHook, monkeypatch: pytest.MonkeyPatch) -> None:
