@@ -95,7 +95,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
 
     async def get_credentials(self) -> HfJobsCredentials:
         if self._credentials is None:
-            creds = _recent_credentials.get(self.hf_conn_id) or await self._look_up_credentials()
+            creds = await _recent_credentials.shared(self.hf_conn_id, self._look_up_credentials)
             check_http_credentials(creds.endpoint, creds.token)
             self._credentials = creds
         return self._credentials
@@ -426,6 +426,7 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                         body, headers = await self._error_body(stream), stream.headers
                     else:
                         body = headers = None
+                        batch: LogBatch | None = None
                         while (chunk := await stream.read(check.wait(loop.time()))) != b"":
                             lines = False
                             async for batch in _steps(parser, chunk or b""):
@@ -434,6 +435,10 @@ class HfJobsAsyncHook(_HfJobsHookBase):
                                     lines = True
                                     reconnect.progressed()
                                     yield batch
+                            # Not held while the next chunk is awaited (a second or more): objects alive
+                            # that long reach the collector's oldest generation, and with thousands of
+                            # streams they were among what made it walk the whole heap every few seconds.
+                            batch = None
                             if not lines and check.due(loop.time()):
                                 if await self._ended(job_id, ns):
                                     while chunk := await stream.read(0):  # what already arrived

@@ -12,6 +12,7 @@ uses httpx then.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import ssl
 import urllib.request
@@ -25,6 +26,7 @@ from airflow_provider_hfjobs.jobs import body_limit
 
 #: Stop reading from the socket while this much body is waiting for the reader.
 HIGH_WATER_BYTES = 1 << 20
+_NO_CONTEXT = contextvars.Context()
 
 
 class EventStreamError(OSError):
@@ -60,7 +62,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.buffered = 0
         self.ended = False
         self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[bool | None] | None = None  # None: bytes came (or the end, an error)
         self.paused = False
         self.last_data = 0.0  # loop time of the last bytes received (or of the request sent)
 
@@ -157,6 +159,11 @@ class EventStream:
         assert head is not None
         self.status_code = head.status_code
         self._done: Callable[[EventStream], None] | None = None  # set by a KeptConnection
+        # One timer kept across reads, moved only when a wait needs it sooner (see read).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._waiter: asyncio.Future[bool | None] | None = None
+        self._until = 0.0
 
     @property
     def headers(self) -> httpx.Headers:
@@ -166,41 +173,59 @@ class EventStream:
         assert head is not None
         return httpx.Headers(list(head.headers))
 
-    async def _wait(self, within: float | None) -> bool:
-        """Until bytes (or the end, or an error) arrive: ``True``; ``False`` after ``within`` s without.
-        :class:`EventStreamTimeout` once nothing arrived for the read timeout."""
-        protocol = self._protocol
-        loop = asyncio.get_running_loop()
-        silent_until = protocol.last_data + self._read_timeout
-        until = silent_until if within is None else min(silent_until, loop.time() + within)
-        bounded = until < silent_until
-        protocol.waiter = waiter = loop.create_future()
-        timer = loop.call_at(until, waiter.cancel)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not waiter.cancelled() or (task is not None and task.cancelling()):
-                raise  # the caller was cancelled (its deadline, say), not the timer: never swallowed
-            if bounded:
-                return False
-            raise EventStreamTimeout(f"nothing arrived for {self._read_timeout:g} s") from None
-        finally:
-            timer.cancel()
-            protocol.waiter = None
-        return True
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        # (an empty context, not a copy of the caller's: one object less per timer; it only sets a result)
+        self._timer, self._timer_at = loop.call_at(at, self._on_timer, context=_NO_CONTEXT), at
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait arms it again
+        if self._timer_at >= self._until:
+            waiter.set_result(False)  # the wait's deadline
+        else:
+            self._arm(asyncio.get_running_loop(), self._until)  # bytes came since: a later deadline now
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def read(self, within: float | None = None) -> bytes | None:
         """The body bytes received since the last call; ``b""`` at the end of the stream; ``None`` if
-        nothing came within ``within`` seconds (a follower's stage check is due: the stream reads on)."""
+        nothing came within ``within`` seconds (a follower's stage check is due: the stream reads on);
+        :class:`EventStreamTimeout` once nothing arrived for the read timeout.
+
+        The wait is inline (a stream waits for every chunk: one coroutine, not two) and its timer outlives
+        it: one armed and cancelled for every chunk left a cancelled handle in the loop's heap until its
+        original deadline (10 s and more), thousands in a busy triggerer, each one more object for every
+        full collection. Kept, it fires at most once per deadline and re-arms itself if bytes came."""
         protocol = self._protocol
         while not protocol.body:
             if protocol.error is not None:
                 raise protocol.error
             if protocol.ended:
                 return b""
-            if (within is not None and within <= 0) or not await self._wait(within):
+            if within is not None and within <= 0:
                 return None
+            loop = asyncio.get_running_loop()
+            silent_until = protocol.last_data + self._read_timeout
+            until = silent_until if within is None else min(silent_until, loop.time() + within)
+            protocol.waiter = waiter = loop.create_future()  # its result: None, woken; False, the deadline
+            self._waiter, self._until = waiter, until
+            if self._timer is None or self._timer_at > until:
+                self._arm(loop, until)
+            try:
+                arrived = await waiter
+            finally:
+                protocol.waiter = self._waiter = None
+            if arrived is False:
+                if until < silent_until:
+                    return None
+                raise EventStreamTimeout(f"nothing arrived for {self._read_timeout:g} s")
         data = b"".join(protocol.body) if len(protocol.body) > 1 else protocol.body[0]
         protocol.body.clear()
         protocol.buffered = 0
@@ -217,11 +242,13 @@ class EventStream:
         return await read_capped(self.read, body_limit(self.status_code) if limit is None else limit)
 
     def close(self) -> None:
+        self._disarm()
         if self._protocol.transport is not None:
             self._protocol.transport.close()
 
     async def aclose(self) -> None:
         """Done with the stream: back to its :class:`KeptConnection` if it came from one, else closed."""
+        self._disarm()
         done, self._done = self._done, None
         if done is not None:
             done(self)
@@ -274,13 +301,7 @@ class KeptConnection:
         """An event stream over this connection (``None``: a proxy applies); raises
         :class:`EventStreamError` as :func:`open_event_stream` does. ``aclose`` it: one read to its end
         leaves the connection kept for the next request, any other closes it."""
-        stream = await self._open(url, headers, read_timeout)
-        if stream is not None:
-            stream._done = self._release
-        return stream
-
-    async def _open(self, url: str, headers: Mapping[str, str], read_timeout: float) -> EventStream | None:
-        parts = urlsplit(url)
+        parts = urlsplit(url)  # (one coroutine, not two: thousands of triggers open their streams at once)
         origin = (parts.scheme, parts.hostname, parts.port)
         kept = self._protocol
         if self._origin != origin or (
@@ -300,6 +321,8 @@ class KeptConnection:
                     continue  # the server may have closed the idle connection: once more on a fresh one
                 raise
             self._origin = origin
+            if stream is not None:
+                stream._done = self._release
             return stream
         return None  # not reached: the fresh attempt returns or raises
 

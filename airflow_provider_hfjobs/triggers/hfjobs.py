@@ -243,9 +243,12 @@ class HfJobTrigger(BaseTrigger):
                         mask_secret(value)
                     if place is not None:
                         await place
-                    remaining = None if self.deadline is None else max(0.0, self.deadline - time.time())
-                    async with asyncio.timeout(remaining):
+                        place = None  # a done task keeps its coroutine: a few objects less per trigger
+                    if self.deadline is None:  # (no timeout scope held for the job's whole life)
                         job = await self._watch_and_measure(hook)
+                    else:
+                        async with asyncio.timeout(max(0.0, self.deadline - time.time())):
+                            job = await self._watch_and_measure(hook)
                 except asyncio.CancelledError:
                     if self.cancel_on_kill and interrupted_by_ctrl_c():
                         # ``airflow dags test`` runs this inline and is being stopped: nothing will watch
@@ -489,6 +492,7 @@ class HfJobTrigger(BaseTrigger):
                     self._alive()  # a report line too: it is life for stall_timeout
                     self._say(self._reports.lines(batch.texts))
                     self.log_cursor = batch.next_cursor or self.log_cursor
+                    del batch  # not held while the next one is awaited (see iter_job_log_batches)
                 self._log_complete = True
             else:
                 await self._stream_logs_checkpointed(hook)
@@ -563,7 +567,8 @@ class HfJobTrigger(BaseTrigger):
                 stage_check_interval=self.poll_interval,  # a stream left open after the end: left soon
             ):
                 self._alive()
-                entry.add(batch.indexes, batch.texts)
+                entry.add(batch.indexes, batch.texts)  # (copied: the batch is not kept)
+                del batch  # not held while the next one is awaited (see iter_job_log_batches)
         finally:
             entry.close()  # from here on no line of this job is shown by this trigger
         self._log_complete = not entry.pending

@@ -632,3 +632,28 @@ async def test_a_closed_entry_lets_go_of_its_trigger(monkeypatch: pytest.MonkeyP
     entry.add([0], ["after the end"])  # a line after close shows nothing and raises nothing
     await book.settle(entry, timeout=1.0)  # its exact place is written all the same
     assert book.store.values  # type: ignore[attr-defined]
+
+
+async def test_an_ended_triggers_event_waits_for_the_write_of_its_place_not_a_poll(monkeypatch) -> None:
+    """``settle`` wakes when the write that makes the place exact lands (one future the write resolves,
+    not a 10 ms poll per ended trigger), and at once when the store fails: no write will come."""
+    loop = asyncio.get_running_loop()
+    store = MemoryStore()
+    book = process(store, monkeypatch)
+    entry = book.open(KEY, 0, lambda texts, end: None, lambda exc: None)
+    entry.add([0, 1], ["a", "b"])
+    await until(lambda: entry.shown == 2)
+    entry.close()
+    began = loop.time()
+    await book.settle(entry, timeout=10)
+    assert entry.written == (2, 2) and loop.time() - began < 2 and entry.settled is None
+    assert store.history()[-1] == (2, 2)
+
+    failing = MemoryStore()
+    book = process(failing, monkeypatch)
+    entry = book.open(KEY, 0, lambda texts, end: None, lambda exc: None)
+    entry.close()
+    failing.fail = True
+    began = loop.time()
+    await book.settle(entry, timeout=10)
+    assert book.failure is not None and loop.time() - began < 2
