@@ -17,14 +17,24 @@ STAMP_AF2 := $(VENV_AF2)/.installed-$(shell cat pyproject.toml setup.py airflow_
 venv: $(STAMP)
 venv-af2: $(STAMP_AF2)
 
+# What '.[local,test]' requires, read from pyproject.toml: each venv installs it from its constraints, the two
+# venvs at once (most of a fresh clone's set-up time), then the project itself, editable and without
+# dependencies, taking turns on the build lock (an editable build writes the tree's egg-info).
+REQUIREMENTS = $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	extras = p["optional-dependencies"]; print("\n".join(p["dependencies"] + extras["local"] + extras["test"]))'
+
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e '.[local,test]'
+	@$(REQUIREMENTS) > $(VENV)/requirements.txt
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -r $(VENV)/requirements.txt
+	flock .dist.lock $(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) --no-deps -e '.[local,test]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 $(STAMP_AF2): pyproject.toml $(CONSTRAINTS_AF2)
 	@test -x $(VENV_AF2)/bin/python || $(PYTHON) -m venv $(VENV_AF2)
-	$(VENV_AF2)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS_AF2) -e '.[local,test]'
+	@$(REQUIREMENTS) > $(VENV_AF2)/requirements.txt
+	$(VENV_AF2)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS_AF2) -r $(VENV_AF2)/requirements.txt
+	flock .dist.lock $(VENV_AF2)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS_AF2) --no-deps -e '.[local,test]'
 	@rm -f $(VENV_AF2)/.installed-* && touch $@
 
 # The browser tests of the job pages drive this Chromium (Playwright cannot download its own here).
@@ -64,22 +74,26 @@ services:
 # The whole suite on Airflow 3.3 and on Airflow 2.11, the two legs at once and beside the static checks, each
 # leg spreading its test files over processes (pytest-xdist, --dist loadfile: a file's tests share one process,
 # so its module fixtures, Airflow homes and deployments, are made once; the 3.3 leg, the longer, gets one more).
-# Most tests wait on jobs and Airflow processes, not the CPU. The venvs and tools are installed first, one after
-# the other (pip must not race in one venv, nor two editable builds in this tree). Each leg's output is shown
-# whole when it ends (--output-sync).
+# Most tests wait on jobs and Airflow processes, not the CPU; the `airflow` commands they run fork from an
+# interpreter that has imported Airflow already (tests/integration/forked_airflow.py). The venvs are installed
+# first, the two at once, then the tools (pip must not race in one venv). Each leg's output is shown whole when
+# it ends (--output-sync).
 TEST_WORKERS_AF3 ?= 3
 TEST_WORKERS_AF2 ?= 2
 PYTEST_ARGS ?= -q --dist loadfile
 
 test:
-	@$(MAKE) --no-print-directory venv venv-af2 browser services
+	@$(MAKE) --no-print-directory -j2 --output-sync=target venv venv-af2
+	@$(MAKE) --no-print-directory browser services
 	@$(MAKE) --no-print-directory $(TYPECHECK_STAMP) $(DIST_STAMP) $(DOCS_STAMP)
 	@$(MAKE) --no-print-directory -j3 --output-sync=recurse checks test-af3 test-af2
 
 checks: lint typecheck docs check-dist
 
+# Test modules marked airflow_free (the local server, the official client, the browser; nothing of Airflow, their
+# dependencies pinned alike in both constraints files: tests/unit/test_airflow_free.py) run in the 2.11 leg only.
 test-af3: venv browser services
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS_AF3) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS_AF3) $(PYTEST_ARGS) -m "not airflow_free"
 
 test-af2: venv-af2 browser services
 	$(VENV_AF2)/bin/python -m pytest -n $(TEST_WORKERS_AF2) $(PYTEST_ARGS)

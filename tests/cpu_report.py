@@ -10,6 +10,7 @@ prints the files by CPU. Not a test and not an assertion: a measurement (``bench
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import resource
@@ -22,6 +23,7 @@ import pytest
 
 REPORT = os.environ.get("HFJOBS_CPU_REPORT", "/tmp/hfjobs-cpu-report.jsonl")
 _current: dict[str, Any] = {}
+_AIRFLOW = importlib.metadata.version("apache-airflow")
 
 
 def _cpu() -> float:
@@ -32,7 +34,7 @@ def _cpu() -> float:
 def _flush() -> None:
     if not _current:
         return
-    row = {"file": _current["file"], "cpu_s": round(_cpu() - _current["cpu"], 2),
+    row = {"file": _current["file"], "airflow": _AIRFLOW, "cpu_s": round(_cpu() - _current["cpu"], 2),
            "wall_s": round(time.monotonic() - _current["wall"], 2)}  # fmt: skip
     with open(REPORT, "a") as out:
         out.write(json.dumps(row) + "\n")
@@ -59,8 +61,9 @@ if __name__ == "__main__":
     with open(sys.argv[1] if len(sys.argv) > 1 else REPORT) as rows:
         for line in rows:
             row = json.loads(line)
-            totals[row["file"]][0] += row["cpu_s"]
-            totals[row["file"]][1] += row["wall_s"]
+            key = f'{row["file"]} [{row.get("airflow", "?")}]'
+            totals[key][0] += row["cpu_s"]
+            totals[key][1] += row["wall_s"]
     grand = sum(cpu for cpu, _ in totals.values())
     print(f"{'cpu s':>8} {'wall s':>8}  file   (total {grand:.0f} CPU s)")
     for file, (cpu, wall) in sorted(totals.items(), key=lambda kv: -kv[1][0]):

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 
-pytestmark = pytest.mark.conformance
+pytestmark = [pytest.mark.conformance, pytest.mark.airflow_free]
 
 HF = str(Path(sys.executable).parent / "hf")
 TOKEN = "hf_cli_token"

@@ -21,7 +21,7 @@ from huggingface_hub.errors import HfHubHTTPError, JobNotFoundError
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 
-pytestmark = pytest.mark.conformance
+pytestmark = [pytest.mark.conformance, pytest.mark.airflow_free]
 
 TOKEN = "hf_conformance_token"
 NS = "conf-user"

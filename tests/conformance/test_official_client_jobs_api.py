@@ -15,7 +15,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 
-pytestmark = pytest.mark.conformance
+pytestmark = [pytest.mark.conformance, pytest.mark.airflow_free]
 
 TOKEN = "hf_conformance_api_token"
 NS = "conf-api"

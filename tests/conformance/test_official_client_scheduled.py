@@ -20,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError, JobNotFoundError
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 
-pytestmark = pytest.mark.conformance
+pytestmark = [pytest.mark.conformance, pytest.mark.airflow_free]
 
 TOKEN = "hf_conformance_scheduled_token"
 NS = "conf-sched"

@@ -14,7 +14,7 @@ import requests
 
 from airflow_provider_hfjobs.local import LocalJobsServer
 
-pytestmark = pytest.mark.conformance
+pytestmark = [pytest.mark.conformance, pytest.mark.airflow_free]
 
 TOKEN = "hf_wire_token"
 NS = "wire-user"

@@ -13,7 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.integration import forked_airflow
+
 REPO = Path(__file__).resolve().parents[2]
+atexit.register(forked_airflow.close_all)
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
@@ -22,14 +25,22 @@ class AirflowHome:
     path: Path
     env: dict[str, str]
 
-    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 300, fresh: bool = False) -> subprocess.CompletedProcess[str]:
+        """``airflow *args`` in this home, forked from a pre-imported interpreter (``forked_airflow``), or
+        with ``fresh`` (and ``HFJOBS_TESTS_FORK=0``) as a new ``airflow`` process."""
+        if not fresh and forked_airflow.enabled():
+            forked = forked_airflow.run_forked(AIRFLOW, args, self.env, self.path, timeout)
+            if forked is not None:
+                return forked
         return subprocess.run(
             [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.path,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
-    def dags_test(self, dag_id: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return self.run("dags", "test", dag_id, timeout=timeout)
+    def dags_test(
+        self, dag_id: str, timeout: float = 300, fresh: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("dags", "test", dag_id, timeout=timeout, fresh=fresh)
 
 
 def make_airflow_home(path: Path, server_url: str, token: str, *extra_dag_dirs: Path) -> AirflowHome:
@@ -67,7 +78,7 @@ def _migrated_db(env: dict[str, str]) -> Path:
         migrated = AirflowHome(
             template,
             {**env, "AIRFLOW_HOME": str(template), "AIRFLOW__CORE__DAGS_FOLDER": str(template / "dags")},
-        ).run("db", "migrate", timeout=180)
+        ).run("db", "migrate", timeout=180, fresh=True)
         if migrated.returncode != 0:
             raise RuntimeError(
                 f"airflow db migrate failed:\n{migrated.stdout[-3000:]}\n{migrated.stderr[-3000:]}"

@@ -22,13 +22,13 @@ def test_a_dags_test_logs_no_rfc3986_warning(server, tmp_path, stored: str) -> N
         home.env.pop("AIRFLOW_CONN_HF_DEFAULT")
         added = home.run(
             "connections", "add", "hf_default", "--conn-type", "hf_jobs", "--conn-host", server.url,
-            "--conn-password", TOKEN,
+            "--conn-password", TOKEN, fresh=True,
         )  # fmt: skip
         assert added.returncode == 0, added.stderr[-3000:]
-        shown = home.run("connections", "get", "hf_default", "--output", "json")
+        shown = home.run("connections", "get", "hf_default", "--output", "json", fresh=True)
         assert shown.returncode == 0 and "hf-jobs://" in shown.stdout, shown.stderr[-3000:]
         assert WARNING not in shown.stdout + shown.stderr
-    result = home.dags_test("hfjobs_quickstart")
+    result = home.dags_test("hfjobs_quickstart", fresh=True)  # a warning at start-up would be in its output
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-5000:]
     assert "Hello from the cloud!" in text

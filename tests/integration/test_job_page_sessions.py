@@ -48,7 +48,9 @@ from tests.integration.test_job_pages import (
     where,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.airflow_free, pytest.mark.usefixtures("no_job_left_behind")
+]
 TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
 
 

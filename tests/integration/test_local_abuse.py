@@ -29,7 +29,9 @@ import requests
 from airflow_provider_hfjobs.local import LocalJobsServer
 from tests.integration.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.airflow_free, pytest.mark.usefixtures("no_job_left_behind")
+]
 
 TOKEN = "hf_abuse_token"
 NS = "abused"

@@ -31,7 +31,9 @@ from airflow_provider_hfjobs.local.simulated import Scenario
 from airflow_provider_hfjobs.local.spec import CREATE_FIELDS, host_arch
 from tests.integration.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.airflow_free, pytest.mark.usefixtures("no_job_left_behind")
+]
 
 TOKEN = "hf_local_api_token"
 NS = "alice"

@@ -35,6 +35,7 @@ from tests.integration.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.airflow_free,
     pytest.mark.usefixtures("no_job_left_behind"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc"),
     pytest.mark.skipif(os.geteuid() != 0, reason="a job user of its own needs a server run as root"),

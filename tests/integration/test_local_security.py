@@ -23,7 +23,9 @@ from airflow_provider_hfjobs.local import store as local_store
 from airflow_provider_hfjobs.local.runner import DEFAULT_PASS_ENV
 from tests.integration.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_job_left_behind")]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.airflow_free, pytest.mark.usefixtures("no_job_left_behind")
+]
 
 TOKEN = "hf_security_token"
 NS = "guarded"
