@@ -48,3 +48,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             if message not in seen:
                 seen.add(message)
                 terminalreporter.write_sep("!", message, red=True, bold=True)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """A module's Airflow homes are its own: once its last test has run, the interpreters pre-imported for
+    them (tests/integration/forked_airflow.py, ~200 MB each) go, and the CPU of what they ran is counted."""
+    if nextitem is None or getattr(nextitem, "module", None) is not getattr(item, "module", None):
+        from tests.integration import forked_airflow
+
+        forked_airflow.close_all()
