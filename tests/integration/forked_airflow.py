@@ -107,6 +107,10 @@ for line in channel_in:
 """
 
 
+class CannotFork(RuntimeError):
+    """The zygote refused to fork (a thread appeared in it): the command runs as a fresh process."""
+
+
 class Zygote:
     """One pre-imported Airflow interpreter for one environment and working directory."""
 
@@ -129,7 +133,7 @@ class Zygote:
             self.process.stdin.flush()
             started = self._answer(deadline + 60)  # the zygote may still be importing
             if "pid" not in started:
-                raise RuntimeError(f"the Airflow zygote could not fork: {started}")
+                raise CannotFork(started.get("error", str(started)))
             try:
                 ended = self._answer(deadline)
             except subprocess.TimeoutExpired:
@@ -168,6 +172,9 @@ class Zygote:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        with contextlib.suppress(OSError):
+            assert self.process.stdout is not None
+            self.process.stdout.close()
         self.log.close()
 
 
@@ -189,9 +196,9 @@ def run_forked(
     airflow: str, args: tuple[str, ...], env: dict[str, str], cwd: Path, timeout: float
 ) -> subprocess.CompletedProcess[str] | None:
     """The command's result, or None when it must run as a fresh process: a home's first command, which
-    writes its ``airflow.cfg`` (generating its Fernet key and secrets) as Airflow's CLI does at start; a
-    zygote that read its configuration before the file existed would lack them. A changed file is a new
-    zygote (its state is part of the key)."""
+    writes its ``airflow.cfg`` (generating its Fernet key and secrets) as Airflow's CLI does at start (a
+    zygote that read its configuration before the file existed would lack them), or a zygote that cannot
+    fork safely. A changed file is a new zygote (its state is part of the key)."""
     config = config_file(env)
     if not config.exists():
         return None
@@ -201,7 +208,14 @@ def run_forked(
     _ZYGOTES[key] = zygote
     while len(_ZYGOTES) > _KEEP:
         _ZYGOTES.popitem(last=False)[1].close()
-    return zygote.run(args, timeout)
+    try:
+        return zygote.run(args, timeout)
+    except CannotFork:
+        _ZYGOTES.pop(key).close()
+        return None
+    except RuntimeError:  # the zygote died: the next command gets a new one
+        _ZYGOTES.pop(key).close()
+        raise
 
 
 def close_all() -> None:
